@@ -1,0 +1,285 @@
+"""One model per topic. Topic names follow ``<domain>.<entity>.<verb-past>.v<N>``.
+
+Rules: v1 payloads only ever gain optional fields; a breaking change is a new ``.v2`` topic.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.envelope import Envelope
+from schemas.vocab import Action, Channel, EscalationReason, HealthStatus, Intent, RootCause, Tier
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- shared parts
+class Sender(Payload):
+    """Who sent a contact: an authenticated session subject, or an unauthenticated email address."""
+
+    kind: Literal["customer_session", "email", "agent", "system"] = "customer_session"
+    subject: str | None = Field(default=None, description="customer id the session was signed for")
+    email: str | None = None
+
+
+class DiagnosisView(Payload):
+    """The Billing Diagnosis as carried inside messages (see services/diagnostics)."""
+
+    customer_id: str
+    status: HealthStatus
+    root_cause: RootCause
+    explanation: str
+    recommended_action: Action | None = None
+    self_serve_eligible: bool = False
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    missing_sources: list[str] = Field(default_factory=list)
+    secondary_causes: list[RootCause] = Field(default_factory=list)
+
+
+class ActionRecord(Payload):
+    """One action that was tried, with its result."""
+
+    action: Action
+    tier: Tier
+    status: Literal["succeeded", "failed", "denied", "skipped"]
+    idempotency_key: str
+    detail: str = ""
+    amount_usd: float = 0.0
+    target: str | None = None
+
+
+class PolicyDecisionRecord(Payload):
+    action: Action
+    verdict: Literal["allow", "deny", "needs_human"]
+    reason: str = ""
+    rule: str = ""
+
+
+class Turn(Payload):
+    role: Literal["customer", "assistant", "tool", "system", "agent"]
+    text: str
+
+
+# --------------------------------------------------------------------------- topics
+class ContactReceivedPayload(Payload):
+    channel: Channel
+    text: str = Field(max_length=20_000)
+    sender: Sender = Field(default_factory=Sender)
+    subject_line: str | None = None
+    received_at: datetime | None = None
+
+
+class ContactReceivedV1(Envelope[ContactReceivedPayload]):
+    TOPIC: ClassVar[str] = "contact.received.v1"
+
+
+class SelfhealRequestedPayload(Payload):
+    action: Action
+    params: dict[str, Any] = Field(default_factory=dict)
+    source: Literal["dashboard", "router", "api"] = "dashboard"
+    sender: Sender = Field(default_factory=Sender)
+    intent: Intent | None = None
+    text: str | None = None
+    diagnosis: DiagnosisView | None = None
+    tried: list[ActionRecord] = Field(default_factory=list)
+
+
+class SelfhealRequestedV1(Envelope[SelfhealRequestedPayload]):
+    TOPIC: ClassVar[str] = "tier1.selfheal.requested.v1"
+
+
+class IntentCandidate(Payload):
+    intent: Intent
+    confidence: float
+
+
+class AgentRequestedPayload(Payload):
+    text: str
+    channel: Channel = Channel.CHAT
+    intent: Intent | None = None
+    confidence: float = 0.0
+    candidates: list[IntentCandidate] = Field(default_factory=list)
+    diagnosis: DiagnosisView | None = None
+    tried: list[ActionRecord] = Field(default_factory=list)
+    handoff_reason: str = ""
+    tier_path: list[Tier] = Field(default_factory=list)
+
+
+class AgentRequestedV1(Envelope[AgentRequestedPayload]):
+    TOPIC: ClassVar[str] = "tier2.agent.requested.v1"
+
+
+class StripeEventReceivedPayload(Payload):
+    event_id: str
+    event_type: str
+    created: int
+    livemode: bool = False
+    api_version: str | None = None
+    object: dict[str, Any] = Field(default_factory=dict, description="data.object as Stripe sent it")
+    previous_attributes: dict[str, Any] | None = None
+
+
+class StripeEventReceivedV1(Envelope[StripeEventReceivedPayload]):
+    TOPIC: ClassVar[str] = "stripe.event.received.v1"
+
+
+class EscalationOpenedPayload(Payload):
+    reason: EscalationReason
+    opened_by: Tier
+    intent: Intent | None = None
+    text: str | None = None
+    plan: str | None = None
+    amount_usd: float = 0.0
+    diagnosis: DiagnosisView | None = None
+    transcript: list[Turn] = Field(default_factory=list)
+    actions_tried: list[ActionRecord] = Field(default_factory=list)
+    policy_decisions: list[PolicyDecisionRecord] = Field(default_factory=list)
+    suggested_next_step: str = ""
+    tier_path: list[Tier] = Field(default_factory=list)
+    contact_started_at: datetime | None = None
+
+
+class EscalationOpenedV1(Envelope[EscalationOpenedPayload]):
+    TOPIC: ClassVar[str] = "tier3.escalation.opened.v1"
+
+
+class CaseResolvedPayload(Payload):
+    case_id: str
+    agent_id: str
+    resolution_note: str
+    actions: list[ActionRecord] = Field(default_factory=list)
+    refund_usd: float = 0.0
+    knowledge_article_id: str | None = None
+
+
+class CaseResolvedV1(Envelope[CaseResolvedPayload]):
+    TOPIC: ClassVar[str] = "tier3.case.resolved.v1"
+
+
+class OutcomeRecordedPayload(Payload):
+    resolved_by: Tier
+    tier_path: list[Tier]
+    intent: Intent | None = None
+    root_cause: RootCause | None = None
+    actions: list[Action] = Field(default_factory=list)
+    refund_usd: float = 0.0
+    recovered_usd: float = 0.0
+    escalation_reason: EscalationReason | None = None
+    latency_ms: int = 0
+    cost_usd: float = 0.0
+    channel: Channel | None = None
+    trigger: Literal["contact", "selfheal", "stripe_event"] = "contact"
+    summary: str = ""
+
+
+class OutcomeRecordedV1(Envelope[OutcomeRecordedPayload]):
+    TOPIC: ClassVar[str] = "contact.outcome.recorded.v1"
+
+
+class AuditEventPayload(Payload):
+    actor: str = Field(description="service or human id, e.g. 'tier2_agent' or 'agent:ana'")
+    action: str
+    target: str | None = None
+    decision: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str | None = Field(default=None, description="hash of the previous record (chain)")
+    hash: str | None = None
+
+
+class AuditEventRecordedV1(Envelope[AuditEventPayload]):
+    TOPIC: ClassVar[str] = "audit.event.recorded.v1"
+
+
+class NotificationRequestedPayload(Payload):
+    channel: Literal["email"] = "email"
+    to: str
+    template: str
+    subject: str
+    body: str
+    dedupe_key: str
+    link: str | None = None
+
+
+class NotificationRequestedV1(Envelope[NotificationRequestedPayload]):
+    TOPIC: ClassVar[str] = "notification.requested.v1"
+
+
+class UsageEventPayload(Payload):
+    event_id: str
+    metric: str
+    units: float = Field(ge=0)
+    unit_price_usd: float = Field(default=0.0, ge=0)
+    ts: datetime
+
+
+class UsageEventRecordedV1(Envelope[UsageEventPayload]):
+    TOPIC: ClassVar[str] = "usage.event.recorded.v1"
+
+
+class KnowledgeArticlePayload(Payload):
+    article_id: str
+    title: str
+    body_markdown: str
+    tags: list[str] = Field(default_factory=list)
+    source: str = "tier3"
+    author: str | None = None
+
+
+class KnowledgeArticlePublishedV1(Envelope[KnowledgeArticlePayload]):
+    TOPIC: ClassVar[str] = "knowledge.article.published.v1"
+
+
+class AlertPayload(Payload):
+    kind: Literal["drift", "sla_breach"]
+    subject: str
+    observed: float
+    expected: float
+    threshold: float
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlertRaisedV1(Envelope[AlertPayload]):
+    TOPIC: ClassVar[str] = "ops.alert.raised.v1"
+
+
+class DeadLetterPayload(Payload):
+    """A message a consumer could not process, with why. Never dropped."""
+
+    original_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    value: str = Field(description="original bytes, decoded as UTF-8 with replacement")
+    headers: dict[str, str] = Field(default_factory=dict)
+    consumer: str
+    error_type: str
+    error: str
+    attempts: int = 1
+
+
+class DeadLetterRecordedV1(Envelope[DeadLetterPayload]):
+    TOPIC: ClassVar[str] = "deadletter.message.recorded.v1"
+
+
+ALL_MESSAGES: tuple[type[Envelope[Any]], ...] = (
+    ContactReceivedV1,
+    SelfhealRequestedV1,
+    AgentRequestedV1,
+    StripeEventReceivedV1,
+    EscalationOpenedV1,
+    CaseResolvedV1,
+    OutcomeRecordedV1,
+    AuditEventRecordedV1,
+    NotificationRequestedV1,
+    UsageEventRecordedV1,
+    KnowledgeArticlePublishedV1,
+    AlertRaisedV1,
+    DeadLetterRecordedV1,
+)
+
+TOPICS: dict[str, type[Envelope[Any]]] = {m.TOPIC: m for m in ALL_MESSAGES}

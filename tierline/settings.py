@@ -1,0 +1,46 @@
+"""Infrastructure settings shared by every service. Only settings classes read the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOPIC_PARTITIONS = 4
+
+
+class InfraSettings(BaseSettings):
+    """Where the components are. Every address is configurable: embedded defaults or production."""
+
+    model_config = SettingsConfigDict(env_prefix="TIERLINE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".tierline"), description="embedded stack data root")
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:15432/tierline"
+    clickhouse_dsn: str = Field(default="", description="chdb://PATH (embedded) or http://host:8123 (server)")
+    qdrant_path: Path | None = None
+    qdrant_url: str | None = Field(default=None, description="Qdrant server URL; overrides qdrant_path")
+    stripe_api_base: str | None = Field(default="http://127.0.0.1:18420", description="None = real Stripe")
+    stripe_api_key: SecretStr = SecretStr("sk_test_tierline_local")
+    stripe_webhook_secrets: str = Field(
+        default="whsec_tierline_local", description="comma-separated; two at once during rotation"
+    )
+    session_secret: SecretStr = SecretStr("tierline-local-session-secret-change-me-please")
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 18025
+    public_base_url: str = "http://127.0.0.1:8101"
+    log_json: bool | None = None
+
+    def resolved_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def resolved_qdrant_path(self) -> Path:
+        return self.qdrant_path or (self.data_dir / "qdrant")
+
+    def webhook_secrets(self) -> list[str]:
+        return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]
+
+    @property
+    def emulated_stripe(self) -> bool:
+        return self.stripe_api_base is not None

@@ -1,0 +1,1 @@
+"""The embedded stack: real components started from pip-installed parts, on loopback only."""
