@@ -30,6 +30,8 @@ class InfraSettings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 18025
     public_base_url: str = "http://127.0.0.1:8101"
+    diagnostics_url: str = "http://127.0.0.1:8104"
+    http_port: int | None = Field(default=None, description="this service's HTTP port (health, API, pages)")
     log_json: bool | None = None
 
     def resolved_clickhouse_dsn(self) -> str:
@@ -44,3 +46,15 @@ class InfraSettings(BaseSettings):
     @property
     def emulated_stripe(self) -> bool:
         return self.stripe_api_base is not None
+
+
+#: Default HTTP ports of the embedded stack (each service also serves /healthz there).
+DEFAULT_PORTS: dict[str, int] = {
+    "tier0_prevent": 8100,
+    "tier1_selfheal": 8101,
+    "router": 8102,
+    "tier3_handoff": 8103,
+    "diagnostics": 8104,
+    "tier2_agent": 8105,
+    "notifier": 8106,
+}

@@ -1,0 +1,178 @@
+"""The `tierline` command: one way to run everything (the Makefile calls these)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: service name -> module with create_service(settings)
+SERVICE_MODULES: dict[str, str] = {
+    "router": "services.router.app",
+    "tier0_prevent": "services.tier0_prevent.app",
+    "tier1_selfheal": "services.tier1_selfheal.app",
+    "tier2_agent": "services.tier2_agent.app",
+    "tier3_handoff": "services.tier3_handoff.app",
+    "diagnostics": "services.diagnostics.app",
+    "notifier": "services.tier0_prevent.notifier",
+}
+
+
+def load_service_factory(name: str) -> Callable[..., Any]:
+    if name not in SERVICE_MODULES:
+        raise SystemExit(f"unknown service {name!r}; choose from {', '.join(SERVICE_MODULES)}")
+    return importlib.import_module(SERVICE_MODULES[name]).create_service  # type: ignore[no-any-return]
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from tierline.settings import InfraSettings
+
+    return Path(args.data_dir) if getattr(args, "data_dir", None) else InfraSettings().data_dir
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from tierline.stack import manager
+
+    cfg = manager.default_config(_data_dir(args))
+    cfg.durable_broker = cfg.durable_broker or args.durable
+    seconds = manager.up(cfg, with_services=not args.components_only)
+    print(f"tierline up: stack ready in {seconds:.1f}s (data in {cfg.root})")
+    return _print_status(cfg)
+
+
+def _print_status(cfg: Any) -> int:
+    from tierline.stack import manager
+
+    results = manager.status(cfg)
+    width = max(len(h.name) for h in results)
+    for h in results:
+        print(f"  {'OK  ' if h.ok else 'DOWN'} {h.name:<{width}}  {h.detail}")
+    return 0 if all(h.ok for h in results) else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from tierline.stack import manager
+
+    cfg = manager.StackConfig.load(_data_dir(args))
+    if cfg is None:
+        print(f"no stack in {_data_dir(args)} (run `tierline up`)")
+        return 1
+    return _print_status(cfg)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from tierline.stack import manager
+
+    cfg = manager.StackConfig.load(_data_dir(args))
+    if cfg is None:
+        print("nothing to stop")
+        return 0
+    stopped = manager.down(cfg)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tierline.observability import configure_logging
+    from tierline.settings import InfraSettings
+
+    configure_logging(args.service)
+    settings = InfraSettings()
+    if args.port:
+        settings = settings.model_copy(update={"http_port": args.port})
+    service = load_service_factory(args.service)(settings)
+    asyncio.run(service.run_forever())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from tierline.db import migrate
+    from tierline.settings import InfraSettings
+
+    applied = asyncio.run(migrate(InfraSettings().postgres_dsn))
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    from tierline.asyncapi import render
+
+    out = Path(args.out)
+    out.write_text(render())
+    print(f"wrote {out}")
+    return 0
+
+
+def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        fn = getattr(importlib.import_module(module), func)
+        return int(fn(args.rest) or 0)
+
+    return run
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from services.router.intent.model import classify_main
+
+    return int(classify_main(sys.stdin, sys.stdout) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tierline", description=__doc__)
+    parser.add_argument("--data-dir", help="embedded stack data directory (default .tierline)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="start the embedded stack and the services")
+    p.add_argument("--durable", action="store_true", help="broker data on a loopback S3 (survives restarts)")
+    p.add_argument("--components-only", action="store_true", help="start components, not services")
+    p.set_defaults(func=cmd_up)
+    sub.add_parser("status", help="health of every component and service").set_defaults(func=cmd_status)
+    sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)
+
+    p = sub.add_parser("serve", help="run one service in the foreground")
+    p.add_argument("service", choices=sorted(SERVICE_MODULES))
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="apply Postgres migrations").set_defaults(func=cmd_migrate)
+    p = sub.add_parser("asyncapi", help="write the AsyncAPI document generated from the services")
+    p.add_argument("--out", default=str(REPO_ROOT / "asyncapi.yaml"))
+    p.set_defaults(func=cmd_asyncapi)
+
+    for name, module, func, help_text in (
+        ("train-intents", "services.router.intent.model", "train_main", "train the router's intent model"),
+        ("eval", "tierline.scenarios.cli", "eval_main", "run scenario files through the real doors"),
+        ("demo", "tierline.demo", "demo_main", "build a synthetic month and replay it"),
+        ("report", "services.tier3_handoff.report", "report_main", "analyst tables for a period"),
+        ("audit", "services.tier3_handoff.audit_chain", "audit_main", "audit chain tools (verify)"),
+        ("bench", "bench.run", "bench_main", "run every benchmark"),
+    ):
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=_delegate(module, func))
+
+    p = sub.add_parser("classify", help="one text a line on stdin -> one JSON line on stdout")
+    p.set_defaults(func=cmd_classify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (RuntimeError, TimeoutError) as exc:
+        print(json.dumps({"error": str(exc)}) if not sys.stderr.isatty() else f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

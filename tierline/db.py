@@ -1,0 +1,65 @@
+"""Postgres: one asyncpg pool per process, migrations applied in order, once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    assert pool is not None
+    return pool
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) for every migration, ordered by file name."""
+    root = resources.files("tierline") / "migrations"
+    files = sorted((p for p in root.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
+    return [(Path(p.name).stem, p.read_text()) for p in files]
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Apply pending migrations under an advisory lock; returns the versions applied now."""
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock(724051)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
+                    version,
+                    hashlib.sha256(sql.encode()).hexdigest(),
+                )
+            applied.append(version)
+            log.info("db.migration.applied", version=version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(724051)")
+        await conn.close()
+    return applied
+
+
+def record_to_dict(record: Any) -> dict[str, Any]:
+    return dict(record) if record is not None else {}

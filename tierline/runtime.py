@@ -1,0 +1,151 @@
+"""Running one service: its broker, its Postgres pool, its HTTP door, in one event loop.
+
+``services/<name>/app.py`` exposes ``create_service(settings) -> Service``; ``tierline serve <name>``
+runs it until SIGTERM. Tests start the same objects in-process against the real components.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+import uvicorn
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tierline.db import create_pool
+from tierline.messaging import DeadLetterRouter, make_broker
+from tierline.settings import InfraSettings
+
+log = structlog.get_logger(__name__)
+
+Hook = Callable[["Service"], Awaitable[None]]
+HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+@dataclass
+class Service:
+    """One deployable unit: consumers on a broker, an optional HTTP app, start/stop hooks."""
+
+    name: str
+    settings: InfraSettings
+    broker: KafkaBroker
+    dead_letters: DeadLetterRouter
+    http_port: int | None = None
+    routes: list[Any] = field(default_factory=list)
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+    background: list[Callable[[Service], Awaitable[None]]] = field(default_factory=list)
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    needs_postgres: bool = True
+    pool: asyncpg.Pool | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _server: uvicorn.Server | None = None
+    started: bool = False
+
+    @classmethod
+    def create(cls, name: str, settings: InfraSettings, **kwargs: Any) -> Service:
+        dead_letters = DeadLetterRouter(name)
+        broker = make_broker(settings.kafka_bootstrap, name, dead_letters)
+        return cls(name=name, settings=settings, broker=broker, dead_letters=dead_letters, **kwargs)
+
+    @property
+    def db(self) -> asyncpg.Pool:
+        assert self.pool is not None, f"{self.name}: Postgres pool not started"
+        return self.pool
+
+    def faststream_app(self) -> FastStream:
+        return FastStream(self.broker, title=f"tierline {self.name}")
+
+    def asgi(self) -> Starlette:
+        return Starlette(routes=[*self.routes, Route("/healthz", self._healthz), Route("/readyz", self._healthz)])
+
+    async def _healthz(self, request: Request) -> JSONResponse:
+        results = await self.check_health()
+        ok = all(r["ok"] for r in results.values())
+        return JSONResponse({"service": self.name, "ok": ok, "checks": results}, status_code=200 if ok else 503)
+
+    async def check_health(self) -> dict[str, dict[str, Any]]:
+        results: dict[str, dict[str, Any]] = {}
+        try:
+            ok = await asyncio.wait_for(self.broker.ping(timeout=2.0), 3.0)
+            results["kafka"] = {"ok": bool(ok), "detail": "broker reachable" if ok else "broker ping failed"}
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            results["kafka"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+        if self.pool is not None:
+            try:
+                await asyncio.wait_for(self.pool.fetchval("SELECT 1"), 3.0)
+                results["postgres"] = {"ok": True, "detail": "query ok"}
+            except Exception as exc:  # noqa: BLE001
+                results["postgres"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+        for name, check in self.health_checks.items():
+            try:
+                ok, detail = await asyncio.wait_for(check(), 5.0)
+            except Exception as exc:  # noqa: BLE001
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
+            results[name] = {"ok": ok, "detail": detail}
+        return results
+
+    async def start(self, *, serve_http: bool = True) -> None:
+        if self.needs_postgres:
+            self.pool = await create_pool(self.settings.postgres_dsn)
+        for hook in self.on_start:
+            await hook(self)
+        await self.broker.start()
+        for job in self.background:
+            self._tasks.append(asyncio.create_task(job(self), name=f"{self.name}:{job.__name__}"))
+        if serve_http and self.http_port is not None:
+            config = uvicorn.Config(self.asgi(), host="127.0.0.1", port=self.http_port, log_level="warning",
+                                    lifespan="off")
+            self._server = uvicorn.Server(config)
+            self._tasks.append(asyncio.create_task(self._server.serve(), name=f"{self.name}:http"))
+            for _ in range(100):
+                if self._server.started:
+                    break
+                await asyncio.sleep(0.05)
+        self.started = True
+        log.info("service.started", service=self.name, http_port=self.http_port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        for task in self._tasks:
+            if task.get_name().endswith(":http"):
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(task, 5)
+            else:
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        for hook in self.on_stop:
+            with contextlib.suppress(Exception):
+                await hook(self)
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+        self.started = False
+        log.info("service.stopped", service=self.name)
+
+    async def run_forever(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()
