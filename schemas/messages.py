@@ -130,7 +130,7 @@ class StripeEventReceivedV1(Envelope[StripeEventReceivedPayload]):
 
 class EscalationOpenedPayload(Payload):
     reason: EscalationReason
-    opened_by: Tier
+    opened_by: Tier | Literal["router"]
     intent: Intent | None = None
     text: str | None = None
     plan: str | None = None

@@ -123,6 +123,21 @@ class DeadLetterRouter:
             error=payload.error[:300],
         )
 
+    async def run_hook(self, raw: Any, error: BaseException) -> None:
+        """After dead-lettering, let the consumer close the contact (e.g. escalate with reason error)."""
+        hook = self.give_up_hooks.get(raw.topic)
+        if hook is None:
+            return
+        try:
+            body = json.loads(raw.value)
+        except (ValueError, TypeError):
+            return
+        if isinstance(body, dict) and body.get("contact_id") and body.get("customer_id"):
+            try:
+                await hook(body, error)
+            except Exception as exc:  # noqa: BLE001 - the dead letter is already recorded
+                log.error("deadletter.hook_failed", consumer=self.service, error=_describe(exc)[:300])
+
     def middleware(self) -> type[BaseMiddleware]:
         router = self
 
@@ -133,6 +148,7 @@ class DeadLetterRouter:
                     return await call_next(msg)
                 except (ValidationError, UndecodableMessage, json.JSONDecodeError) as exc:
                     await router.send(raw, exc, attempts=1)
+                    await router.run_hook(raw, exc)
                     return None
                 except Exception as exc:
                     ident = (raw.topic, raw.partition, raw.offset)
@@ -145,14 +161,7 @@ class DeadLetterRouter:
                         raise
                     router._attempts.pop(ident, None)
                     await router.send(raw, exc, attempts=n)
-                    hook = router.give_up_hooks.get(raw.topic)
-                    if hook is not None:
-                        try:
-                            body = json.loads(raw.value)
-                        except (ValueError, TypeError):
-                            body = None
-                        if isinstance(body, dict):
-                            await hook(body, exc)
+                    await router.run_hook(raw, exc)
                     return None
 
         return DeadLetterMiddleware

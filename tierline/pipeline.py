@@ -158,3 +158,36 @@ async def escalate(
     await publish(broker, msg)
     log.info("escalation.opened", contact_id=cause.contact_id, reason=payload.reason, by=payload.opened_by)
     return msg
+
+
+async def escalate_failed_message(
+    broker: KafkaBroker, body: dict[str, Any], error: BaseException, *, opened_by: Tier | str
+) -> EscalationOpenedV1:
+    """A contact whose message could not be processed still reaches a human (reason ``error``)."""
+    import uuid
+
+    from schemas import EscalationReason
+
+    payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
+    text = payload.get("text") if isinstance(payload.get("text"), str) else None
+    try:
+        cause_id: uuid.UUID | None = uuid.UUID(str(body.get("message_id")))
+    except ValueError:
+        cause_id = None
+    msg = EscalationOpenedV1(
+        message_id=derived_id("escalation", body["contact_id"]),
+        type=EscalationOpenedV1.TOPIC,
+        contact_id=str(body["contact_id"]),
+        customer_id=str(body["customer_id"]),
+        causation_id=cause_id,
+        payload=EscalationOpenedPayload(
+            reason=EscalationReason.ERROR,
+            opened_by=opened_by,  # type: ignore[arg-type]
+            text=text,
+            suggested_next_step=f"Processing failed ({type(error).__name__}); answer the customer and check the "
+            "dead-letter record for this contact.",
+        ),
+    )
+    await publish(broker, msg)
+    log.warning("escalation.opened_after_failure", contact_id=msg.contact_id, error_type=type(error).__name__)
+    return msg

@@ -65,11 +65,21 @@ class Service:
         assert self.pool is not None, f"{self.name}: Postgres pool not started"
         return self.pool
 
+    def documents_publishing(self, *models: type[Any]) -> None:
+        """Declare what this service publishes, so the generated AsyncAPI document shows it."""
+        for model in models:
+            self.broker.publisher(model.TOPIC, schema=model, title=f"{self.name}:{model.TOPIC}")
+
     def faststream_app(self) -> FastStream:
         return FastStream(self.broker, title=f"tierline {self.name}")
 
     def asgi(self) -> Starlette:
-        return Starlette(routes=[*self.routes, Route("/healthz", self._healthz), Route("/readyz", self._healthz)])
+        return Starlette(routes=[*self.routes, Route("/livez", self._livez), Route("/healthz", self._healthz),
+                                 Route("/readyz", self._healthz)])
+
+    async def _livez(self, request: Request) -> JSONResponse:
+        """Liveness: the process and its event loop answer (dependencies are readiness, not liveness)."""
+        return JSONResponse({"service": self.name, "ok": self.started})
 
     async def _healthz(self, request: Request) -> JSONResponse:
         results = await self.check_health()
@@ -106,7 +116,7 @@ class Service:
         for job in self.background:
             self._tasks.append(asyncio.create_task(job(self), name=f"{self.name}:{job.__name__}"))
         if serve_http and self.http_port is not None:
-            config = uvicorn.Config(self.asgi(), host="127.0.0.1", port=self.http_port, log_level="warning",
+            config = uvicorn.Config(self.asgi(), host=self.settings.http_host, port=self.http_port, log_level="warning",
                                     lifespan="off")
             self._server = uvicorn.Server(config)
             self._tasks.append(asyncio.create_task(self._server.serve(), name=f"{self.name}:http"))

@@ -21,7 +21,9 @@ class InfraSettings(BaseSettings):
     clickhouse_dsn: str = Field(default="", description="chdb://PATH (embedded) or http://host:8123 (server)")
     qdrant_path: Path | None = None
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; overrides qdrant_path")
-    stripe_api_base: str | None = Field(default="http://127.0.0.1:18420", description="None = real Stripe")
+    stripe_api_base: str | None = Field(
+        default=None, description="Stripe API base: unset = real Stripe; the embedded stack sets the emulator's"
+    )
     stripe_api_key: SecretStr = SecretStr("sk_test_tierline_local")
     stripe_webhook_secrets: str = Field(
         default="whsec_tierline_local", description="comma-separated; two at once during rotation"
@@ -32,6 +34,7 @@ class InfraSettings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8101"
     diagnostics_url: str = "http://127.0.0.1:8104"
     http_port: int | None = Field(default=None, description="this service's HTTP port (health, API, pages)")
+    http_host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 inside a container")
     log_json: bool | None = None
 
     def resolved_clickhouse_dsn(self) -> str:
@@ -45,7 +48,7 @@ class InfraSettings(BaseSettings):
 
     @property
     def emulated_stripe(self) -> bool:
-        return self.stripe_api_base is not None
+        return bool(self.stripe_api_base)
 
 
 #: Default HTTP ports of the embedded stack (each service also serves /healthz there).

@@ -1,0 +1,67 @@
+# One way to run things: these targets are the interface (CI calls `make test`, like a person).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
+MODEL := .tierline/models/intent/meta.json
+SCENARIOS ?= ../shared/data/scenarios/public.jsonl
+
+.PHONY: install model browser test test-unit test-integration run up demo eval bench status down lint asyncapi clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e ".[dev]"
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+model: install $(MODEL)
+
+$(MODEL):
+	$(BIN)/tierline train-intents
+
+# Debian's Chromium for the browser tests (Playwright drives it; nothing downloads a browser build).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+
+test: install model browser
+	$(BIN)/pytest -q
+
+test-unit: install
+	$(BIN)/pytest -q -m unit
+
+test-integration: install model
+	$(BIN)/pytest -q -m "integration or browser"
+
+# The README's run command: start the embedded stack and every service.
+run up: install model
+	$(BIN)/tierline up
+
+status:
+	$(BIN)/tierline status
+
+down:
+	$(BIN)/tierline down
+
+demo: install model
+	$(BIN)/tierline demo
+
+eval: install model
+	$(BIN)/tierline eval $(SCENARIOS) --out eval-results.jsonl
+
+bench: install model
+	$(BIN)/tierline bench
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy tierline schemas services
+
+asyncapi: install
+	$(BIN)/tierline asyncapi --out asyncapi.json
+
+clean: down
+	rm -rf .tierline test-output
