@@ -116,7 +116,9 @@ class AgentRequest(_Model):
     handoff_reason: str = ""
 
     @classmethod
-    def from_payload(cls, payload: AgentRequestedPayload, *, redacted_text: str | None = None) -> AgentRequest:
+    def from_payload(
+        cls, payload: AgentRequestedPayload, *, redacted_text: str | None = None
+    ) -> AgentRequest:
         return cls(
             text=payload.text if redacted_text is None else redacted_text,
             intent=payload.intent,

@@ -24,13 +24,19 @@ async def test_given_stack_when_listing_topics_then_every_schema_topic_exists_wi
         await consumer.stop()
 
 
-async def test_given_stack_when_producing_keyed_message_then_it_is_consumed_with_headers(stack, infra, unique):
+async def test_given_stack_when_producing_keyed_message_then_it_is_consumed_with_headers(
+    stack, infra, unique
+):
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
     await producer.start()
     await producer.send_and_wait("ops.alert.raised.v1", b"{}", key=unique.encode(), headers=[("h", b"v")])
     await producer.stop()
-    consumer = AIOKafkaConsumer("ops.alert.raised.v1", bootstrap_servers=infra.kafka_bootstrap,
-                                group_id=f"t-{unique}", auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        "ops.alert.raised.v1",
+        bootstrap_servers=infra.kafka_bootstrap,
+        group_id=f"t-{unique}",
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         found = None
