@@ -10,13 +10,13 @@ Money is compared in whole cents; a charge's age is counted in whole days (floor
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.messages import PolicyDecisionRecord
 from schemas.vocab import Action, EscalationReason
@@ -64,6 +64,13 @@ def to_record(action: Action, verdict: Verdict) -> PolicyDecisionRecord:
 
 
 # --------------------------------------------------------------------------- context (verified facts only)
+def _aware(value: datetime | None) -> datetime | None:
+    """Naive datetimes are taken as UTC so that ages can always be computed."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
 class ChargeFacts(BaseModel):
     model_config = ConfigDict(frozen=True)
     id: str
@@ -72,6 +79,8 @@ class ChargeFacts(BaseModel):
     created_at: datetime
     refunded_usd: float = Field(default=0.0, ge=0)
     status: str = "succeeded"
+
+    _created_at_aware = field_validator("created_at")(_aware)
 
 
 class PolicyContext(BaseModel):
@@ -93,6 +102,8 @@ class PolicyContext(BaseModel):
     retry_attempts: int = Field(default=0, ge=0)
     actions_today: dict[str, int] = Field(default_factory=dict)
     now: datetime
+
+    _times_aware = field_validator("now", "last_refund_at")(_aware)
 
 
 # --------------------------------------------------------------------------- the rules file, typed

@@ -533,3 +533,16 @@ def test_given_verdicts_when_recorded_then_policy_decision_record_matches(engine
     assert (allow.verdict, allow.reason) == ("allow", "")
     deny = to_record(Action.REFUND, engine.check(Action.REFUND, ctx(charge=None)))
     assert (deny.verdict, deny.reason) == ("deny", "charge_not_found")
+
+
+def test_given_naive_timestamps_when_checked_then_taken_as_utc(engine: PolicyEngine) -> None:
+    naive_now = NOW.replace(tzinfo=None)
+    old = ChargeFacts(
+        id="ch_n", customer_id=CUSTOMER, amount_usd=10.0, created_at=naive_now - timedelta(days=31)
+    )
+    verdict = engine.check(Action.REFUND, ctx(charge=old, now=naive_now))
+    assert_needs_human(verdict, EscalationReason.REFUND_OVER_POLICY, "max_charge_age_days")
+    fresh = ChargeFacts(
+        id="ch_n", customer_id=CUSTOMER, amount_usd=10.0, created_at=naive_now - timedelta(days=1)
+    )
+    assert isinstance(engine.check(Action.REFUND, ctx(charge=fresh)), Allow)

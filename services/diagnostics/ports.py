@@ -1,0 +1,57 @@
+"""What diagnostics needs from the outside world, as Protocols (adapters implement them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from schemas.messages import DiagnosisView
+from services.diagnostics.domain import BillingSnapshot, UsageFigures
+
+
+class DiagnosticsError(Exception):
+    """Base error of the diagnostics service."""
+
+
+class CustomerNotFound(DiagnosticsError):
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"no customer {customer_id!r} in the mirror, the subscription store or Stripe")
+        self.customer_id = customer_id
+
+
+class SourceUnavailable(DiagnosticsError):
+    """A source (Stripe, Postgres, ClickHouse) could not be read."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        super().__init__(f"{source} unavailable: {detail}")
+        self.source = source
+        self.detail = detail
+
+
+class MirrorReader(Protocol):
+    async def load(self, customer_id: str) -> tuple[BillingSnapshot, MirrorFreshness]: ...
+
+
+class MirrorWriter(Protocol):
+    async def upsert_object(self, obj: dict[str, Any], version_ms: int) -> None: ...
+
+
+class MirrorFreshness(Protocol):
+    known: bool
+    synced_at: datetime | None
+
+
+class StripeReader(Protocol):
+    async def read_customer(self, customer_id: str) -> list[dict[str, Any]]:
+        """Every object Stripe holds for the customer (customer first); CustomerNotFound if none."""
+        ...
+
+
+class UsageReader(Protocol):
+    async def figures(
+        self, customer_id: str, period_start: datetime | None, period_end: datetime | None, now: datetime
+    ) -> tuple[UsageFigures, ...]: ...
+
+
+class AuditSink(Protocol):
+    async def diagnosed(self, diagnosis: DiagnosisView, *, contact_id: str | None, cause: Any | None) -> None: ...

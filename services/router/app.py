@@ -1,0 +1,57 @@
+"""Router service wiring: consumes contact.received.v1, publishes to one tier topic."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from schemas.messages import (
+    AgentRequestedV1,
+    AuditEventRecordedV1,
+    ContactReceivedV1,
+    EscalationOpenedV1,
+    SelfhealRequestedV1,
+)
+from services.router.handlers import RouterDeps, on_contact_received
+from services.router.settings import RouterSettings
+from tierline.messaging import SUBSCRIBER_DEFAULTS, Inbox, consumer_group
+from tierline.pipeline import escalate_failed_message
+from tierline.runtime import Service
+from tierline.settings import InfraSettings
+
+NAME = "router"
+
+
+def create_service(settings: InfraSettings, *, classifier: Any = None, diagnostics: Any = None) -> Service:
+    cfg = RouterSettings(**settings.model_dump())
+    service = Service.create(NAME, cfg, http_port=cfg.http_port)
+    holder: dict[str, RouterDeps] = {}
+
+    async def wire(svc: Service) -> None:
+        clf = classifier
+        if clf is None:
+            from services.router.intent.model import IntentClassifier
+
+            clf = await asyncio.to_thread(IntentClassifier.load, cfg.intent_model_dir)
+        diag = diagnostics
+        if diag is None:
+            from services.diagnostics.client import HttpDiagnostics
+
+            diag = HttpDiagnostics(cfg.diagnostics_url)
+        holder["deps"] = RouterDeps(pool=svc.db, broker=svc.broker, classifier=clf, diagnostics=diag,
+                                    inbox=Inbox(svc.db, consumer_group(NAME)),
+                                    repeat_window_days=cfg.repeat_contact_window_days)
+
+    service.on_start.append(wire)
+    service.documents_publishing(SelfhealRequestedV1, AgentRequestedV1, EscalationOpenedV1, AuditEventRecordedV1)
+
+    @service.broker.subscriber(ContactReceivedV1.TOPIC, group_id=consumer_group(NAME), **SUBSCRIBER_DEFAULTS,
+                               title="router:contact.received.v1")
+    async def on_contact(msg: ContactReceivedV1) -> None:
+        await on_contact_received(holder["deps"], msg)
+
+    async def give_up(body: dict[str, Any], error: BaseException) -> None:
+        await escalate_failed_message(service.broker, body, error, opened_by="router")
+
+    service.dead_letters.give_up_hooks[ContactReceivedV1.TOPIC] = give_up
+    return service

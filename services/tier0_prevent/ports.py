@@ -1,0 +1,38 @@
+"""What Tier 0 needs from the outside world, as Protocols (real adapters in adapters/, fakes in tests)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from schemas.messages import DiagnosisView
+from services.tier0_prevent.domain import DeclineLike
+
+
+class Diagnostics(Protocol):
+    """services/diagnostics/client.py: HttpDiagnostics / InProcessDiagnostics."""
+
+    async def diagnose(self, customer_id: str) -> DiagnosisView: ...
+
+
+class DeclineClassifier(Protocol):
+    """services/diagnostics/declines.classify_decline."""
+
+    def __call__(self, code: str | None) -> DeclineLike: ...
+
+
+class BillingActions(Protocol):
+    """tierline/stripe_adapter.StripeActions: the Stripe effects Tier 0 may take.
+
+    ``retry_invoice`` raises a ``CardDeclined``-like error (an exception with a ``code``) on a decline.
+    """
+
+    async def retry_invoice(self, invoice_id: str, key: str) -> Any: ...
+    async def update_card_link(self, customer_id: str, return_url: str) -> Any: ...
+    async def regenerate_invoice_link(self, invoice_id: str, key: str) -> Any: ...
+    async def invoice_link(self, invoice_id: str) -> Any: ...
+
+
+class MirrorSink(Protocol):
+    """services/diagnostics/adapters/mirror.MirrorStore: the version-checked mirror upsert."""
+
+    async def apply_stripe_event(self, event_type: str, obj: dict[str, Any], created: int) -> Any: ...

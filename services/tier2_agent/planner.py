@@ -1,0 +1,593 @@
+"""The offline planner: the LLM's stand-in when no model endpoint is configured (and its fallback).
+
+Same interface as :class:`~services.tier2_agent.agent.AgentLoop`: ``run(request, tools)``. The plan
+is a pure function of the intent, the Billing Diagnosis (root cause, recommended action, evidence)
+and a few text cues (a request for a person, a fraud report, plan/seat names, a billing email).
+Amounts never come from the customer's text: refunds use the charge records in the evidence, and the
+policy engine behind the tools still decides. Every path ends resolved or escalated.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from schemas.vocab import Action, EscalationReason, Intent, RootCause
+from services.tier2_agent.ports import AgentRequest, AgentResult, AgentTools, InjectionDetector, ToolResult
+from services.tier2_agent.tools import RunRecorder, default_refusal_reason
+
+log = structlog.get_logger(__name__)
+
+SOFT_DECLINES = frozenset(
+    {
+        "insufficient_funds",
+        "processing_error",
+        "try_again_later",
+        "card_declined",
+        "generic_decline",
+        "approve_with_id",
+        "issuer_not_available",
+        "reenter_transaction",
+    }
+)
+HARD_DECLINES = frozenset(
+    {
+        "expired_card",
+        "incorrect_number",
+        "invalid_number",
+        "stolen_card",
+        "lost_card",
+        "pickup_card",
+        "invalid_account",
+        "card_not_supported",
+        "restricted_card",
+        "incorrect_cvc",
+        "invalid_expiry_year",
+    }
+)
+_SOFT_CAUSES = {RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS.value, RootCause.CARD_DECLINED_SOFT.value}
+_HARD_CAUSES = {
+    RootCause.CARD_DECLINED_HARD.value,
+    RootCause.CARD_EXPIRED.value,
+    RootCause.CARD_EXPIRING.value,
+    RootCause.NO_PAYMENT_METHOD.value,
+}
+# Intents whose plan only reads and explains: safe to act on even when the router was unsure.
+EXPLANATORY_INTENTS = frozenset(
+    {
+        Intent.UNEXPECTED_CHARGE,
+        Intent.UNRECOGNIZED_CHARGE,
+        Intent.PAYMENT_METHODS_QUESTION,
+        Intent.REFUND_STATUS,
+        Intent.PAYMENT_PENDING,
+    }
+)
+
+_ASKS_FOR_HUMAN = re.compile(
+    r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a\s+|an\s+|some\s*one\s*|some\s+)?"
+    r"(?:real\s+|live\s+|actual\s+)?(?:human|person|agent|representative|one)\b"
+    r"|\b(?:real|live|actual)\s+(?:person|human|agent)\b|\bhuman\s+(?:agent|being)\b"
+    r"|\b(?:don'?t|do not)\s+want\s+(?:a|to\s+talk\s+to\s+a)\s+bot\b|\bnot\s+a\s+bot\b",
+    re.IGNORECASE,
+)
+_REPORTS_FRAUD = re.compile(
+    r"\b(?:stolen|compromised|hacked|unauthori[sz]ed|fraud(?:ulent)?|identity\s+theft)\b"
+    r"|\blost\s+(?:my\s+)?(?:card|wallet)\b"
+    r"|\b(?:did\s*n[o']?t|never)\s+(?:make|authori[sz]e|approve)\s+(?:this|these|that|those|it)\b"
+    r"|\bsomeone\s+(?:else\s+)?(?:used|is\s+using)\s+my\s+(?:card|account)\b",
+    re.IGNORECASE,
+)
+_PLAN_NAMES = ("starter", "pro", "business", "enterprise")
+_TARGET_PLAN = re.compile(
+    r"\b(?:to|onto|into|for)\s+(?:the\s+)?(starter|pro|business|enterprise)\b", re.IGNORECASE
+)
+_ANY_PLAN = re.compile(r"\b(starter|pro|business|enterprise)\b", re.IGNORECASE)
+_SEATS = re.compile(r"\b(\d{1,5})\s*(?:seats?|users?|licen[cs]es?)\b", re.IGNORECASE)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+_TAX_ID = re.compile(
+    r"\b(?:VAT|tax)\s*(?:id|number|no\.?)?\s*(?:is|to|:|=)?\s*([A-Z]{2}[A-Z0-9]{6,14})\b", re.IGNORECASE
+)
+_COMPANY = re.compile(
+    r"\bcompany\s+name\s+(?:to|is|should\s+be|=|:)\s*[\"']?([^\"'\n.,;]{2,80})", re.IGNORECASE
+)
+
+
+# --------------------------------------------------------------------------- evidence readers
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _created(charge: dict[str, Any]) -> datetime | None:
+    raw = charge.get("created_at")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def charges_from(evidence: dict[str, Any]) -> list[dict[str, Any]]:
+    """Charge records with an id and a positive amount, newest first."""
+    raw = evidence.get("charges")
+    charges = [
+        c
+        for c in (raw if isinstance(raw, list) else [])
+        if isinstance(c, dict) and isinstance(c.get("id"), str) and (_float(c.get("amount_usd")) or 0) > 0
+    ]
+    stamps = [_created(c) for c in charges]
+    if charges and all(s is not None for s in stamps) and len({s.tzinfo is None for s in stamps if s}) == 1:
+        order = sorted(range(len(charges)), key=lambda i: stamps[i], reverse=True)  # type: ignore[arg-type,return-value]
+        charges = [charges[i] for i in order]
+    return charges
+
+
+def refundable_usd(charge: dict[str, Any]) -> float:
+    amount = _float(charge.get("amount_usd")) or 0.0
+    refunded = _float(charge.get("refunded_usd")) or 0.0
+    return max(0.0, round(amount - refunded, 2))
+
+
+def _is_settled(charge: dict[str, Any]) -> bool:
+    return charge.get("status") in (None, "succeeded", "paid")
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def usage_sentence(evidence: dict[str, Any]) -> str | None:
+    usage = evidence.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    metric = str(usage.get("metric") or "usage").replace("_", " ")
+    limit, last, prev = (
+        _float(usage.get("limit")),
+        _float(usage.get("last_30d")),
+        _float(usage.get("prev_30d")),
+    )
+    if last is None:
+        return None
+    sentence = f"Your {metric} in the last 30 days were {last:,.0f}"
+    if limit is not None:
+        sentence += f", against {limit:,.0f} included in your plan"
+    if prev is not None:
+        sentence += f" (the 30 days before: {prev:,.0f})"
+    sentence += "."
+    units, cost = _float(usage.get("overage_units")), _float(usage.get("overage_usd"))
+    if units is None and limit is not None and last > limit:
+        units = last - limit
+    if units and units > 0:
+        sentence += f" The {units:,.0f} above your plan were billed as overage"
+        sentence += f" ({_money(cost)})." if cost else "."
+    return sentence
+
+
+# --------------------------------------------------------------------------- the planner
+
+
+class OfflinePlanner:
+    """Deterministic plan from intent + diagnosis + text cues. ``run`` never raises."""
+
+    def __init__(
+        self,
+        *,
+        injection_detector: InjectionDetector | None = None,
+        min_confidence: float = 0.55,
+        min_knowledge_score: float = 0.3,
+    ) -> None:
+        self._detect_injection = injection_detector
+        self._min_confidence = min_confidence
+        self._min_knowledge_score = min_knowledge_score
+
+    async def run(self, request: AgentRequest, tools: AgentTools) -> AgentResult:
+        rec = RunRecorder(request.text, engine="planner")
+        try:
+            return await self._run(request, tools, rec)
+        except Exception as exc:  # never a dead end, even on a bug
+            log.exception("tier2.planner.crashed", error_type=type(exc).__name__)
+            return await rec.escalate(
+                tools, EscalationReason.ERROR, f"planner_exception: {type(exc).__name__}"
+            )
+
+    # ------------------------------------------------------------------ routing
+
+    async def _run(self, request: AgentRequest, tools: AgentTools, rec: RunRecorder) -> AgentResult:
+        text = request.text
+        if self._detect_injection is not None and self._detect_injection(text):
+            rec.flag("prompt_injection")  # noted for the human; it changes nothing below
+            log.info("tier2.planner.injection_flagged", intent=request.intent)
+        intent = request.intent
+        if intent is Intent.HUMAN_AGENT or _ASKS_FOR_HUMAN.search(text):
+            return await rec.escalate(tools, EscalationReason.CUSTOMER_ASKED, "customer asked for a person")
+        if intent is Intent.FRAUD_COMPROMISED or _REPORTS_FRAUD.search(text):
+            return await rec.escalate(
+                tools,
+                EscalationReason.FRAUD,
+                "customer reports a stolen/compromised card or unauthorised use",
+            )
+        if intent is Intent.OUT_OF_SCOPE:
+            return await rec.escalate(tools, EscalationReason.OUT_OF_SCOPE, "not a billing question")
+        if intent is None or request.confidence < self._min_confidence:
+            top = max(request.candidates, key=lambda c: c.confidence).intent if request.candidates else intent
+            if top not in EXPLANATORY_INTENTS:
+                return await rec.escalate(
+                    tools,
+                    EscalationReason.LOW_CONFIDENCE,
+                    f"intent {intent.value if intent else 'unknown'} at confidence {request.confidence:.2f}; "
+                    f"top candidate {top.value if top else 'none'} needs an action, not an explanation",
+                )
+            rec.say("system", f"low confidence: acting on read-only candidate {top.value}")
+            intent = top
+
+        handler = {
+            Intent.DUPLICATE_CHARGE: self._duplicate_charge,
+            Intent.REFUND_REQUEST: self._refund_request,
+            Intent.UNEXPECTED_CHARGE: self._explain,
+            Intent.UNRECOGNIZED_CHARGE: self._explain,
+            Intent.PAYMENT_PENDING: self._explain,
+            Intent.REFUND_STATUS: self._refund_status,
+            Intent.PAYMENT_METHODS_QUESTION: self._answer_from_knowledge,
+            Intent.PAYMENT_FAILED: self._payment_failed,
+            Intent.CARD_EXPIRING: self._card_expiring,
+            Intent.INVOICE_REQUEST: self._invoice_request,
+            Intent.UPDATE_BILLING_DETAILS: self._update_billing_details,
+            Intent.CANCEL_SUBSCRIPTION: self._cancel_subscription,
+            Intent.PLAN_CHANGE: self._plan_change,
+        }.get(intent)
+        if handler is None:
+            return await rec.escalate(tools, EscalationReason.LOW_CONFIDENCE, f"no plan for intent {intent}")
+        return await handler(request, tools, rec)
+
+    # ------------------------------------------------------------------ shared steps
+
+    async def _diagnosis(self, request: AgentRequest, tools: AgentTools, rec: RunRecorder) -> dict[str, Any]:
+        """Fresh diagnosis from the tools; the one in the request if that fails; else empty."""
+        result = await rec.call(tools, "get_billing_diagnosis")
+        if result.ok and result.data:
+            return result.data
+        rec.flag("diagnosis_refresh_failed")
+        return dict(request.diagnosis or {})
+
+    @staticmethod
+    def _evidence(diagnosis: dict[str, Any]) -> dict[str, Any]:
+        evidence = diagnosis.get("evidence")
+        return evidence if isinstance(evidence, dict) else {}
+
+    async def _after_effect(
+        self, tools: AgentTools, rec: RunRecorder, tool: str, result: ToolResult, done_message: str
+    ) -> AgentResult:
+        if result.ok:
+            message = result.data.get("customer_message")
+            return rec.resolved(message if isinstance(message, str) and message else done_message)
+        if result.policy_refused:
+            reason = default_refusal_reason(tool, result)
+            return await rec.escalate(tools, reason, f"policy refused {tool}: {result.error or reason.value}")
+        return await rec.escalate(
+            tools, EscalationReason.ERROR, f"{tool} failed: {result.error or 'unknown error'}"
+        )
+
+    async def _explain_with(
+        self,
+        tools: AgentTools,
+        rec: RunRecorder,
+        diagnosis: dict[str, Any],
+        charge_id: str | None,
+        *,
+        lead: str = "",
+    ) -> AgentResult:
+        result = await rec.call(tools, "explain_charge", charge_id=charge_id)
+        if result.policy_refused:
+            return await self._after_effect(tools, rec, "explain_charge", result, "")
+        if not result.ok:
+            return await rec.escalate(
+                tools, EscalationReason.ERROR, f"explain_charge failed: {result.error or 'unknown error'}"
+            )
+        evidence = self._evidence(diagnosis)
+        explanation = result.data.get("explanation")
+        if not (isinstance(explanation, str) and explanation.strip()):
+            parts = [str(diagnosis.get("explanation") or "").strip(), usage_sentence(evidence) or ""]
+            explanation = " ".join(p for p in parts if p)
+        if not explanation:
+            charge = next((c for c in charges_from(evidence) if c.get("id") == charge_id), None)
+            if charge is None:
+                return await rec.escalate(
+                    tools, EscalationReason.LOW_CONFIDENCE, "no evidence to explain the charge with"
+                )
+            explanation = f"The charge {charge['id']} was {_money(_float(charge['amount_usd']) or 0)}."
+        return rec.resolved(f"{lead}{explanation}".strip())
+
+    # ------------------------------------------------------------------ intents
+
+    async def _duplicate_charge(
+        self, request: AgentRequest, tools: AgentTools, rec: RunRecorder
+    ) -> AgentResult:
+        diagnosis = await self._diagnosis(request, tools, rec)
+        evidence = self._evidence(diagnosis)
+        charges = charges_from(evidence)
+        pair = self._duplicate_pair(evidence, diagnosis, charges)
+        if pair is None:
+            newest = charges[0]["id"] if charges else None
+            if newest is None:
+                return await rec.escalate(
+                    tools,
+                    EscalationReason.LOW_CONFIDENCE,
+                    "duplicate charge reported; no charge records to verify",
+                )
+            return await self._explain_with(
+                tools, rec, diagnosis, newest, lead="I couldn't find a second charge for the same amount. "
+            )
+        charge_id, amount = pair
+        if amount <= 0:
+            return rec.resolved(f"The duplicate charge {charge_id} has already been refunded in full.")
+        result = await rec.call(tools, "refund", charge_id=charge_id, amount_usd=amount, reason="duplicate")
+        return await self._after_effect(
+            tools,
+            rec,
+            "refund",
+            result,
+            f"You're right, you were charged twice. I've refunded the duplicate charge of {_money(amount)}; "
+            "it usually appears on your statement within 5-10 business days.",
+        )
+
+    @staticmethod
+    def _duplicate_pair(
+        evidence: dict[str, Any], diagnosis: dict[str, Any], charges: list[dict[str, Any]]
+    ) -> tuple[str, float] | None:
+        """The newer twin's charge id and its refundable amount (from the charge record)."""
+        by_id = {c["id"]: c for c in charges}
+        position = {c["id"]: i for i, c in enumerate(charges)}
+        dup = evidence.get("duplicate")
+        if isinstance(dup, dict) and isinstance(dup.get("charge_id"), str):
+            ids = [dup["charge_id"]]
+            if isinstance(dup.get("twin_charge_id"), str):
+                ids.append(dup["twin_charge_id"])
+            known = [i for i in ids if i in position]
+            newer = min(known, key=position.__getitem__) if known else dup["charge_id"]
+            if newer in by_id:
+                return newer, refundable_usd(by_id[newer])
+            amount = _float(dup.get("amount_usd"))
+            return (newer, round(amount, 2)) if amount and amount > 0 else None
+        # Tolerance: the diagnosis named the cause but not the pair; find it in the records.
+        if diagnosis.get("root_cause") == RootCause.DUPLICATE_CHARGE.value and len(charges) >= 2:
+            first, second = charges[0], charges[1]
+            same = _float(first.get("amount_usd")) == _float(second.get("amount_usd"))
+            t1, t2 = _created(first), _created(second)
+            close = t1 is None or t2 is None or abs((t1 - t2).total_seconds()) <= 48 * 3600
+            if same and close and _is_settled(first):
+                return first["id"], refundable_usd(first)
+        return None
+
+    async def _refund_request(
+        self, request: AgentRequest, tools: AgentTools, rec: RunRecorder
+    ) -> AgentResult:
+        diagnosis = await self._diagnosis(request, tools, rec)
+        charges = [c for c in charges_from(self._evidence(diagnosis)) if _is_settled(c)]
+        charge = next((c for c in charges if refundable_usd(c) > 0), None)
+        if charge is None:
+            return await rec.escalate(
+                tools,
+                EscalationReason.LOW_CONFIDENCE,
+                "refund requested; no refundable charge in the evidence",
+            )
+        amount = refundable_usd(charge)  # from the charge record, never from the message
+        result = await rec.call(
+            tools, "refund", charge_id=charge["id"], amount_usd=amount, reason="requested_by_customer"
+        )
+        return await self._after_effect(
+            tools,
+            rec,
+            "refund",
+            result,
+            f"I've refunded {_money(amount)} for your most recent payment; it usually appears on your "
+            "statement within 5-10 business days.",
+        )
+
+    async def _explain(self, request: AgentRequest, tools: AgentTools, rec: RunRecorder) -> AgentResult:
+        diagnosis = await self._diagnosis(request, tools, rec)
+        charges = charges_from(self._evidence(diagnosis))
+        return await self._explain_with(tools, rec, diagnosis, charges[0]["id"] if charges else None)
+
+    async def _refund_status(self, request: AgentRequest, tools: AgentTools, rec: RunRecorder) -> AgentResult:
+        diagnosis = await self._diagnosis(request, tools, rec)
+        charges = charges_from(self._evidence(diagnosis))
+        refunded = next((c for c in charges if (_float(c.get("refunded_usd")) or 0) > 0), None)
+        target = refunded or (charges[0] if charges else None)
+        return await self._explain_with(tools, rec, diagnosis, target["id"] if target else None)
+
+    async def _answer_from_knowledge(
+        self, request: AgentRequest, tools: AgentTools, rec: RunRecorder
+    ) -> AgentResult:
+        query = " ".join(request.text.split())[:500] or "accepted payment methods"
+        if len(query) < 2:
+            query = "accepted payment methods"
+        result = await rec.call(tools, "search_knowledge", query=query)
+        hits = [h for h in (result.data.get("hits") or []) if isinstance(h, dict)] if result.ok else []
+        best = hits[0] if hits else None
+        score = _float(best.get("score")) if best else None
+        body = str(
+            (best or {}).get("text") or (best or {}).get("snippet") or (best or {}).get("body") or ""
+        ).strip()
+        if best is None or not body or (score is not None and score < self._min_knowledge_score):
+            return await rec.escalate(
+                tools, EscalationReason.LOW_CONFIDENCE, "no knowledge article answers the question"
+            )
+        article_id = str(best.get("article_id") or best.get("id") or "")
+        title = str(best.get("title") or article_id)
+        if len(body) > 700:
+            body = body[:700].rsplit(". ", 1)[0].rstrip(".") + "."
+        rec.cite(article_id)
+        return rec.resolved(f"{body}\n\nSource: {title} [source: {article_id}]")
+
+    async def _payment_failed(
+        self, request: AgentRequest, tools: AgentTools, rec: RunRecorder
+    ) -> AgentResult:
+        diagnosis = await self._diagnosis(request, tools, rec)
+        evidence = self._evidence(diagnosis)
+        root = diagnosis.get("root_cause")
+        recommended = diagnosis.get("recommended_action")
+        invoice = _dict(evidence.get("invoice"))
+        invoice_id = invoice.get("id") if isinstance(invoice.get("id"), str) else None
+        failed_before = {t.action for t in request.tried if t.status in ("failed", "denied")}
+
+        if root == RootCause.CARD_DECLINED_FRAUD.value:
+            return await rec.escalate(
+                tools, EscalationReason.FRAUD, "issuer declined the card as lost/stolen/fraud"
+            )
+        if invoice_id and (
+            invoice.get("link_expired") is True or root == RootCause.INVOICE_LINK_EXPIRED.value
+        ):
+            if Action.REGENERATE_INVOICE_LINK not in failed_before:
+                return await self._regenerate_link(tools, rec, invoice_id)
+        if not invoice_id and root not in _SOFT_CAUSES | _HARD_CAUSES:
+            charges = charges_from(evidence)
+            lead = "I checked your account and there is no failed payment right now. "
+            return await self._explain_with(
+                tools, rec, diagnosis, charges[0]["id"] if charges else None, lead=lead
+            )
+
+        kind = self._decline_kind(invoice, root, recommended)
+        if kind == "soft" and invoice_id and Action.RETRY_PAYMENT not in failed_before:
+            result = await rec.call(tools, "retry_payment", invoice_id=invoice_id)
+            if result.ok:
+                amount = _float(invoice.get("amount_due_usd"))
+                paid = f" of {_money(amount)}" if amount else ""
+                return await self._after_effect(
+                    tools, rec, "retry_payment", result, f"I retried your payment{paid} and it went through."
+                )
+            if result.policy_refused:
+                return await self._after_effect(tools, rec, "retry_payment", result, "")
+            rec.say("system", "retry did not succeed; falling back to an update-card link")
+        if Action.SEND_UPDATE_CARD_LINK in failed_before:
+            return await rec.escalate(
+                tools, EscalationReason.LOW_CONFIDENCE, "payment still failing; automated fixes already tried"
+            )
+        return await self._update_card_link(tools, rec)
+
+    @staticmethod
+    def _decline_kind(invoice: dict[str, Any], root: Any, recommended: Any) -> str:
+        code = str(invoice.get("decline_code") or "").lower()
+        if code == "do_not_honor":
+            attempts = _float(invoice.get("attempt_count")) or 1
+            return "soft" if attempts < 2 else "hard"
+        if code in SOFT_DECLINES:
+            return "soft"
+        if code in HARD_DECLINES:
+            return "hard"
+        if root in _SOFT_CAUSES or recommended == Action.RETRY_PAYMENT.value:
+            return "soft"
+        return "hard"
+
+    async def _regenerate_link(self, tools: AgentTools, rec: RunRecorder, invoice_id: str) -> AgentResult:
+        result = await rec.call(tools, "regenerate_invoice_link", invoice_id=invoice_id)
+        return await self._after_effect(
+            tools,
+            rec,
+            "regenerate_invoice_link",
+            result,
+            "The old payment link had expired. I've sent you a fresh link to pay the invoice.",
+        )
+
+    async def _update_card_link(self, tools: AgentTools, rec: RunRecorder) -> AgentResult:
+        result = await rec.call(tools, "send_update_card_link")
+        return await self._after_effect(
+            tools,
+            rec,
+            "send_update_card_link",
+            result,
+            "I've emailed you a secure link to update your card; we retry the open invoice once it's saved.",
+        )
+
+    async def _card_expiring(self, request: AgentRequest, tools: AgentTools, rec: RunRecorder) -> AgentResult:
+        return await self._update_card_link(tools, rec)
+
+    async def _invoice_request(
+        self, request: AgentRequest, tools: AgentTools, rec: RunRecorder
+    ) -> AgentResult:
+        diagnosis = await self._diagnosis(request, tools, rec)
+        evidence = self._evidence(diagnosis)
+        invoice = _dict(evidence.get("invoice"))
+        invoice_id = invoice.get("id") if isinstance(invoice.get("id"), str) else None
+        if invoice_id and invoice.get("link_expired") is True and invoice.get("status") in ("open", None):
+            return await self._regenerate_link(tools, rec, invoice_id)
+        target = invoice_id if invoice.get("status") == "paid" else None  # None: the latest invoice
+        result = await rec.call(tools, "send_invoice", invoice_id=target)
+        return await self._after_effect(
+            tools,
+            rec,
+            "send_invoice",
+            result,
+            "I've emailed you the invoice; it's also in your billing portal.",
+        )
+
+    async def _update_billing_details(
+        self, request: AgentRequest, tools: AgentTools, rec: RunRecorder
+    ) -> AgentResult:
+        fields: dict[str, str] = {}
+        if email := _EMAIL.search(request.text):
+            fields["billing_email"] = email.group(0)
+        if tax := _TAX_ID.search(request.text):
+            fields["tax_id"] = tax.group(1).upper()
+        if company := _COMPANY.search(request.text):
+            fields["company_name"] = company.group(1).strip()
+        if not fields:
+            return await rec.escalate(
+                tools, EscalationReason.LOW_CONFIDENCE, "billing details change requested; no new value found"
+            )
+        result = await rec.call(tools, "update_billing_details", **fields)
+        changed = ", ".join(f"{k.replace('_', ' ')} to {v}" for k, v in fields.items())
+        return await self._after_effect(
+            tools, rec, "update_billing_details", result, f"Done: I've updated your {changed}."
+        )
+
+    async def _cancel_subscription(
+        self, request: AgentRequest, tools: AgentTools, rec: RunRecorder
+    ) -> AgentResult:
+        result = await rec.call(tools, "cancel_subscription", at_period_end=True)
+        return await self._after_effect(
+            tools,
+            rec,
+            "cancel_subscription",
+            result,
+            "Your subscription is cancelled and won't renew; you keep access until the paid period ends.",
+        )
+
+    async def _plan_change(self, request: AgentRequest, tools: AgentTools, rec: RunRecorder) -> AgentResult:
+        diagnosis = await self._diagnosis(request, tools, rec)
+        plan_info = self._evidence(diagnosis).get("plan")
+        current = str(plan_info.get("name") or "").lower() if isinstance(plan_info, dict) else ""
+        text = request.text
+        target = _TARGET_PLAN.search(text)
+        plan = target.group(1).lower() if target else None
+        if plan is None:
+            named = {m.group(1).lower() for m in _ANY_PLAN.finditer(text)} - {current}
+            plan = named.pop() if len(named) == 1 else None
+        seats_match = _SEATS.search(text)
+        seats = int(seats_match.group(1)) if seats_match else None
+        if plan is None and seats is not None and current in _PLAN_NAMES:
+            plan = current
+        if plan is None or (plan == current and seats is None):
+            return await rec.escalate(
+                tools, EscalationReason.LOW_CONFIDENCE, "plan change requested; target plan/seats unclear"
+            )
+        result = await rec.call(tools, "change_plan", plan=plan, seats=seats)
+        what = f"{plan} plan" + (f" with {seats} seats" if seats else "")
+        return await self._after_effect(tools, rec, "change_plan", result, f"Done: you're now on the {what}.")

@@ -1,0 +1,96 @@
+"""The case store in Postgres (migration 030_cases.sql)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.tier3_handoff.ports import Case
+
+_COLUMNS = (
+    "case_id, contact_id, customer_id, reason, priority, sla_due_at, status, assignee, queue, packet, "
+    "source_message_id, opened_at, claimed_at, resolved_at, resolution_note, sla_alerted_at"
+)
+
+
+def _case(row: asyncpg.Record) -> Case:
+    data = dict(row)
+    data["source_message_id"] = str(data["source_message_id"]) if data["source_message_id"] else None
+    return Case(**data)
+
+
+class PostgresCaseStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def insert(self, case: Case) -> bool:
+        """Insert once per contact; False when the contact already has a case."""
+        row = await self.pool.fetchrow(
+            f"""INSERT INTO cases ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
+                ON CONFLICT DO NOTHING RETURNING case_id""",
+            case.case_id, case.contact_id, case.customer_id, case.reason, case.priority, case.sla_due_at,
+            case.status, case.assignee, case.queue, case.packet,
+            uuid.UUID(case.source_message_id) if case.source_message_id else None,
+            case.opened_at, case.claimed_at, case.resolved_at, case.resolution_note, case.sla_alerted_at,
+        )
+        return row is not None
+
+    async def get(self, case_id: str) -> Case | None:
+        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM cases WHERE case_id=$1", case_id)
+        return _case(row) if row else None
+
+    async def get_by_contact(self, contact_id: str) -> Case | None:
+        row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM cases WHERE contact_id=$1", contact_id)
+        return _case(row) if row else None
+
+    async def list_queue(self, queues: list[str], statuses: list[str], limit: int = 200) -> list[Case]:
+        rows = await self.pool.fetch(
+            f"""SELECT {_COLUMNS} FROM cases WHERE queue = ANY($1::text[]) AND status = ANY($2::text[])
+                ORDER BY priority, sla_due_at, opened_at LIMIT $3""",
+            queues, statuses, limit,
+        )
+        return [_case(r) for r in rows]
+
+    async def claim(self, case_id: str, agent_id: str) -> bool:
+        """Atomic: only an open case can be claimed (two agents racing: exactly one wins)."""
+        status = await self.pool.execute(
+            "UPDATE cases SET status='claimed', assignee=$2, claimed_at=now() WHERE case_id=$1 AND status='open'",
+            case_id, agent_id,
+        )
+        return status.endswith(" 1")
+
+    async def add_action(self, case_id: str, agent_id: str, kind: str, note: str,
+                         record: dict[str, Any] | None) -> None:
+        await self.pool.execute(
+            "INSERT INTO case_actions (case_id, agent_id, kind, note, record) VALUES ($1,$2,$3,$4,$5)",
+            case_id, agent_id, kind, note, record,
+        )
+
+    async def actions(self, case_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT agent_id, kind, note, record, created_at FROM case_actions WHERE case_id=$1 ORDER BY id",
+            case_id,
+        )
+        return [{**dict(r), "created_at": r["created_at"].isoformat()} for r in rows]
+
+    async def resolve(self, case_id: str, agent_id: str, note: str) -> bool:
+        status = await self.pool.execute(
+            """UPDATE cases SET status='resolved', resolved_at=now(), resolution_note=$3
+               WHERE case_id=$1 AND status='claimed' AND assignee=$2""",
+            case_id, agent_id, note,
+        )
+        return status.endswith(" 1")
+
+    async def due_for_sla_alert(self, now: datetime, limit: int = 100) -> list[Case]:
+        rows = await self.pool.fetch(
+            f"""SELECT {_COLUMNS} FROM cases WHERE status <> 'resolved' AND sla_alerted_at IS NULL
+                AND sla_due_at < $1 ORDER BY sla_due_at LIMIT $2""",
+            now, limit,
+        )
+        return [_case(r) for r in rows]
+
+    async def mark_sla_alerted(self, case_id: str) -> None:
+        await self.pool.execute("UPDATE cases SET sla_alerted_at=now() WHERE case_id=$1", case_id)

@@ -1,0 +1,74 @@
+"""Tier 3 handoff service: wiring only (consumers, console routes, the SLA job)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from schemas.messages import DeadLetterRecordedV1, EscalationOpenedV1
+from services.tier3_handoff.adapters.actions import UnwiredHumanActions
+from services.tier3_handoff.console import console_routes
+from services.tier3_handoff.handlers import Tier3Handoff
+from services.tier3_handoff.ports import HumanActions
+from services.tier3_handoff.settings import Tier3Settings
+from tierline.messaging import SUBSCRIBER_DEFAULTS, consumer_group
+from tierline.runtime import Service
+from tierline.settings import InfraSettings
+
+NAME = "tier3_handoff"
+
+log = structlog.get_logger(__name__)
+
+
+def create_service(
+    settings: InfraSettings,
+    tier3: Tier3Settings | None = None,
+    actions: HumanActions | None = None,
+    *,
+    name: str = NAME,
+) -> Service:
+    """The service; ``actions`` is the seam for the policy-checked human tools (default: not wired)."""
+    tier3 = tier3 or Tier3Settings()
+    holder: dict[str, Tier3Handoff] = {}
+
+    def handoff() -> Tier3Handoff:
+        if "handoff" not in holder:
+            raise RuntimeError("tier3_handoff not started")
+        return holder["handoff"]
+
+    service = Service.create(
+        name, settings, http_port=settings.http_port,
+        routes=console_routes(handoff, settings.session_secret.get_secret_value()),
+    )
+
+    async def on_start(svc: Service) -> None:
+        holder["handoff"] = Tier3Handoff(pool=svc.db, broker=svc.broker, actions=actions or UnwiredHumanActions(),
+                                         settings=tier3)
+        svc.state["handoff"] = holder["handoff"]
+
+    async def sla_job(svc: Service) -> None:
+        await handoff().sla_loop()
+
+    async def on_escalation_opened(msg: EscalationOpenedV1) -> None:
+        await handoff().on_escalation_opened(msg)
+
+    async def on_dead_letter_recorded(body: dict[str, Any]) -> None:
+        # Validated here, not by the subscriber: a malformed dead letter must not be dead-lettered again
+        # onto the topic this consumer reads (that would loop).
+        try:
+            msg = DeadLetterRecordedV1.model_validate(body)
+        except ValidationError as exc:
+            log.error("tier3.deadletter.unreadable", error=str(exc)[:500])
+            return
+        await handoff().on_dead_letter_recorded(msg)
+
+    group = consumer_group(name)
+    service.broker.subscriber(EscalationOpenedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(
+        on_escalation_opened)
+    service.broker.subscriber(DeadLetterRecordedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(
+        on_dead_letter_recorded)
+    service.on_start.append(on_start)
+    service.background.append(sla_job)
+    return service

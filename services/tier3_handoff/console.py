@@ -1,0 +1,121 @@
+"""The console's HTTP door: JSON API for agents plus the static page (no build step)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from services.tier3_handoff import domain
+from services.tier3_handoff.auth import Agent, InvalidAgentToken, verify_agent_token
+from services.tier3_handoff.handlers import Tier3Handoff, UnknownHumanAction
+from services.tier3_handoff.ports import HumanActionDenied
+
+log = structlog.get_logger(__name__)
+
+Endpoint = Callable[[Request, Agent], Awaitable[Response]]
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list[Route]:
+    """Routes for Service(routes=...). ``get_handoff`` is called per request (the pool exists after start)."""
+
+    def authed(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def wrapper(request: Request) -> Response:
+            header = request.headers.get("authorization", "")
+            if not header.lower().startswith("bearer "):
+                return _error(401, "unauthenticated", "Authorization: Bearer <agent token> required")
+            try:
+                agent = verify_agent_token(secret, header[7:].strip())
+            except InvalidAgentToken as exc:
+                return _error(401, "invalid_token", str(exc))
+            try:
+                return await endpoint(request, agent)
+            except domain.CaseNotFound as exc:
+                return _error(404, "case_not_found", str(exc))
+            except domain.CaseForbidden as exc:
+                return _error(403, "forbidden", str(exc))
+            except domain.CaseConflict as exc:
+                return _error(409, "conflict", str(exc))
+            except HumanActionDenied as exc:
+                return _error(422, "denied", str(exc))
+            except (UnknownHumanAction, KeyError, ValueError, TypeError) as exc:
+                return _error(400, "bad_request", f"{type(exc).__name__}: {exc}")
+
+        return wrapper
+
+    async def me(request: Request, agent: Agent) -> Response:
+        return JSONResponse({"agent_id": agent.agent_id, "queues": sorted(agent.queues)})
+
+    async def list_cases(request: Request, agent: Agent) -> Response:
+        queue = request.query_params.get("queue")
+        if queue and queue not in agent.queues:
+            raise domain.CaseForbidden(f"not a member of queue {queue!r}")
+        queues = [queue] if queue else sorted(agent.queues)
+        status = request.query_params.get("status", "open,claimed")
+        statuses = [s for s in status.split(",") if s in {c.value for c in domain.CaseStatus}]
+        cases = await get_handoff().store.list_queue(queues, statuses)
+        return JSONResponse({"cases": [{**c.summary(), "headline": domain.summarize_packet(c.packet)}
+                                       for c in cases]})
+
+    async def get_case(request: Request, agent: Agent) -> Response:
+        handoff = get_handoff()
+        case = await handoff.visible_case(request.path_params["case_id"], agent.queues)
+        return JSONResponse({**case.summary(), "packet": case.packet, "resolution_note": case.resolution_note,
+                             "human_actions": await handoff.store.actions(case.case_id)})
+
+    async def claim(request: Request, agent: Agent) -> Response:
+        case = await get_handoff().claim(request.path_params["case_id"], agent.agent_id, agent.queues)
+        return JSONResponse(case.summary())
+
+    async def act(request: Request, agent: Agent) -> Response:
+        body: dict[str, Any] = await request.json()
+        result = await get_handoff().act(
+            request.path_params["case_id"], agent.agent_id, agent.queues,
+            kind=str(body.get("action", "note")), note=str(body.get("note", "")),
+            params={k: v for k, v in body.items() if k not in {"action", "note"}},
+        )
+        return JSONResponse(result)
+
+    async def resolve(request: Request, agent: Agent) -> Response:
+        body: dict[str, Any] = await request.json()
+        note = str(body.get("resolution_note") or body.get("note") or "").strip()
+        if not note:
+            raise ValueError("resolution_note is required")
+        article = None
+        if body.get("publish_article"):
+            title, text = str(body.get("title") or "").strip(), str(body.get("body") or "").strip()
+            if not title or not text:
+                raise ValueError("publish_article needs title and body")
+            article = (title, text, [str(t) for t in body.get("tags") or []])
+        msg = await get_handoff().resolve(request.path_params["case_id"], agent.agent_id, agent.queues,
+                                          note=note, article=article)
+        return JSONResponse({"case_id": msg.payload.case_id, "status": "resolved",
+                             "message_id": str(msg.message_id),
+                             "knowledge_article_id": msg.payload.knowledge_article_id})
+
+    async def page(request: Request) -> Response:
+        html = (resources.files("services.tier3_handoff") / "static" / "console.html").read_text()
+        return HTMLResponse(html)
+
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/console")
+
+    return [
+        Route("/", root),
+        Route("/console", page),
+        Route("/v1/console/me", authed(me)),
+        Route("/v1/cases", authed(list_cases)),
+        Route("/v1/cases/{case_id}", authed(get_case)),
+        Route("/v1/cases/{case_id}/claim", authed(claim), methods=["POST"]),
+        Route("/v1/cases/{case_id}/actions", authed(act), methods=["POST"]),
+        Route("/v1/cases/{case_id}/resolve", authed(resolve), methods=["POST"]),
+    ]

@@ -1,0 +1,542 @@
+"""Billing actions every tier shares: policy-checked, ledgered (once-only), audited.
+
+Tier 1 fix executors, the Tier 2 agent's tools and Tier 3 human actions all call the same
+``Actions`` port, with a different actor (``selfheal``, ``ai``, ``human``); the policy engine decides,
+the action ledger guarantees once-only effects, and every decision and effect is audited.
+Targets and amounts are resolved from verified records (the Stripe mirror / live Stripe), never from
+what a customer or a model claims.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from schemas import Action, Envelope, EscalationReason, Tier
+from schemas.messages import ActionRecord, PolicyDecisionRecord
+
+ActorKind = Literal["system", "ai", "selfheal", "human"]
+OutcomeStatus = Literal["succeeded", "failed", "denied", "needs_human"]
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """Who acts, for which contact and customer, because of which message (the audit cause)."""
+
+    contact_id: str
+    customer_id: str
+    tier: Tier
+    actor: ActorKind
+    actor_id: str
+    cause: Envelope[Any]
+
+
+@dataclass
+class ActionOutcome:
+    action: Action
+    status: OutcomeStatus
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    amount_usd: float = 0.0
+    idempotency_key: str = ""
+    escalation_reason: EscalationReason | None = None
+    policy: PolicyDecisionRecord | None = None
+    replayed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def record(self, tier: Tier) -> ActionRecord:
+        status = "denied" if self.status == "needs_human" else self.status
+        return ActionRecord(action=self.action, tier=tier, status=status, idempotency_key=self.idempotency_key,
+                            detail=self.detail[:500], amount_usd=self.amount_usd, target=self.target)
+
+
+class Actions(Protocol):
+    async def retry_payment(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome: ...
+
+    async def send_update_card_link(self, ctx: ActionContext) -> ActionOutcome: ...
+
+    async def regenerate_invoice_link(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome: ...
+
+    async def send_invoice(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome: ...
+
+    async def refund(
+        self, ctx: ActionContext, charge_id: str | None, amount_usd: float | None, reason: str
+    ) -> ActionOutcome: ...
+
+    async def update_billing_details(
+        self,
+        ctx: ActionContext,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        address: dict[str, str] | None = None,
+        tax_id: str | None = None,
+    ) -> ActionOutcome: ...
+
+    async def cancel_subscription(self, ctx: ActionContext, at_period_end: bool = True) -> ActionOutcome: ...
+
+    async def change_plan(
+        self, ctx: ActionContext, plan: str, seats: int | None = None, *, preview_only: bool = False
+    ) -> ActionOutcome: ...
+
+    async def explain_charge(self, ctx: ActionContext, charge_id: str | None = None) -> ActionOutcome: ...
+
+    async def send_nudge(self, ctx: ActionContext, *, template: str, subject: str, body: str) -> ActionOutcome: ...
+
+
+# =============================================================================== the executor
+import asyncio  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+import asyncpg  # noqa: E402
+import structlog  # noqa: E402
+from faststream.kafka import KafkaBroker  # noqa: E402
+
+from schemas.messages import DiagnosisView, NotificationRequestedPayload, NotificationRequestedV1  # noqa: E402
+from tierline.ledger import ActionFailed, ActionLedger, LedgerResult, idempotency_key  # noqa: E402
+from tierline.messaging import publish  # noqa: E402
+from tierline.pipeline import audit  # noqa: E402
+from tierline.settings import InfraSettings  # noqa: E402
+
+log = structlog.get_logger(__name__)
+
+#: Policy denials whose reason is itself an escalation reason keep it; anything else is policy_denied.
+_REASONS = {r.value for r in EscalationReason}
+
+
+def _iso(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class ActionExecutor:
+    """The one implementation of :class:`Actions` (Stripe + ledger + policy + audit + notifications)."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        broker: KafkaBroker,
+        settings: InfraSettings,
+        diagnostics: Any,
+        stripe: Any = None,
+        policy: Any = None,
+    ) -> None:
+        from services.tier2_agent.policy import PolicyEngine
+        from tierline.stripe_adapter import StripeActions
+
+        self.pool = pool
+        self.broker = broker
+        self.settings = settings
+        self.diagnostics = diagnostics
+        self.stripe = stripe or StripeActions(settings)
+        self.policy = policy or PolicyEngine.from_yaml()
+        self.ledger = ActionLedger(pool)
+
+    # ------------------------------------------------------------------ facts (verified records only)
+    async def diagnosis(self, ctx: ActionContext) -> DiagnosisView:
+        result: DiagnosisView = await self.diagnostics.diagnose(ctx.customer_id)
+        return result
+
+    async def policy_context(self, ctx: ActionContext, diagnosis: DiagnosisView, **extra: Any) -> Any:
+        from schemas import RootCause
+        from services.tier2_agent.policy import PolicyContext
+
+        ev = diagnosis.evidence
+        disputes = ev.get("disputes") or []
+        dispute_open = diagnosis.root_cause == RootCause.DISPUTE_OPEN or RootCause.DISPUTE_OPEN in (
+            diagnosis.secondary_causes
+        ) or any(str(d.get("status", "")) not in ("won", "lost", "closed", "warning_closed") for d in disputes)
+        risk = await self.pool.fetchval("SELECT risk_flags FROM customers WHERE id=$1", ctx.customer_id) or {}
+        invoice = ev.get("invoice") or {}
+        window = self.policy.refund_history_window_days
+        refunds = await self.pool.fetch(
+            """SELECT created_at FROM action_ledger WHERE customer_id=$1 AND action='refund' AND status='succeeded'
+               AND actor <> 'human' AND created_at > now() - make_interval(days => $2) ORDER BY created_at DESC""",
+            ctx.customer_id, window,
+        )
+        today = await self.pool.fetch(
+            """SELECT action, count(*) AS n FROM action_ledger WHERE customer_id=$1 AND status='succeeded'
+               AND created_at > now() - interval '1 day' GROUP BY action""",
+            ctx.customer_id,
+        )
+        retries = await self.pool.fetchval(
+            """SELECT count(*) FROM action_ledger WHERE customer_id=$1 AND action='retry_payment'
+               AND target=$2 AND status IN ('succeeded','failed')""",
+            ctx.customer_id, invoice.get("id"),
+        )
+        base: dict[str, Any] = {
+            "actor": ctx.actor,
+            "customer_id": ctx.customer_id,
+            "plan": (ev.get("plan") or {}).get("tier"),
+            "dispute_open": bool(dispute_open),
+            "fraud_flag": bool(risk.get("fraud")) or diagnosis.root_cause == RootCause.CARD_DECLINED_FRAUD,
+            "refunds_last_90d": len(refunds),
+            "last_refund_at": refunds[0]["created_at"] if refunds else None,
+            "decline_code": invoice.get("decline_code"),
+            "failed_attempts": int(invoice.get("attempt_count") or 0),
+            "retry_attempts": int(retries or 0),
+            "actions_today": {r["action"]: int(r["n"]) for r in today},
+            "now": datetime.now(UTC),
+        }
+        base.update(extra)
+        return PolicyContext(**base)
+
+    @staticmethod
+    def charge_facts(diagnosis: DiagnosisView, charge_id: str | None) -> Any:
+        from services.tier2_agent.policy import ChargeFacts
+
+        for charge in diagnosis.evidence.get("charges") or []:
+            if charge.get("id") == charge_id:
+                created = _iso(charge.get("created_at")) or datetime.now(UTC)
+                return ChargeFacts(id=charge["id"], customer_id=diagnosis.customer_id,
+                                   amount_usd=float(charge.get("amount_usd") or 0), created_at=created,
+                                   refunded_usd=float(charge.get("refunded_usd") or 0),
+                                   status=str(charge.get("status") or "succeeded"))
+        return None
+
+    # ------------------------------------------------------------------ the one path every action takes
+    async def _run(
+        self,
+        ctx: ActionContext,
+        action: Action,
+        target: str | None,
+        pctx: Any,
+        effect: Any,
+        *,
+        amount_usd: float = 0.0,
+        reconcile: Any = None,
+        key_target: str | None = None,
+    ) -> ActionOutcome:
+        from services.tier2_agent.policy import Allow, NeedsHuman, to_record
+
+        key = idempotency_key(ctx.contact_id, action.value, key_target or target)
+        verdict = self.policy.check(action, pctx) if pctx is not None else Allow(rule="read_only")
+        record = to_record(action, verdict)
+        await audit(self.broker, cause=ctx.cause, actor=f"{ctx.tier.value}:{ctx.actor_id}",
+                    action=f"policy.{action.value}", target=target, decision=verdict.kind,
+                    details={"rule": verdict.rule, "reason": record.reason, "policy_version": self.policy.version,
+                             "amount_usd": amount_usd})
+        if not isinstance(verdict, Allow):
+            reason = verdict.reason.value if isinstance(verdict, NeedsHuman) else str(verdict.reason)
+            escalation = EscalationReason(reason) if reason in _REASONS else EscalationReason.POLICY_DENIED
+            await self.ledger.record_denied(key=key, contact_id=ctx.contact_id, customer_id=ctx.customer_id,
+                                            action=action.value, target=target, tier=ctx.tier.value,
+                                            actor=ctx.actor, reason=reason, amount_usd=amount_usd)
+            status: OutcomeStatus = "needs_human" if isinstance(verdict, NeedsHuman) else "denied"
+            detail = verdict.detail if isinstance(verdict, NeedsHuman) else reason
+            log.info("action.refused", action=action.value, target=target, verdict=verdict.kind, reason=reason)
+            return ActionOutcome(action=action, status=status, detail=detail, target=target, amount_usd=amount_usd,
+                                 idempotency_key=key, escalation_reason=escalation, policy=record)
+        try:
+            result: LedgerResult = await self.ledger.execute(
+                key=key, contact_id=ctx.contact_id, customer_id=ctx.customer_id, action=action.value,
+                target=target, tier=ctx.tier.value, actor=ctx.actor, effect=effect, amount_usd=amount_usd,
+                reconcile=reconcile,
+            )
+        except Exception as exc:  # an unexpected error is a failed action, never a silent one
+            log.error("action.error", action=action.value, target=target, error=f"{type(exc).__name__}: {exc}")
+            await audit(self.broker, cause=ctx.cause, actor=f"{ctx.tier.value}:{ctx.actor_id}",
+                        action=action.value, target=target, decision="error",
+                        details={"error": f"{type(exc).__name__}: {exc}"[:500]})
+            return ActionOutcome(action=action, status="failed", detail=f"{type(exc).__name__}: {exc}",
+                                 target=target, amount_usd=amount_usd, idempotency_key=key, policy=record,
+                                 escalation_reason=EscalationReason.ERROR)
+        await audit(self.broker, cause=ctx.cause, actor=f"{ctx.tier.value}:{ctx.actor_id}", action=action.value,
+                    target=target, decision=result.status,
+                    details={"idempotency_key": key, "replayed": result.replayed, "amount_usd": amount_usd,
+                             "error": result.error})
+        return ActionOutcome(action=action, status="succeeded" if result.ok else "failed",
+                             detail=result.error or str(result.result.get("message", "")), data=result.result,
+                             target=target, amount_usd=amount_usd if result.ok else 0.0, idempotency_key=key,
+                             policy=record, replayed=result.replayed)
+
+    async def _notify(self, ctx: ActionContext, *, template: str, subject: str, body: str, key: str,
+                      link: str | None = None) -> str | None:
+        """Ask the notifier to email the customer (deduplicated by the action's key)."""
+        email = await self.pool.fetchval("SELECT email FROM stripe_customers WHERE id=$1", ctx.customer_id)
+        email = email or await self.pool.fetchval("SELECT email FROM customers WHERE id=$1", ctx.customer_id)
+        if not email:
+            return None
+        await publish(self.broker, NotificationRequestedV1.build(
+            NotificationRequestedPayload(to=email, template=template, subject=subject, body=body,
+                                         dedupe_key=key, link=link),
+            contact_id=ctx.contact_id, customer_id=ctx.customer_id, cause=ctx.cause, role=f"notify:{key}"))
+        return str(email)
+
+    # ------------------------------------------------------------------ actions
+    async def retry_payment(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome:
+        diagnosis = await self.diagnosis(ctx)
+        invoice = diagnosis.evidence.get("invoice") or {}
+        target = invoice_id or invoice.get("id")
+        if not target or (invoice_id and invoice.get("id") not in (None, invoice_id)
+                          and not await self._owns_invoice(ctx.customer_id, invoice_id)):
+            return ActionOutcome(Action.RETRY_PAYMENT, "failed", "no open invoice of this customer to retry")
+        if invoice.get("status") == "paid":
+            return ActionOutcome(Action.RETRY_PAYMENT, "failed", "the invoice is already paid", target=target)
+        amount = float(invoice.get("amount_due_usd") or 0)
+        pctx = await self.policy_context(ctx, diagnosis)
+
+        async def effect() -> dict[str, Any]:
+            from tierline.stripe_adapter import CardDeclined
+
+            try:
+                paid = await self.stripe.retry_invoice(target, key=idempotency_key(ctx.contact_id, "retry", target))
+            except CardDeclined as exc:
+                raise ActionFailed(f"the card was declined again ({exc.code})", {"decline_code": exc.code}) from exc
+            return {"invoice": target, "status": _get(paid, "status", "paid"), "recovered_usd": amount,
+                    "message": f"Invoice {target} paid: ${amount:.2f} recovered."}
+
+        return await self._run(ctx, Action.RETRY_PAYMENT, target, pctx, effect, amount_usd=amount)
+
+    async def _owns_invoice(self, customer_id: str, invoice_id: str) -> bool:
+        owner = await self.pool.fetchval("SELECT customer_id FROM stripe_invoices WHERE id=$1", invoice_id)
+        return owner == customer_id
+
+    async def send_update_card_link(self, ctx: ActionContext) -> ActionOutcome:
+        diagnosis = await self.diagnosis(ctx)
+        pctx = await self.policy_context(ctx, diagnosis)
+        key = idempotency_key(ctx.contact_id, Action.SEND_UPDATE_CARD_LINK.value, ctx.customer_id)
+
+        async def effect() -> dict[str, Any]:
+            url = await self.stripe.update_card_link(ctx.customer_id, return_url=self.settings.public_base_url)
+            link = _get(url, "url", url)
+            sent_to = await self._notify(ctx, template="update_card", subject="Update your card",
+                                         body=f"Your payment method needs attention. Update it here: {link}",
+                                         key=key, link=str(link))
+            return {"url": str(link), "sent_to": sent_to, "message": "An update-card link was sent."}
+
+        return await self._run(ctx, Action.SEND_UPDATE_CARD_LINK, ctx.customer_id, pctx, effect)
+
+    async def regenerate_invoice_link(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome:
+        diagnosis = await self.diagnosis(ctx)
+        invoice = diagnosis.evidence.get("invoice") or {}
+        target = invoice_id or invoice.get("id")
+        if not target:
+            return ActionOutcome(Action.REGENERATE_INVOICE_LINK, "failed", "no open invoice to regenerate a link for")
+        if invoice_id and invoice.get("id") != invoice_id and not await self._owns_invoice(ctx.customer_id, invoice_id):
+            return ActionOutcome(Action.REGENERATE_INVOICE_LINK, "failed", "invoice not found for this customer")
+        pctx = await self.policy_context(ctx, diagnosis)
+        key = idempotency_key(ctx.contact_id, Action.REGENERATE_INVOICE_LINK.value, target)
+
+        async def effect() -> dict[str, Any]:
+            link = await self.stripe.regenerate_invoice_link(target, key=key)
+            url = str(_get(link, "url", link))
+            expires = _get(link, "expires_at", None)
+            await self.pool.execute(
+                "UPDATE stripe_invoices SET hosted_invoice_url=$2, link_expires_at=$3 WHERE id=$1",
+                target, url, _as_dt(expires))
+            sent_to = await self._notify(ctx, template="invoice_link", subject="Your new payment link",
+                                         body=f"Here is a fresh link to pay invoice {target}: {url}", key=key, link=url)
+            return {"invoice": target, "url": url, "expires_at": str(expires), "sent_to": sent_to,
+                    "message": "A new payment link was generated and sent."}
+
+        return await self._run(ctx, Action.REGENERATE_INVOICE_LINK, target, pctx, effect)
+
+    async def send_invoice(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome:
+        target = invoice_id
+        if target is not None and not await self._owns_invoice(ctx.customer_id, target):
+            target = None
+        if target is None:
+            target = await self.pool.fetchval(
+                """SELECT id FROM stripe_invoices WHERE customer_id=$1 AND status='paid'
+                   ORDER BY created DESC NULLS LAST LIMIT 1""", ctx.customer_id)
+        charge = None
+        if target is None:
+            charge = await self.pool.fetchrow(
+                """SELECT id, amount_cents, created FROM stripe_charges WHERE customer_id=$1 AND status='succeeded'
+                   ORDER BY created DESC LIMIT 1""", ctx.customer_id)
+            if charge is None:
+                diagnosis = await self.diagnosis(ctx)  # live read fills the mirror on a miss
+                charges = diagnosis.evidence.get("charges") or []
+                if charges:
+                    charge = {"id": charges[0]["id"], "amount_cents": int(round(charges[0]["amount_usd"] * 100)),
+                              "created": _iso(charges[0].get("created_at"))}
+        if target is None and charge is None:
+            return ActionOutcome(Action.SEND_INVOICE, "failed", "no paid invoice or payment found to send")
+        doc_target = target or str(charge["id"])  # type: ignore[index]
+        key = idempotency_key(ctx.contact_id, Action.SEND_INVOICE.value, doc_target)
+
+        async def effect() -> dict[str, Any]:
+            if target is not None:
+                info = await self.stripe.send_invoice(target)
+                url = str(_get(info, "url", None) or _get(info, "hosted_invoice_url", None) or _get(info, "pdf", ""))
+            else:
+                url = f"{self.settings.public_base_url}/receipts/{doc_target}"
+            sent_to = await self._notify(ctx, template="invoice", subject="Your invoice",
+                                         body=f"As requested, your invoice/receipt: {url}", key=key, link=url)
+            return {"document": doc_target, "url": url, "sent_to": sent_to,
+                    "message": "The invoice was sent to the billing email."}
+
+        return await self._run(ctx, Action.SEND_INVOICE, doc_target, None, effect)
+
+    async def refund(self, ctx: ActionContext, charge_id: str | None, amount_usd: float | None,
+                     reason: str) -> ActionOutcome:
+        diagnosis = await self.diagnosis(ctx)
+        charges = diagnosis.evidence.get("charges") or []
+        if charge_id is None and charges:
+            charge_id = charges[0].get("id")
+        facts = self.charge_facts(diagnosis, charge_id)
+        remaining = (facts.amount_usd - facts.refunded_usd) if facts else 0.0
+        amount = round(float(amount_usd if amount_usd is not None else remaining), 2)
+        duplicate = diagnosis.evidence.get("duplicate") or {}
+        twin = None
+        if duplicate.get("charge_id") == charge_id:
+            twin = self.charge_facts(diagnosis, duplicate.get("twin_charge_id"))
+        pctx = await self.policy_context(ctx, diagnosis, charge=facts, requested_amount_usd=amount, duplicate_of=twin)
+        key = idempotency_key(ctx.contact_id, Action.REFUND.value, charge_id)
+
+        async def effect() -> dict[str, Any]:
+            refund = await self.stripe.refund(charge_id, int(round(amount * 100)), reason, key=key)
+            return {"refund": _get(refund, "id", None), "charge": charge_id, "amount_usd": amount,
+                    "message": f"Refunded ${amount:.2f} for charge {charge_id}."}
+
+        async def reconcile() -> dict[str, Any] | None:
+            found = await self.stripe.find_refund(charge_id, key)
+            if found is None:
+                return None
+            return {"refund": _get(found, "id", None), "charge": charge_id, "amount_usd": amount, "reconciled": True}
+
+        return await self._run(ctx, Action.REFUND, charge_id, pctx, effect, amount_usd=amount, reconcile=reconcile)
+
+    async def update_billing_details(self, ctx: ActionContext, *, email: str | None = None, name: str | None = None,
+                                     address: dict[str, str] | None = None, tax_id: str | None = None) -> ActionOutcome:
+        diagnosis = await self.diagnosis(ctx)
+        pctx = await self.policy_context(ctx, diagnosis)
+        changes = {k: v for k, v in {"email": email, "name": name, "address": address, "tax_id": tax_id}.items() if v}
+        if not changes:
+            return ActionOutcome(Action.UPDATE_BILLING_DETAILS, "failed", "nothing to update")
+        target = ",".join(f"{k}={v}" for k, v in sorted((k, str(v)) for k, v in changes.items()))
+
+        async def effect() -> dict[str, Any]:
+            key = idempotency_key(ctx.contact_id, "update_customer", target)
+            fields = {k: v for k, v in changes.items() if k in ("email", "name", "address")}
+            if fields:
+                await self.stripe.update_customer(ctx.customer_id, key=key, **fields)
+                if email:
+                    await self.pool.execute("UPDATE stripe_customers SET email=$2 WHERE id=$1", ctx.customer_id, email)
+                    await self.pool.execute("UPDATE customers SET email=$2 WHERE id=$1", ctx.customer_id, email)
+            if tax_id:
+                kind, _, value = tax_id.partition(":")
+                await self.stripe.add_tax_id(ctx.customer_id, kind if value else "eu_vat", value or tax_id, key=key)
+            return {"updated": sorted(changes), "message": "Billing details updated."}
+
+        return await self._run(ctx, Action.UPDATE_BILLING_DETAILS, ctx.customer_id, pctx, effect,
+                               key_target=target)
+
+    async def cancel_subscription(self, ctx: ActionContext, at_period_end: bool = True) -> ActionOutcome:
+        diagnosis = await self.diagnosis(ctx)
+        sub = diagnosis.evidence.get("subscription") or {}
+        if not sub.get("id") or sub.get("status") == "canceled":
+            return ActionOutcome(Action.CANCEL_SUBSCRIPTION, "failed", "no active subscription to cancel")
+        pctx = await self.policy_context(ctx, diagnosis)
+        key = idempotency_key(ctx.contact_id, Action.CANCEL_SUBSCRIPTION.value, sub["id"])
+
+        async def effect() -> dict[str, Any]:
+            await self.stripe.cancel_at_period_end(sub["id"], key=key)
+            await self.pool.execute("UPDATE subscriptions SET cancel_at_period_end=true WHERE id=$1", sub["id"])
+            end = sub.get("current_period_end")
+            return {"subscription": sub["id"], "at_period_end": True,
+                    "message": f"Your subscription will end at the end of the current period ({end})."}
+
+        return await self._run(ctx, Action.CANCEL_SUBSCRIPTION, sub["id"], pctx, effect)
+
+    async def change_plan(self, ctx: ActionContext, plan: str, seats: int | None = None, *,
+                          preview_only: bool = False) -> ActionOutcome:
+        diagnosis = await self.diagnosis(ctx)
+        sub = diagnosis.evidence.get("subscription") or {}
+        row = await self.pool.fetchrow("SELECT id, price_usd, tier FROM plans WHERE id=$1 AND active", plan)
+        if row is None or not sub.get("id"):
+            return ActionOutcome(Action.CHANGE_PLAN, "failed", f"unknown plan {plan!r} or no subscription")
+        stripe_plan = await self.stripe.ensure_plan(row["tier"], float(row["price_usd"]), "month")
+        stripe_plan_id = str(_get(stripe_plan, "id", stripe_plan))
+        preview = await self.stripe.preview_plan_change(sub["id"], stripe_plan_id, seats)
+        if preview_only:
+            return ActionOutcome(Action.CHANGE_PLAN, "succeeded", "proration preview", data={"preview": preview},
+                                 target=sub["id"])
+        pctx = await self.policy_context(ctx, diagnosis)
+        key = idempotency_key(ctx.contact_id, Action.CHANGE_PLAN.value, f"{sub['id']}:{plan}:{seats}")
+
+        async def effect() -> dict[str, Any]:
+            await self.stripe.change_plan(sub["id"], stripe_plan_id, seats, key=key)
+            await self.pool.execute("UPDATE subscriptions SET plan_id=$2, seats=COALESCE($3, seats) WHERE id=$1",
+                                    sub["id"], plan, seats)
+            return {"subscription": sub["id"], "plan": plan, "seats": seats, "preview": preview,
+                    "message": f"Plan changed to {row['id']}."}
+
+        return await self._run(ctx, Action.CHANGE_PLAN, sub["id"], pctx, effect, key_target=f"{sub['id']}:{plan}")
+
+    async def explain_charge(self, ctx: ActionContext, charge_id: str | None = None) -> ActionOutcome:
+        diagnosis = await self.diagnosis(ctx)
+        text = explain(diagnosis, charge_id)
+        target = charge_id or ((diagnosis.evidence.get("charges") or [{}])[0].get("id")) or ctx.customer_id
+
+        async def effect() -> dict[str, Any]:
+            return {"explanation": text, "message": text}
+
+        return await self._run(ctx, Action.EXPLAIN_CHARGE, target, None, effect)
+
+    async def send_nudge(self, ctx: ActionContext, *, template: str, subject: str, body: str) -> ActionOutcome:
+        key = idempotency_key(ctx.contact_id, Action.SEND_NUDGE.value, template)
+
+        async def effect() -> dict[str, Any]:
+            sent_to = await self._notify(ctx, template=template, subject=subject, body=body, key=key)
+            return {"template": template, "sent_to": sent_to, "message": "Nudge sent."}
+
+        return await self._run(ctx, Action.SEND_NUDGE, template, None, effect)
+
+
+def explain(diagnosis: DiagnosisView, charge_id: str | None = None) -> str:
+    """A usage- and record-backed explanation of what the customer was charged (no guessing)."""
+    ev = diagnosis.evidence
+    parts: list[str] = []
+    charges = ev.get("charges") or []
+    charge = next((c for c in charges if c.get("id") == charge_id), charges[0] if charges else None)
+    if charge:
+        when = str(charge.get("created_at", ""))[:10]
+        parts.append(f"The charge of ${float(charge.get('amount_usd') or 0):.2f} on {when} (id {charge.get('id')}).")
+    plan = ev.get("plan") or {}
+    if plan:
+        parts.append(f"Your {plan.get('name', plan.get('id', 'current'))} plan costs "
+                     f"${float(plan.get('monthly_usd') or 0):.2f} a month.")
+    usage = ev.get("usage") or {}
+    if usage and float(usage.get("overage_units") or 0) > 0:
+        parts.append(
+            f"You used {int(float(usage.get('last_30d') or 0)):,} {usage.get('metric', 'units')} in the last 30 days "
+            f"against {int(float(usage.get('limit') or 0)):,} included (previous 30 days: "
+            f"{int(float(usage.get('prev_30d') or 0)):,}); the {int(float(usage['overage_units'])):,} over the limit "
+            f"cost ${float(usage.get('overage_usd') or 0):.2f}.")
+    if plan and plan.get("seat_limit") and int(plan.get("seats") or 0) > int(plan["seat_limit"]):
+        parts.append(f"You have {plan['seats']} seats against {plan['seat_limit']} included.")
+    parts.append(diagnosis.explanation)
+    return " ".join(p for p in parts if p)
+
+
+def _get(obj: Any, name: str, default: Any) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _as_dt(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return _iso(value)
+
+
+__all__ = ["ActionContext", "ActionExecutor", "ActionOutcome", "Actions", "explain"]
+_ = (asyncio, timedelta)
