@@ -582,7 +582,7 @@ def build_evidence(ctx: _Context) -> dict[str, Any]:
 def diagnose(snapshot: BillingSnapshot, now: datetime) -> Diagnosis:
     """One plain-language diagnosis from what is known; never green when a source is missing."""
     ctx = _Context(snapshot, now)
-    findings = [f for f in (rule(ctx) for rule in RULES) if f is not None]
+    findings = [f for f in (rule(ctx) for rule in RULES) if f is not None] if snapshot.customer_known else []
     # A subscription the store cannot read is unknown, not missing.
     if "subscriptions" in snapshot.missing_sources:
         findings = [f for f in findings if f.cause is not RootCause.SUBSCRIPTION_MISSING]
@@ -601,7 +601,11 @@ def diagnose(snapshot: BillingSnapshot, now: datetime) -> Diagnosis:
         paid = (f" Your last payment was {money(usd(last.amount_cents))} on {day(last.created)}."
                 if last is not None and last.status == "succeeded" else "")
         explanation = f"Everything looks fine: your subscription is {ctx.subscription.status if ctx.subscription else 'active'}{plan}{pm}.{paid}"
-    if missing and status is HealthStatus.GREEN:
+    if not snapshot.customer_known:
+        status, cause, action, self_serve = HealthStatus.AMBER, RootCause.UNKNOWN, Action.ESCALATE, False
+        explanation = ("We couldn't read this account's billing records right now ("
+                       + (", ".join(missing) or "no source") + " unavailable), so we can't say what is wrong.")
+    elif missing and status is HealthStatus.GREEN:
         status = HealthStatus.AMBER
         if cause is RootCause.HEALTHY:
             cause = RootCause.UNKNOWN

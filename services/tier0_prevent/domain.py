@@ -230,6 +230,8 @@ def _ts(value: Any) -> datetime | None:
         return None
     if isinstance(value, int | float):
         return datetime.fromtimestamp(float(value), UTC)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return datetime.fromtimestamp(float(value), UTC)
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -318,3 +320,21 @@ def email_for(action: Action, *, amount_usd: float = 0.0, invoice_id: str | None
             link,
         )
     raise ValueError(f"no email for action {action}")
+
+
+# ----------------------------------------------------------------------------- notifications
+class SendVerdict(StrEnum):
+    SEND = "send"
+    DUPLICATE = "duplicate"  # already delivered or suppressed: once only
+    SUPPRESSED = "suppressed"  # over the per-customer rate limit
+
+
+def notification_verdict(existing_status: str | None, recent_sent: int, max_per_window: int) -> SendVerdict:
+    """Once per dedupe key; at most ``max_per_window`` deliveries per customer in the window."""
+    if existing_status in ("delivered", "suppressed"):
+        return SendVerdict.DUPLICATE
+    if existing_status == "sending":  # a previous attempt did not finish: deliver it now
+        return SendVerdict.SEND
+    if recent_sent >= max_per_window:
+        return SendVerdict.SUPPRESSED
+    return SendVerdict.SEND

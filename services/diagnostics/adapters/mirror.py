@@ -486,6 +486,25 @@ class MirrorStore:
             v["customer_id"], tier, live,
         )
 
+    async def store_live_read(self, customer_id: str, objects: list[dict[str, Any]], version_ms: int) -> int:
+        """Upsert what a live Stripe read returned; cards no longer listed are marked detached."""
+        stored = 0
+        listed_pms: list[str] = []
+        for obj in objects:
+            if obj.get("object") in ("payment_method", "card"):
+                listed_pms.append(obj["id"])
+            try:
+                await self.upsert_object(obj, version_ms)
+                stored += 1
+            except UnsupportedObject as exc:
+                log.warning("diagnostics.mirror.skipped", customer_id=customer_id, error=str(exc))
+        await self.pool.execute(
+            """UPDATE stripe_payment_methods SET detached = true, synced_at = now()
+               WHERE customer_id = $1 AND NOT (id = ANY($2::text[])) AND version < $3""",
+            customer_id, listed_pms, version_ms,
+        )
+        return stored
+
     async def apply_stripe_event(self, event_type: str, obj: dict[str, Any], created: int) -> bool:
         """Apply one verified Stripe event to the mirror. Returns False for event types it ignores."""
         kind = obj.get("object")

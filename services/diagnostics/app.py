@@ -1,0 +1,82 @@
+"""Wiring of the diagnostics service: HTTP doors, the usage consumer, the ClickHouse health check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faststream import Context
+from faststream.kafka.message import KafkaMessage
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from schemas.messages import UsageEventRecordedV1
+from services.diagnostics.adapters.clickhouse import UsageStore
+from services.diagnostics.adapters.mirror import MirrorStore
+from services.diagnostics.adapters.stripe_reader import StripeLiveReader
+from services.diagnostics.client import InProcessDiagnostics
+from services.diagnostics.handlers import BrokerAuditSink, Diagnostician, UsageBatchConsumer, http_handlers
+from services.diagnostics.openapi import openapi_document
+from services.diagnostics.settings import DiagnosticsSettings
+from tierline.messaging import SUBSCRIBER_DEFAULTS, consumer_group
+from tierline.runtime import Service
+from tierline.settings import DEFAULT_PORTS, InfraSettings
+
+NAME = "diagnostics"
+
+
+async def _raw_batch(msg: Any, original: Any = None) -> list[bytes]:
+    """Batch decoder: hand the raw values to the handler, which validates each one."""
+    body = msg.body
+    return [bytes(b) for b in body] if isinstance(body, list | tuple) else [bytes(body)]
+
+
+def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings | None = None) -> Service:
+    diag_settings = diag_settings or DiagnosticsSettings()
+    service = Service.create(NAME, settings, http_port=settings.http_port or DEFAULT_PORTS[NAME])
+    usage = UsageStore(settings.resolved_clickhouse_dsn())
+    stripe = StripeLiveReader(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base,
+                              timeout_s=diag_settings.stripe_timeout_s, emulated=settings.emulated_stripe)
+    consumer = UsageBatchConsumer(usage, service.dead_letters)
+    service.state["usage_store"] = usage
+
+    async def on_start(svc: Service) -> None:
+        await usage.ensure_schema()
+        mirror = MirrorStore(svc.db)
+        diagnostician = Diagnostician(mirror, stripe, usage, BrokerAuditSink(svc.broker), diag_settings)
+        svc.state["mirror"] = mirror
+        svc.state["diagnostician"] = diagnostician
+        svc.state["client"] = InProcessDiagnostics(diagnostician)
+
+    service.on_start.append(on_start)
+
+    def handler(name: str) -> Any:
+        async def route(request: Request) -> JSONResponse:
+            handlers = http_handlers(service.state["diagnostician"], usage)
+            return await handlers[name](request)  # type: ignore[no-any-return]
+        return route
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(openapi_document())
+
+    service.routes.extend([
+        Route("/v1/customers/{customer_id}/diagnosis", handler("diagnosis"), methods=["GET"]),
+        Route("/v1/customers/{customer_id}/usage", handler("usage"), methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ])
+
+    @service.broker.subscriber(
+        UsageEventRecordedV1.TOPIC,
+        group_id=consumer_group(NAME),
+        batch=True,
+        max_records=diag_settings.usage_batch_size,
+        batch_timeout_ms=diag_settings.usage_batch_timeout_ms,
+        decoder=_raw_batch,
+        **SUBSCRIBER_DEFAULTS,
+    )
+    async def on_usage_events_recorded(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+        records = message.raw_message if isinstance(message.raw_message, tuple) else None
+        await consumer.handle(bodies, records)
+
+    service.health_checks["clickhouse"] = usage.ping
+    return service
