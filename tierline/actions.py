@@ -291,13 +291,28 @@ class ActionExecutor:
             from tierline.stripe_adapter import CardDeclined
 
             try:
-                paid = await self.stripe.retry_invoice(target, key=idempotency_key(ctx.contact_id, "retry", target))
+                paid = await self.stripe.retry_invoice(target, retry_key)
             except CardDeclined as exc:
-                raise ActionFailed(f"the card was declined again ({exc.code})", {"decline_code": exc.code}) from exc
-            return {"invoice": target, "status": _get(paid, "status", "paid"), "recovered_usd": amount,
-                    "message": f"Invoice {target} paid: ${amount:.2f} recovered."}
+                code = getattr(exc, "code", None)
+                raise ActionFailed(f"the card was declined again ({code})", {"decline_code": code}) from exc
+            if paid.status != "paid":
+                raise ActionFailed(f"the card was declined again ({paid.decline_code})",
+                                   {"decline_code": paid.decline_code})
+            await self.pool.execute("UPDATE stripe_invoices SET status='paid' WHERE id=$1", target)
+            recovered = 0.0 if paid.already_paid else paid.amount_cents / 100
+            return {"invoice": target, "status": paid.status, "recovered_usd": recovered, "charge": paid.charge_id,
+                    "message": f"Invoice {target} paid: ${recovered:.2f} recovered."}
 
-        return await self._run(ctx, Action.RETRY_PAYMENT, target, pctx, effect, amount_usd=amount)
+        async def reconcile() -> dict[str, Any] | None:
+            prior = await self.stripe.find_invoice_retry(target, retry_key)
+            if prior is None or prior.status != "paid":
+                return None
+            return {"invoice": target, "status": "paid", "recovered_usd": prior.amount_cents / 100,
+                    "reconciled": True}
+
+        retry_key = idempotency_key(ctx.contact_id, Action.RETRY_PAYMENT.value, target)
+        return await self._run(ctx, Action.RETRY_PAYMENT, target, pctx, effect, amount_usd=amount,
+                               reconcile=reconcile)
 
     async def _owns_invoice(self, customer_id: str, invoice_id: str) -> bool:
         owner = await self.pool.fetchval("SELECT customer_id FROM stripe_invoices WHERE id=$1", invoice_id)
@@ -309,8 +324,8 @@ class ActionExecutor:
         key = idempotency_key(ctx.contact_id, Action.SEND_UPDATE_CARD_LINK.value, ctx.customer_id)
 
         async def effect() -> dict[str, Any]:
-            url = await self.stripe.update_card_link(ctx.customer_id, return_url=self.settings.public_base_url)
-            link = _get(url, "url", url)
+            signed = await self.stripe.update_card_link(ctx.customer_id, self.settings.public_base_url)
+            link = signed.url
             sent_to = await self._notify(ctx, template="update_card", subject="Update your card",
                                          body=f"Your payment method needs attention. Update it here: {link}",
                                          key=key, link=str(link))
@@ -330,9 +345,9 @@ class ActionExecutor:
         key = idempotency_key(ctx.contact_id, Action.REGENERATE_INVOICE_LINK.value, target)
 
         async def effect() -> dict[str, Any]:
-            link = await self.stripe.regenerate_invoice_link(target, key=key)
-            url = str(_get(link, "url", link))
-            expires = _get(link, "expires_at", None)
+            link = await self.stripe.regenerate_invoice_link(target, key)
+            url = link.url
+            expires = link.expires_at
             await self.pool.execute(
                 "UPDATE stripe_invoices SET hosted_invoice_url=$2, link_expires_at=$3 WHERE id=$1",
                 target, url, _as_dt(expires))
@@ -370,7 +385,7 @@ class ActionExecutor:
         async def effect() -> dict[str, Any]:
             if target is not None:
                 info = await self.stripe.send_invoice(target)
-                url = str(_get(info, "url", None) or _get(info, "hosted_invoice_url", None) or _get(info, "pdf", ""))
+                url = info.pdf_url or info.hosted_url
             else:
                 url = f"{self.settings.public_base_url}/receipts/{doc_target}"
             sent_to = await self._notify(ctx, template="invoice", subject="Your invoice",
@@ -397,15 +412,16 @@ class ActionExecutor:
         key = idempotency_key(ctx.contact_id, Action.REFUND.value, charge_id)
 
         async def effect() -> dict[str, Any]:
-            refund = await self.stripe.refund(charge_id, int(round(amount * 100)), reason, key=key)
-            return {"refund": _get(refund, "id", None), "charge": charge_id, "amount_usd": amount,
+            refund = await self.stripe.refund(charge_id, int(round(amount * 100)), _refund_reason(reason), key)
+            return {"refund": refund.refund_id, "charge": charge_id, "amount_usd": amount, "status": refund.status,
                     "message": f"Refunded ${amount:.2f} for charge {charge_id}."}
 
         async def reconcile() -> dict[str, Any] | None:
             found = await self.stripe.find_refund(charge_id, key)
             if found is None:
                 return None
-            return {"refund": _get(found, "id", None), "charge": charge_id, "amount_usd": amount, "reconciled": True}
+            return {"refund": found.refund_id, "charge": charge_id, "amount_usd": found.amount_cents / 100,
+                    "reconciled": True}
 
         return await self._run(ctx, Action.REFUND, charge_id, pctx, effect, amount_usd=amount, reconcile=reconcile)
 
@@ -422,13 +438,13 @@ class ActionExecutor:
             key = idempotency_key(ctx.contact_id, "update_customer", target)
             fields = {k: v for k, v in changes.items() if k in ("email", "name", "address")}
             if fields:
-                await self.stripe.update_customer(ctx.customer_id, key=key, **fields)
+                await self.stripe.update_customer(ctx.customer_id, idempotency_key=key, **fields)
                 if email:
                     await self.pool.execute("UPDATE stripe_customers SET email=$2 WHERE id=$1", ctx.customer_id, email)
                     await self.pool.execute("UPDATE customers SET email=$2 WHERE id=$1", ctx.customer_id, email)
             if tax_id:
                 kind, _, value = tax_id.partition(":")
-                await self.stripe.add_tax_id(ctx.customer_id, kind if value else "eu_vat", value or tax_id, key=key)
+                await self.stripe.add_tax_id(ctx.customer_id, kind if value else "eu_vat", value or tax_id, key)
             return {"updated": sorted(changes), "message": "Billing details updated."}
 
         return await self._run(ctx, Action.UPDATE_BILLING_DETAILS, ctx.customer_id, pctx, effect,
@@ -443,7 +459,7 @@ class ActionExecutor:
         key = idempotency_key(ctx.contact_id, Action.CANCEL_SUBSCRIPTION.value, sub["id"])
 
         async def effect() -> dict[str, Any]:
-            await self.stripe.cancel_at_period_end(sub["id"], key=key)
+            await self.stripe.cancel_at_period_end(sub["id"], key)
             await self.pool.execute("UPDATE subscriptions SET cancel_at_period_end=true WHERE id=$1", sub["id"])
             end = sub.get("current_period_end")
             return {"subscription": sub["id"], "at_period_end": True,
@@ -458,9 +474,8 @@ class ActionExecutor:
         row = await self.pool.fetchrow("SELECT id, price_usd, tier FROM plans WHERE id=$1 AND active", plan)
         if row is None or not sub.get("id"):
             return ActionOutcome(Action.CHANGE_PLAN, "failed", f"unknown plan {plan!r} or no subscription")
-        stripe_plan = await self.stripe.ensure_plan(row["tier"], float(row["price_usd"]), "month")
-        stripe_plan_id = str(_get(stripe_plan, "id", stripe_plan))
-        preview = await self.stripe.preview_plan_change(sub["id"], stripe_plan_id, seats)
+        stripe_plan_id = await self.stripe.ensure_plan(row["tier"], float(row["price_usd"]), "month")
+        preview = (await self.stripe.preview_plan_change(sub["id"], stripe_plan_id, seats)).to_dict()
         if preview_only:
             return ActionOutcome(Action.CHANGE_PLAN, "succeeded", "proration preview", data={"preview": preview},
                                  target=sub["id"])
@@ -468,7 +483,7 @@ class ActionExecutor:
         key = idempotency_key(ctx.contact_id, Action.CHANGE_PLAN.value, f"{sub['id']}:{plan}:{seats}")
 
         async def effect() -> dict[str, Any]:
-            await self.stripe.change_plan(sub["id"], stripe_plan_id, seats, key=key)
+            await self.stripe.change_plan(sub["id"], stripe_plan_id, seats, key)
             await self.pool.execute("UPDATE subscriptions SET plan_id=$2, seats=COALESCE($3, seats) WHERE id=$1",
                                     sub["id"], plan, seats)
             return {"subscription": sub["id"], "plan": plan, "seats": seats, "preview": preview,
@@ -520,6 +535,11 @@ def explain(diagnosis: DiagnosisView, charge_id: str | None = None) -> str:
         parts.append(f"You have {plan['seats']} seats against {plan['seat_limit']} included.")
     parts.append(diagnosis.explanation)
     return " ".join(p for p in parts if p)
+
+
+def _refund_reason(reason: str) -> str:
+    """Stripe's refund reasons: duplicate | fraudulent | requested_by_customer."""
+    return reason if reason in ("duplicate", "fraudulent", "requested_by_customer") else "requested_by_customer"
 
 
 def _get(obj: Any, name: str, default: Any) -> Any:

@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 
 import jwt
@@ -79,7 +80,9 @@ class InvalidStripeRequest(StripeActionError):
 class CardDeclined(ActionFailed, StripeActionError):
     """The card was declined. ``code`` is the issuer decline code (``insufficient_funds`` ...)."""
 
-    def __init__(self, code: str, message: str = "card declined", result: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: str, message: str = "card declined", result: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{message} ({code})", result)
         self.code = code
 
@@ -235,11 +238,20 @@ class BillingActions(Protocol):
     ) -> RefundResult: ...
     async def find_refund(self, charge_id: str, idempotency_key: str) -> RefundResult | None: ...
     async def update_customer(
-        self, customer_id: str, *, idempotency_key: str, email: str | None = None, name: str | None = None,
+        self,
+        customer_id: str,
+        *,
+        idempotency_key: str,
+        email: str | None = None,
+        name: str | None = None,
         address: dict[str, str] | None = None,
     ) -> CustomerResult: ...
-    async def add_tax_id(self, customer_id: str, type: str, value: str, idempotency_key: str) -> TaxIdResult: ...
-    async def cancel_at_period_end(self, subscription_id: str, idempotency_key: str) -> SubscriptionResult: ...
+    async def add_tax_id(
+        self, customer_id: str, type: str, value: str, idempotency_key: str
+    ) -> TaxIdResult: ...
+    async def cancel_at_period_end(
+        self, subscription_id: str, idempotency_key: str
+    ) -> SubscriptionResult: ...
     async def preview_plan_change(
         self, subscription_id: str, new_stripe_plan_id: str, seats: int | None = None
     ) -> ProrationPreview: ...
@@ -254,8 +266,14 @@ class BillingActions(Protocol):
 
 # ---------------------------------------------------------------------------------------- link tokens
 def sign_link_token(secret: str, *, purpose: str, subject: str, expires_at: int, **claims: Any) -> str:
-    payload = {"purpose": purpose, "sub": subject, "iat": int(time.time()), "exp": int(expires_at),
-               "jti": uuid.uuid4().hex, **claims}
+    payload = {
+        "purpose": purpose,
+        "sub": subject,
+        "iat": int(time.time()),
+        "exp": int(expires_at),
+        "jti": uuid.uuid4().hex,
+        **claims,
+    }
     return jwt.encode(payload, secret, algorithm=LINK_ALGORITHM)
 
 
@@ -348,15 +366,14 @@ class StripeActions:
         if self.emulated:
             kwargs["base_addresses"] = {"api": settings.stripe_api_base}
         self.client = stripe.StripeClient(settings.stripe_api_key.get_secret_value(), **kwargs)
-        self.v1 = self.client.v1
+        # the SDK's TypedDict params add nothing over the checks here: services are used untyped
+        self.v1: Any = self.client.v1
         self._max_attempts = max_attempts
         self._secret = settings.session_secret.get_secret_value()
         self._base_url = settings.public_base_url.rstrip("/")
 
     # -- plumbing ------------------------------------------------------------------------------------
-    async def call(
-        self, fn: Callable[[], Awaitable[T]], *, op: str, create: bool = False
-    ) -> T:
+    async def call(self, fn: Callable[[], Awaitable[T]], *, op: str, create: bool = False) -> T:
         """Run one SDK coroutine with retries on transient errors and typed error mapping.
 
         ``create=True`` marks a non-idempotent write: on the emulator (which ignores idempotency keys)
@@ -410,7 +427,9 @@ class StripeActions:
     async def raw_post(self, path: str, *, key: str | None = None, **params: Any) -> dict[str, Any]:
         if key:
             params["idempotency_key"] = key
-        resp = await self.call(lambda: self.client.raw_request_async("post", path, **params), op=f"POST {path}")
+        resp = await self.call(
+            lambda: self.client.raw_request_async("post", path, **params), op=f"POST {path}"
+        )
         return as_dict(resp)
 
     async def get_invoice(self, invoice_id: str) -> dict[str, Any]:
@@ -420,11 +439,15 @@ class StripeActions:
         return as_dict(await self.call(lambda: self.v1.charges.retrieve_async(charge_id), op="charge.get"))
 
     async def get_customer(self, customer_id: str) -> dict[str, Any]:
-        return as_dict(await self.call(lambda: self.v1.customers.retrieve_async(customer_id), op="customer.get"))
+        return as_dict(
+            await self.call(lambda: self.v1.customers.retrieve_async(customer_id), op="customer.get")
+        )
 
     async def get_subscription(self, subscription_id: str) -> dict[str, Any]:
         return as_dict(
-            await self.call(lambda: self.v1.subscriptions.retrieve_async(subscription_id), op="subscription.get")
+            await self.call(
+                lambda: self.v1.subscriptions.retrieve_async(subscription_id), op="subscription.get"
+            )
         )
 
     async def get_plan(self, plan_id: str) -> dict[str, Any]:
@@ -435,13 +458,16 @@ class StripeActions:
             await self.call(lambda: self.v1.payment_methods.retrieve_async(pm_id), op="payment_method.get")
         )
 
-    async def _update_metadata(self, kind: str, obj_id: str, metadata: dict[str, str], key: str | None,
-                               **extra: Any) -> dict[str, Any]:
+    async def _update_metadata(
+        self, kind: str, obj_id: str, metadata: dict[str, str], key: str | None, **extra: Any
+    ) -> dict[str, Any]:
         service = getattr(self.v1, kind)
         params = {"metadata": metadata, **extra}
         return as_dict(
-            await self.call(lambda: service.update_async(obj_id, params, self._opts(key, f"{kind}.meta")),
-                            op=f"{kind}.update")
+            await self.call(
+                lambda: service.update_async(obj_id, params, self._opts(key, f"{kind}.meta")),
+                op=f"{kind}.update",
+            )
         )
 
     # -- payments ------------------------------------------------------------------------------------
@@ -468,30 +494,46 @@ class StripeActions:
         invoice = await self.get_invoice(invoice_id)
         amount = int(invoice.get("amount_due") or 0)
         if invoice.get("status") == "paid":
-            return RetryResult(invoice_id, "paid", amount, ref_id(invoice.get("charge")), already_paid=True,
-                               idempotency_key=idempotency_key)
+            return RetryResult(
+                invoice_id,
+                "paid",
+                amount,
+                ref_id(invoice.get("charge")),
+                already_paid=True,
+                idempotency_key=idempotency_key,
+            )
         if invoice.get("status") not in ("open", "draft"):
-            raise InvoiceNotPayable(f"invoice {invoice_id} is {invoice.get('status')}",
-                                    {"invoice_id": invoice_id, "status": invoice.get("status")})
+            raise InvoiceNotPayable(
+                f"invoice {invoice_id} is {invoice.get('status')}",
+                {"invoice_id": invoice_id, "status": invoice.get("status")},
+            )
         customer = await self.get_customer(ref_id(invoice.get("customer")) or "")
         pm_id = await self._default_payment_method(customer)
         if pm_id is None:
-            raise InvoiceNotPayable(f"customer {customer.get('id')} has no payment method",
-                                    {"invoice_id": invoice_id, "reason": "no_payment_method"})
+            raise InvoiceNotPayable(
+                f"customer {customer.get('id')} has no payment method",
+                {"invoice_id": invoice_id, "reason": "no_payment_method"},
+            )
         params: dict[str, Any] = {} if self.emulated else {"off_session": True}
         decline: CardDeclined | None = None
         try:
-            invoice = as_dict(await self.call(
-                lambda: self.v1.invoices.pay_async(invoice_id, params, self._opts(idempotency_key, "pay")),
-                op="invoice.pay", create=True,
-            ))
+            invoice = as_dict(
+                await self.call(
+                    lambda: self.v1.invoices.pay_async(
+                        invoice_id, params, self._opts(idempotency_key, "pay")
+                    ),
+                    op="invoice.pay",
+                    create=True,
+                )
+            )
         except CardDeclined as exc:  # real Stripe reports the decline as an error
             decline = exc
             invoice = await self.get_invoice(invoice_id)
         if invoice.get("status") == "paid":
             charge_id = ref_id(invoice.get("charge"))
-            await self._update_metadata("invoices", invoice_id,
-                                        {"tl_idem_retry": idempotency_key, "tl_retry_status": "paid"}, None)
+            await self._update_metadata(
+                "invoices", invoice_id, {"tl_idem_retry": idempotency_key, "tl_retry_status": "paid"}, None
+            )
             if self.emulated and charge_id:
                 await self._link_charge(charge_id, invoice_id, {"tl_created": str(int(time.time()))})
             log.info("stripe.invoice.retry.paid", invoice=invoice_id, charge=charge_id)
@@ -505,14 +547,22 @@ class StripeActions:
             charge_id = ref_id(err.get("charge")) or ref_id(pi.get("latest_charge"))
             code = err.get("decline_code") or code
         if self.emulated or code in (None, "card_declined"):
-            code = await self._emulator_decline_code(invoice, pm_id) if self.emulated else (code or "card_declined")
+            code = (
+                await self._emulator_decline_code(invoice, pm_id)
+                if self.emulated
+                else (code or "card_declined")
+            )
         result = RetryResult(invoice_id, "failed", amount, charge_id, code, idempotency_key=idempotency_key)
-        await self._update_metadata("invoices", invoice_id, {"tl_idem_retry": idempotency_key,
-                                                             "tl_retry_status": "failed", "tl_decline_code": code},
-                                    None)
+        await self._update_metadata(
+            "invoices",
+            invoice_id,
+            {"tl_idem_retry": idempotency_key, "tl_retry_status": "failed", "tl_decline_code": code},
+            None,
+        )
         if self.emulated and charge_id:
-            await self._link_charge(charge_id, invoice_id,
-                                    {"tl_decline_code": code, "tl_created": str(int(time.time()))})
+            await self._link_charge(
+                charge_id, invoice_id, {"tl_decline_code": code, "tl_created": str(int(time.time()))}
+            )
         log.info("stripe.invoice.retry.declined", invoice=invoice_id, charge=charge_id, decline_code=code)
         raise CardDeclined(code, "payment declined", result.to_dict())
 
@@ -527,50 +577,68 @@ class StripeActions:
         if meta.get("tl_idem_retry") != idempotency_key:
             return None
         paid = invoice.get("status") == "paid"
-        return RetryResult(invoice_id, "paid" if paid else "failed", int(invoice.get("amount_due") or 0),
-                           ref_id(invoice.get("charge")), None if paid else meta.get("tl_decline_code"),
-                           idempotency_key=idempotency_key)
+        return RetryResult(
+            invoice_id,
+            "paid" if paid else "failed",
+            int(invoice.get("amount_due") or 0),
+            ref_id(invoice.get("charge")),
+            None if paid else meta.get("tl_decline_code"),
+            idempotency_key=idempotency_key,
+        )
 
     # -- refunds -------------------------------------------------------------------------------------
     @staticmethod
     def _refund_result(r: dict[str, Any]) -> RefundResult:
         meta = r.get("metadata") or {}
         return RefundResult(
-            refund_id=r["id"], charge_id=ref_id(r.get("charge")) or "", amount_cents=int(r.get("amount") or 0),
+            refund_id=r["id"],
+            charge_id=ref_id(r.get("charge")) or "",
+            amount_cents=int(r.get("amount") or 0),
             status=str(meta.get("tl_refund_status") or r.get("status") or "succeeded"),
-            reason=r.get("reason") or meta.get("tl_reason"), created=int(meta.get("tl_created") or r["created"]),
+            reason=r.get("reason") or meta.get("tl_reason"),
+            created=int(meta.get("tl_created") or r["created"]),
             idempotency_key=meta.get("tl_idem"),
         )
 
-    async def refund(self, charge_id: str, amount_cents: int, reason: str, idempotency_key: str) -> RefundResult:
-        """Refund part or all of a succeeded charge. Raises :class:`RefundExceedsCharge` above what is left."""
+    async def refund(
+        self, charge_id: str, amount_cents: int, reason: str, idempotency_key: str
+    ) -> RefundResult:
+        """Refund part or all of a succeeded charge; :class:`RefundExceedsCharge` above what is left."""
         if amount_cents <= 0:
             raise InvalidStripeRequest(f"refund amount must be positive, got {amount_cents}")
         charge = await self.get_charge(charge_id)
         if charge.get("status") != "succeeded":
-            raise ChargeNotRefundable(f"charge {charge_id} is {charge.get('status')}",
-                                      {"charge_id": charge_id, "status": charge.get("status")})
+            raise ChargeNotRefundable(
+                f"charge {charge_id} is {charge.get('status')}",
+                {"charge_id": charge_id, "status": charge.get("status")},
+            )
         remaining = int(charge.get("amount") or 0) - int(charge.get("amount_refunded") or 0)
         if amount_cents > remaining:
             raise RefundExceedsCharge(charge_id, amount_cents, remaining)
         params: dict[str, Any] = {
-            "charge": charge_id, "amount": amount_cents,
+            "charge": charge_id,
+            "amount": amount_cents,
             "metadata": {"tl_idem": idempotency_key, "tl_reason": reason},
         }
         if not self.emulated and reason in STRIPE_REFUND_REASONS:
             params["reason"] = reason  # localstripe rejects the parameter
-        refund = as_dict(await self.call(
-            lambda: self.v1.refunds.create_async(params, self._opts(idempotency_key)), op="refund.create",
-            create=True,
-        ))
+        refund = as_dict(
+            await self.call(
+                lambda: self.v1.refunds.create_async(params, self._opts(idempotency_key)),
+                op="refund.create",
+                create=True,
+            )
+        )
         log.info("stripe.refund.created", charge=charge_id, refund=refund["id"], amount_cents=amount_cents)
         return self._refund_result(refund)
 
     async def find_refund(self, charge_id: str, idempotency_key: str) -> RefundResult | None:
         """Reconcile: the refund this key already made on the charge, if any."""
-        page = as_dict(await self.call(
-            lambda: self.v1.refunds.list_async({"charge": charge_id, "limit": 100}), op="refund.list"
-        ))
+        page = as_dict(
+            await self.call(
+                lambda: self.v1.refunds.list_async({"charge": charge_id, "limit": 100}), op="refund.list"
+            )
+        )
         for r in page.get("data", []):
             if (r.get("metadata") or {}).get("tl_idem") == idempotency_key:
                 return self._refund_result(r)
@@ -578,7 +646,12 @@ class StripeActions:
 
     # -- customer ------------------------------------------------------------------------------------
     async def update_customer(
-        self, customer_id: str, *, idempotency_key: str, email: str | None = None, name: str | None = None,
+        self,
+        customer_id: str,
+        *,
+        idempotency_key: str,
+        email: str | None = None,
+        name: str | None = None,
         address: dict[str, str] | None = None,
     ) -> CustomerResult:
         params: dict[str, Any] = {"metadata": {"tl_idem_update": idempotency_key}}
@@ -590,26 +663,31 @@ class StripeActions:
             params["address"] = {k: v for k, v in address.items() if v is not None}
         if len(params) == 1:
             raise InvalidStripeRequest("nothing to update: give email, name or address")
-        c = as_dict(await self.call(
-            lambda: self.v1.customers.update_async(customer_id, params, self._opts(idempotency_key)),
-            op="customer.update",
-        ))
+        c = as_dict(
+            await self.call(
+                lambda: self.v1.customers.update_async(customer_id, params, self._opts(idempotency_key)),
+                op="customer.update",
+            )
+        )
         log.info("stripe.customer.updated", customer=customer_id, fields=sorted(set(params) - {"metadata"}))
         return CustomerResult(c["id"], c.get("email"), c.get("name"), c.get("address"))
 
     async def add_tax_id(self, customer_id: str, type: str, value: str, idempotency_key: str) -> TaxIdResult:
-        existing = as_dict(await self.call(
-            lambda: self.v1.customers.tax_ids.list_async(customer_id), op="tax_id.list"
-        ))
+        existing = as_dict(
+            await self.call(lambda: self.v1.customers.tax_ids.list_async(customer_id), op="tax_id.list")
+        )
         for t in existing.get("data", []):
             if t.get("type") == type and t.get("value") == value:
                 return TaxIdResult(t["id"], customer_id, type, value, already_present=True)
-        t = as_dict(await self.call(
-            lambda: self.v1.customers.tax_ids.create_async(
-                customer_id, {"type": type, "value": value}, self._opts(idempotency_key)  # type: ignore[typeddict-item]
-            ),
-            op="tax_id.create", create=True,
-        ))
+        t = as_dict(
+            await self.call(
+                lambda: self.v1.customers.tax_ids.create_async(
+                    customer_id, {"type": type, "value": value}, self._opts(idempotency_key)
+                ),
+                op="tax_id.create",
+                create=True,
+            )
+        )
         log.info("stripe.tax_id.added", customer=customer_id, tax_id=t["id"], type=type)
         return TaxIdResult(t["id"], customer_id, type, value)
 
@@ -619,7 +697,9 @@ class StripeActions:
         item = ((s.get("items") or {}).get("data") or [{}])[0]
         plan = item.get("plan") or s.get("plan") or {}
         return SubscriptionResult(
-            subscription_id=s["id"], status=s.get("status", ""), plan_id=ref_id(plan) or "",
+            subscription_id=s["id"],
+            status=s.get("status", ""),
+            plan_id=ref_id(plan) or "",
             quantity=int(item.get("quantity") or s.get("quantity") or 1),
             cancel_at_period_end=bool(s.get("cancel_at_period_end")),
             current_period_start=s.get("current_period_start") or item.get("current_period_start"),
@@ -627,14 +707,16 @@ class StripeActions:
         )
 
     async def cancel_at_period_end(self, subscription_id: str, idempotency_key: str) -> SubscriptionResult:
-        s = as_dict(await self.call(
-            lambda: self.v1.subscriptions.update_async(
-                subscription_id,
-                {"cancel_at_period_end": True, "metadata": {"tl_idem_cancel": idempotency_key}},
-                self._opts(idempotency_key),
-            ),
-            op="subscription.cancel_at_period_end",
-        ))
+        s = as_dict(
+            await self.call(
+                lambda: self.v1.subscriptions.update_async(
+                    subscription_id,
+                    {"cancel_at_period_end": True, "metadata": {"tl_idem_cancel": idempotency_key}},
+                    self._opts(idempotency_key),
+                ),
+                op="subscription.cancel_at_period_end",
+            )
+        )
         log.info("stripe.subscription.cancel_scheduled", subscription=subscription_id)
         return self._sub_result(s)
 
@@ -654,37 +736,62 @@ class StripeActions:
         new_seats = seats or cur.quantity
         old_amount = plan_amount_cents(old_plan, cur.quantity)
         new_amount = plan_amount_cents(new_plan, new_seats)
-        common = {"subscription_id": cur.subscription_id, "old_plan_id": cur.plan_id, "new_plan_id": new_plan_id,
-                  "old_seats": cur.quantity, "new_seats": new_seats, "old_amount_cents": old_amount,
-                  "new_amount_cents": new_amount, "proration_date": now, "period_end": cur.current_period_end,
-                  "currency": str(new_plan.get("currency") or "usd")}
+        common: dict[str, Any] = {
+            "subscription_id": cur.subscription_id,
+            "old_plan_id": cur.plan_id,
+            "new_plan_id": new_plan_id,
+            "old_seats": cur.quantity,
+            "new_seats": new_seats,
+            "old_amount_cents": old_amount,
+            "new_amount_cents": new_amount,
+            "proration_date": now,
+            "period_end": cur.current_period_end,
+            "currency": str(new_plan.get("currency") or "usd"),
+        }
         if not self.emulated:
             item_id = ((sub.get("items") or {}).get("data") or [{}])[0].get("id")
-            preview = as_dict(await self.call(
-                lambda: self.v1.invoices.create_preview_async({
-                    "customer": ref_id(sub.get("customer")) or "", "subscription": cur.subscription_id,
-                    "subscription_details": {
-                        "items": [{"id": item_id, "price": new_plan_id, "quantity": new_seats}],
-                        "proration_date": now, "proration_behavior": "create_prorations",
-                    },
-                }),
-                op="invoice.create_preview",
-            ))
+            preview = as_dict(
+                await self.call(
+                    lambda: self.v1.invoices.create_preview_async(
+                        {
+                            "customer": ref_id(sub.get("customer")) or "",
+                            "subscription": cur.subscription_id,
+                            "subscription_details": {
+                                "items": [{"id": item_id, "price": new_plan_id, "quantity": new_seats}],
+                                "proration_date": now,
+                                "proration_behavior": "create_prorations",
+                            },
+                        }
+                    ),
+                    op="invoice.create_preview",
+                )
+            )
             credit = charge = 0
             for line in (preview.get("lines") or {}).get("data", []):
                 parent = (line.get("parent") or {}).get("subscription_item_details") or {}
                 if line.get("proration") or parent.get("proration"):
                     amt = int(line.get("amount") or 0)
                     credit, charge = (credit - amt, charge) if amt < 0 else (credit, charge + amt)
-            return ProrationPreview(**common, credit_cents=credit, charge_cents=charge, net_cents=charge - credit,
-                                    source="stripe_preview")
+            return ProrationPreview(
+                **common,
+                credit_cents=credit,
+                charge_cents=charge,
+                net_cents=charge - credit,
+                source="stripe_preview",
+            )
         start, end = cur.current_period_start or now, cur.current_period_end or now
         fraction = 0.0 if end <= start else min(1.0, max(0.0, (end - now) / (end - start)))
         credit, charge = round(old_amount * fraction), round(new_amount * fraction)
         return ProrationPreview(
-            **common, credit_cents=credit, charge_cents=charge, net_cents=charge - credit, source="computed",
-            note=(f"computed by the adapter: {fraction:.4f} of the period remains (the emulator's "
-                  "upcoming-invoice simulation credits whole invoices instead of unused time)"),
+            **common,
+            credit_cents=credit,
+            charge_cents=charge,
+            net_cents=charge - credit,
+            source="computed",
+            note=(
+                f"computed by the adapter: {fraction:.4f} of the period remains (the emulator's "
+                "upcoming-invoice simulation credits whole invoices instead of unused time)"
+            ),
         )
 
     async def change_plan(
@@ -707,29 +814,50 @@ class StripeActions:
         else:
             item["price"] = new_stripe_plan_id
             params.update(proration_behavior="create_prorations", proration_date=now)
-        updated = as_dict(await self.call(
-            lambda: self.v1.subscriptions.update_async(subscription_id, params, self._opts(idempotency_key)),
-            op="subscription.change_plan",
-        ))
+        updated = as_dict(
+            await self.call(
+                lambda: self.v1.subscriptions.update_async(
+                    subscription_id, params, self._opts(idempotency_key)
+                ),
+                op="subscription.change_plan",
+            )
+        )
         item_ids: list[str] = []
-        if self.emulated and (preview.old_plan_id, preview.old_seats) != (new_stripe_plan_id, preview.new_seats):
+        if self.emulated and (preview.old_plan_id, preview.old_seats) != (
+            new_stripe_plan_id,
+            preview.new_seats,
+        ):
             item_ids = await self._replace_emulator_prorations(updated, preview, idempotency_key)
-        log.info("stripe.subscription.plan_changed", subscription=subscription_id, old=preview.old_plan_id,
-                 new=new_stripe_plan_id, seats=preview.new_seats, net_cents=preview.net_cents)
+        log.info(
+            "stripe.subscription.plan_changed",
+            subscription=subscription_id,
+            old=preview.old_plan_id,
+            new=new_stripe_plan_id,
+            seats=preview.new_seats,
+            net_cents=preview.net_cents,
+        )
         return PlanChangeResult(self._sub_result(updated), preview, item_ids)
 
     async def _replace_emulator_prorations(
         self, sub: dict[str, Any], preview: ProrationPreview, key: str
     ) -> list[str]:
         customer = ref_id(sub.get("customer")) or ""
-        pending = as_dict(await self.call(
-            lambda: self.v1.invoice_items.list_async({"customer": customer, "limit": 100}), op="invoice_item.list"
-        ))
+        pending = as_dict(
+            await self.call(
+                lambda: self.v1.invoice_items.list_async({"customer": customer, "limit": 100}),
+                op="invoice_item.list",
+            )
+        )
         for ii in pending.get("data", []):
-            if (ii.get("subscription") == sub["id"] and ii.get("proration") and ii.get("invoice") is None
-                    and not (ii.get("metadata") or {}).get("tl_idem")):
-                await self.call(lambda ii_id=ii["id"]: self.v1.invoice_items.delete_async(ii_id),
-                                op="invoice_item.delete")
+            if (
+                ii.get("subscription") == sub["id"]
+                and ii.get("proration")
+                and ii.get("invoice") is None
+                and not (ii.get("metadata") or {}).get("tl_idem")
+            ):
+                await self.call(
+                    partial(self.v1.invoice_items.delete_async, ii["id"]), op="invoice_item.delete"
+                )
         ids = []
         for step, amount, text in (
             ("credit", -preview.credit_cents, f"Unused time on {preview.old_plan_id} x{preview.old_seats}"),
@@ -738,22 +866,40 @@ class StripeActions:
             if amount == 0:
                 continue
             params: dict[str, Any] = {
-                "customer": customer, "subscription": sub["id"], "amount": amount, "currency": preview.currency,
-                "description": text, "proration": True, "metadata": {"tl_idem": key, "tl_proration": step},
+                "customer": customer,
+                "subscription": sub["id"],
+                "amount": amount,
+                "currency": preview.currency,
+                "description": text,
+                "proration": True,
+                "metadata": {"tl_idem": key, "tl_proration": step},
             }
-            ii = as_dict(await self.call(
-                lambda p=params, s=step: self.v1.invoice_items.create_async(p, self._opts(key, s)),
-                op="invoice_item.create", create=True,
-            ))
+            ii = as_dict(
+                await self.call(
+                    partial(self.v1.invoice_items.create_async, params, self._opts(key, step)),
+                    op="invoice_item.create",
+                    create=True,
+                )
+            )
             ids.append(ii["id"])
         return ids
 
     async def find_plan_change(self, subscription_id: str, idempotency_key: str) -> SubscriptionResult | None:
         """Reconcile: the subscription as left by a plan change with this key, if it already happened."""
         sub = await self.get_subscription(subscription_id)
-        if (sub.get("metadata") or {}).get("tl_idem_plan") != idempotency_key:
-            return None
-        return self._sub_result(sub)
+        if (sub.get("metadata") or {}).get("tl_idem_plan") == idempotency_key:
+            return self._sub_result(sub)
+        if self.emulated:  # localstripe drops metadata on subscription updates: look for our prorations
+            items = await self.raw_get(
+                "/v1/invoiceitems", customer=ref_id(sub.get("customer")) or "", limit=100
+            )
+            if any(
+                (ii.get("metadata") or {}).get("tl_idem") == idempotency_key
+                and ii.get("subscription") == subscription_id
+                for ii in items.get("data", [])
+            ):
+                return self._sub_result(sub)
+        return None
 
     async def ensure_plan(self, tier: str, amount_usd: float, interval: str = "month") -> str:
         """The Stripe plan for ``tier`` at this price and interval, created (product + plan) on first use.
@@ -773,20 +919,33 @@ class StripeActions:
             await self.call(lambda: self.v1.products.retrieve_async(product_id), op="product.get")
         except StripeNotFound:
             try:
-                await self.call(lambda: self.v1.products.create_async(
-                    {"id": product_id, "name": f"Tierline {tier.title()}", "metadata": {"tl_plan": tier}},
-                    self._opts(f"product:{product_id}"),
-                ), op="product.create")
+                await self.call(
+                    lambda: self.v1.products.create_async(
+                        {"id": product_id, "name": f"Tierline {tier.title()}", "metadata": {"tl_plan": tier}},
+                        self._opts(f"product:{product_id}"),
+                    ),
+                    op="product.create",
+                )
             except InvalidStripeRequest:  # created concurrently (409 / resource_already_exists)
                 pass
         try:
-            await self.call(lambda: self.v1.plans.create_async(
-                {"id": plan_id, "product": product_id, "currency": "usd", "interval": interval,  # type: ignore[typeddict-item]
-                 "nickname": f"{tier.title()} {interval}ly", "billing_scheme": "tiered", "tiers_mode": "volume",
-                 "tiers": [{"up_to": "inf", "flat_amount": cents, "unit_amount": 0}],
-                 "metadata": {"tl_plan": tier, "tl_amount_cents": str(cents)}},
-                self._opts(f"plan:{plan_id}"),
-            ), op="plan.create")
+            await self.call(
+                lambda: self.v1.plans.create_async(
+                    {
+                        "id": plan_id,
+                        "product": product_id,
+                        "currency": "usd",
+                        "interval": interval,
+                        "nickname": f"{tier.title()} {interval}ly",
+                        "billing_scheme": "tiered",
+                        "tiers_mode": "volume",
+                        "tiers": [{"up_to": "inf", "flat_amount": cents, "unit_amount": 0}],
+                        "metadata": {"tl_plan": tier, "tl_amount_cents": str(cents)},
+                    },
+                    self._opts(f"plan:{plan_id}"),
+                ),
+                op="plan.create",
+            )
         except InvalidStripeRequest:
             await self.get_plan(plan_id)  # created concurrently: fine if it exists now
         log.info("stripe.plan.ensured", plan=plan_id, tier=tier)
@@ -797,17 +956,27 @@ class StripeActions:
         """Where the customer puts in a new card: Stripe's billing portal, or our signed page (24 h)."""
         now = int(time.time())
         if not self.emulated:
-            session = as_dict(await self.call(
-                lambda: self.v1.billing_portal.sessions.create_async(
-                    {"customer": customer_id, "return_url": return_url}
-                ),
-                op="billing_portal.create", create=True,
-            ))
-            return SignedLink(session["url"], now + 5 * 60, "billing_portal")  # portal sessions are short-lived
+            session = as_dict(
+                await self.call(
+                    lambda: self.v1.billing_portal.sessions.create_async(
+                        {"customer": customer_id, "return_url": return_url}
+                    ),
+                    op="billing_portal.create",
+                    create=True,
+                )
+            )
+            return SignedLink(
+                session["url"], now + 5 * 60, "billing_portal"
+            )  # portal sessions are short-lived
         await self.get_customer(customer_id)  # 404 for an unknown customer, as the portal would
         expires = now + UPDATE_CARD_TTL_S
-        token = sign_link_token(self._secret, purpose="update_card", subject=customer_id, expires_at=expires,
-                                return_url=return_url)
+        token = sign_link_token(
+            self._secret,
+            purpose="update_card",
+            subject=customer_id,
+            expires_at=expires,
+            return_url=return_url,
+        )
         return SignedLink(f"{self._base_url}/update-card?token={token}", expires, "signed_page")
 
     def _invoice_expiry(self, invoice: dict[str, Any]) -> int:
@@ -818,7 +987,9 @@ class StripeActions:
         return created + INVOICE_LINK_TTL_S
 
     def _pay_url(self, invoice_id: str, expires_at: int) -> str:
-        token = sign_link_token(self._secret, purpose="pay_invoice", subject=invoice_id, expires_at=expires_at)
+        token = sign_link_token(
+            self._secret, purpose="pay_invoice", subject=invoice_id, expires_at=expires_at
+        )
         return f"{self._base_url}/pay/{invoice_id}?token={token}"
 
     async def invoice_link(self, invoice_id: str) -> InvoiceLink:
@@ -834,11 +1005,15 @@ class StripeActions:
         """A fresh payable link valid 30 days; the invoice metadata carries the new expiry for the mirror."""
         invoice = await self.get_invoice(invoice_id)
         if invoice.get("status") not in ("open", "draft"):
-            raise InvoiceNotPayable(f"invoice {invoice_id} is {invoice.get('status')}: nothing to pay",
-                                    {"invoice_id": invoice_id, "status": invoice.get("status")})
+            raise InvoiceNotPayable(
+                f"invoice {invoice_id} is {invoice.get('status')}: nothing to pay",
+                {"invoice_id": invoice_id, "status": invoice.get("status")},
+            )
         expires = int(time.time()) + INVOICE_LINK_TTL_S
         invoice = await self._update_metadata(
-            "invoices", invoice_id, {"tl_link_expires_at": str(expires), "tl_idem_link": idempotency_key},
+            "invoices",
+            invoice_id,
+            {"tl_link_expires_at": str(expires), "tl_idem_link": idempotency_key},
             idempotency_key,
         )
         log.info("stripe.invoice.link_regenerated", invoice=invoice_id, expires_at=expires)
@@ -854,13 +1029,20 @@ class StripeActions:
         if not self.emulated and invoice.get("invoice_pdf"):
             hosted, pdf = invoice.get("hosted_invoice_url") or "", invoice["invoice_pdf"]
         else:
-            token = sign_link_token(self._secret, purpose="invoice_document", subject=invoice_id,
-                                    expires_at=expires)
+            token = sign_link_token(
+                self._secret, purpose="invoice_document", subject=invoice_id, expires_at=expires
+            )
             hosted = f"{self._base_url}/invoices/{invoice_id}?token={token}"
             pdf = f"{self._base_url}/invoices/{invoice_id}.pdf?token={token}"
         return InvoiceDocument(
-            invoice_id=invoice_id, number=invoice.get("number") or invoice_id, status=str(invoice.get("status")),
-            amount_due_cents=int(invoice.get("amount_due") or 0), amount_paid_cents=int(invoice.get("amount_paid") or 0),
-            currency=str(invoice.get("currency") or "usd"), created=created, hosted_url=hosted, pdf_url=pdf,
+            invoice_id=invoice_id,
+            number=invoice.get("number") or invoice_id,
+            status=str(invoice.get("status")),
+            amount_due_cents=int(invoice.get("amount_due") or 0),
+            amount_paid_cents=int(invoice.get("amount_paid") or 0),
+            currency=str(invoice.get("currency") or "usd"),
+            created=created,
+            hosted_url=hosted,
+            pdf_url=pdf,
             expires_at=expires,
         )

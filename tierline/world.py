@@ -188,7 +188,7 @@ def build_event(event_type: str, obj: dict[str, Any], *, created: int | None = N
 
 
 def sign_payload(payload: bytes, secret: str, timestamp: int) -> str:
-    """The ``Stripe-Signature`` header for ``payload``: ``t=<ts>,v1=<hex HMAC-SHA256(secret, "t.payload")>``."""
+    """The ``Stripe-Signature`` header: ``t=<ts>,v1=<hex HMAC-SHA256(secret, f"{ts}.{payload}")>``."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
 
@@ -223,33 +223,50 @@ class _Builder:
         return f"world:{self.label}:{step}"
 
     async def create(self, service: Any, params: dict[str, Any], step: str) -> dict[str, Any]:
-        return as_dict(await self.a.call(
-            lambda: service.create_async(params, {"idempotency_key": self.key(step)}), op=f"world.{step}",
-            create=True,
-        ))
+        return as_dict(
+            await self.a.call(
+                lambda: service.create_async(params, {"idempotency_key": self.key(step)}),
+                op=f"world.{step}",
+                create=True,
+            )
+        )
 
     async def meta(self, kind: str, obj_id: str, metadata: dict[str, str], **extra: Any) -> dict[str, Any]:
         service = getattr(self.v1, kind)
-        return as_dict(await self.a.call(
-            lambda: service.update_async(obj_id, {"metadata": metadata, **extra}), op=f"world.{kind}.update"
-        ))
+        return as_dict(
+            await self.a.call(
+                lambda: service.update_async(obj_id, {"metadata": metadata, **extra}),
+                op=f"world.{kind}.update",
+            )
+        )
 
-    async def card(self, number: str, step: str, *, expired: bool = False,
-                   metadata: dict[str, str] | None = None) -> str:
+    async def card(
+        self, number: str, step: str, *, expired: bool = False, metadata: dict[str, str] | None = None
+    ) -> str:
         year = datetime.now(UTC).year
         exp_month, exp_year = (1, max(2019, year - 1)) if expired else (12, year + 4)
-        pm = await self.create(self.v1.payment_methods, {
-            "type": "card", "card": {"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": "123"},
-            "metadata": metadata or {},
-        }, step)
-        await self.a.call(lambda: self.v1.payment_methods.attach_async(pm["id"], {"customer": self.customer_id}),
-                          op="world.pm.attach")
+        pm = await self.create(
+            self.v1.payment_methods,
+            {
+                "type": "card",
+                "card": {"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": "123"},
+                "metadata": metadata or {},
+            },
+            step,
+        )
+        await self.a.call(
+            lambda: self.v1.payment_methods.attach_async(pm["id"], {"customer": self.customer_id}),
+            op="world.pm.attach",
+        )
         return str(pm["id"])
 
     async def set_default(self, pm_id: str | None) -> None:
-        await self.a.call(lambda: self.v1.customers.update_async(
-            self.customer_id, {"invoice_settings": {"default_payment_method": pm_id or ""}}
-        ), op="world.customer.default_pm")
+        await self.a.call(
+            lambda: self.v1.customers.update_async(
+                self.customer_id, {"invoice_settings": {"default_payment_method": pm_id or ""}}
+            ),
+            op="world.customer.default_pm",
+        )
 
     async def detach(self, pm_id: str) -> None:
         await self.a.call(lambda: self.v1.payment_methods.detach_async(pm_id), op="world.pm.detach")
@@ -257,10 +274,19 @@ class _Builder:
     async def pay_charge(self, cents: int, days_ago: int, step: str, pm_id: str) -> dict[str, Any]:
         """A succeeded charge (through a PaymentIntent, as Stripe bills today), backdated by metadata."""
         created = str(self.now - days_ago * DAY)
-        pi = await self.create(self.v1.payment_intents, {
-            "amount": cents, "currency": "usd", "customer": self.customer_id, "payment_method": pm_id,
-            "confirm": True, "off_session": True, "metadata": {"tl_created": created},
-        }, step)
+        pi = await self.create(
+            self.v1.payment_intents,
+            {
+                "amount": cents,
+                "currency": "usd",
+                "customer": self.customer_id,
+                "payment_method": pm_id,
+                "confirm": True,
+                "off_session": True,
+                "metadata": {"tl_created": created},
+            },
+            step,
+        )
         charge_id = ref_id(pi.get("latest_charge"))
         assert charge_id, f"payment intent {pi['id']} made no charge"
         charge = await self.meta("charges", charge_id, {"tl_created": created})
@@ -271,15 +297,31 @@ class _Builder:
     async def build(self) -> BuiltWorld:
         spec, c = self.spec, self.spec.customer
         email = c.email or f"{self.label}@customers.tierline.test"
-        customer = await self.create(self.v1.customers, {
-            "email": email, "name": c.name or f"{self.label.replace('-', ' ').title()} Ltd",
-            "address": {"country": c.country},
-            "metadata": {"tl_plan": c.plan, "tenure_days": str(c.tenure_days), "seats": str(c.seats),
-                         "tl_label": self.label, "tl_created": str(self.now - c.tenure_days * DAY)},
-        }, "customer")
+        customer = await self.create(
+            self.v1.customers,
+            {
+                "email": email,
+                "name": c.name or f"{self.label.replace('-', ' ').title()} Ltd",
+                "address": {"country": c.country},
+                "metadata": {
+                    "tl_plan": c.plan,
+                    "tenure_days": str(c.tenure_days),
+                    "seats": str(c.seats),
+                    "tl_label": self.label,
+                    "tl_created": str(self.now - c.tenure_days * DAY),
+                },
+            },
+            "customer",
+        )
         self.customer_id = customer["id"]
-        built = BuiltWorld(label=self.label, spec=spec, customer_id=self.customer_id, email=email, tier=c.plan,
-                           built_at=self.now)
+        built = BuiltWorld(
+            label=self.label,
+            spec=spec,
+            customer_id=self.customer_id,
+            email=email,
+            tier=c.plan,
+            built_at=self.now,
+        )
         built._actions = self.a
 
         # The card that paid the history: the world's visa, or a working visa detached at the end.
@@ -291,16 +333,21 @@ class _Builder:
         if spec.needs_subscription:
             await self.subscription(built, charges)
         for idx, ch in charges:  # what the subscription invoice did not already account for
-            built.charge_ids[idx] = (await self.pay_charge(round(ch.amount_usd * 100), ch.days_ago,
-                                                           f"charge.{idx}", history_pm))["id"]
+            built.charge_ids[idx] = (
+                await self.pay_charge(round(ch.amount_usd * 100), ch.days_ago, f"charge.{idx}", history_pm)
+            )["id"]
 
         world_pm = await self.world_card()
         if spec.needs_subscription and (failed := spec.effective_failed_invoice) is not None:
             await self.failed_invoice(built, failed, world_pm)
         if spec.needs_subscription and spec.subscription.status in ("canceled", "none"):
             assert built.subscription_id
-            sub = as_dict(await self.a.call(lambda: self.v1.subscriptions.cancel_async(built.subscription_id or ""),
-                                            op="world.subscription.cancel"))
+            sub = as_dict(
+                await self.a.call(
+                    lambda: self.v1.subscriptions.cancel_async(built.subscription_id or ""),
+                    op="world.subscription.cancel",
+                )
+            )
             self.objects["subscription"] = sub
 
         await self.refunds(built, history_pm)
@@ -320,8 +367,15 @@ class _Builder:
         if built.subscription_id:
             self.objects["subscription"] = await self.a.get_subscription(built.subscription_id)
         built.objects = self.objects
-        log.info("world.built", label=self.label, customer=self.customer_id, subscription=built.subscription_id,
-                 charges=len(built.charge_ids), failed_invoice=built.failed_invoice_id, refunds=len(built.refund_ids))
+        log.info(
+            "world.built",
+            label=self.label,
+            customer=self.customer_id,
+            subscription=built.subscription_id,
+            charges=len(built.charge_ids),
+            failed_invoice=built.failed_invoice_id,
+            refunds=len(built.refund_ids),
+        )
         return built
 
     async def world_card(self) -> str | None:
@@ -330,30 +384,51 @@ class _Builder:
         if card == "none":
             return None
         if card == "visa":
-            return str((await self.a.get_customer(self.customer_id))["invoice_settings"]["default_payment_method"])
+            return str(
+                (await self.a.get_customer(self.customer_id))["invoice_settings"]["default_payment_method"]
+            )
         code = CARD_DECLINE_CODES[card]
-        return await self.card(DECLINES_ON_CHARGE, "card.world", expired=card == "expired",
-                               metadata={"tl_decline_code": code, **({"tl_card_expired": "true"}
-                                                                     if card == "expired" else {})})
+        return await self.card(
+            DECLINES_ON_CHARGE,
+            "card.world",
+            expired=card == "expired",
+            metadata={"tl_decline_code": code, **({"tl_card_expired": "true"} if card == "expired" else {})},
+        )
 
     async def subscription(self, built: BuiltWorld, charges: list[tuple[int, ChargeSpec]]) -> None:
         spec = self.spec
         monthly_cents = round(spec.monthly_usd * 100)
         built.plan_id = await self.a.ensure_plan(spec.customer.plan, spec.monthly_usd, "month")
         # The newest charge of the subscription's amount (within one period) is its first invoice.
-        first = next(((i, ch) for i, ch in charges
-                      if round(ch.amount_usd * 100) == monthly_cents and ch.days_ago <= 27), None)
+        first = next(
+            (
+                (i, ch)
+                for i, ch in charges
+                if round(ch.amount_usd * 100) == monthly_cents and ch.days_ago <= 27
+            ),
+            None,
+        )
         start = self.now - (first[1].days_ago * DAY if first else 0)
         if first is None:
-            await self.create(self.v1.invoice_items, {
-                "customer": self.customer_id, "amount": -monthly_cents, "currency": "usd",
-                "description": "Prepaid credit: first period settled before this statement",
-                "metadata": {"tl_world": "prepaid_credit"},
-            }, "sub.prepaid")
+            await self.create(
+                self.v1.invoice_items,
+                {
+                    "customer": self.customer_id,
+                    "amount": -monthly_cents,
+                    "currency": "usd",
+                    "description": "Prepaid credit: first period settled before this statement",
+                    "metadata": {"tl_world": "prepaid_credit"},
+                },
+                "sub.prepaid",
+            )
         params: dict[str, Any] = {
             "customer": self.customer_id,
             "items": [{"plan": built.plan_id, "quantity": spec.customer.seats}],
-            "metadata": {"tl_plan": spec.customer.plan, "tl_seats": str(spec.customer.seats), "tl_label": self.label},
+            "metadata": {
+                "tl_plan": spec.customer.plan,
+                "tl_seats": str(spec.customer.seats),
+                "tl_label": self.label,
+            },
         }
         if start < self.now:
             params["backdate_start_date"] = start
@@ -370,45 +445,74 @@ class _Builder:
             charge_id = ref_id(invoice.get("charge"))
             assert charge_id, f"first invoice {invoice_id} was not charged"
             extra = {"invoice": invoice_id} if self.a.emulated else {}
-            self.objects["charges"][charge_id] = await self.meta("charges", charge_id, {"tl_created": str(start)},
-                                                                 **extra)
+            self.objects["charges"][charge_id] = await self.meta(
+                "charges", charge_id, {"tl_created": str(start)}, **extra
+            )
             built.charge_ids[idx] = charge_id
             charges.remove(first)
 
-    async def failed_invoice(self, built: BuiltWorld, failed: FailedInvoiceSpec, world_pm: str | None) -> None:
+    async def failed_invoice(
+        self, built: BuiltWorld, failed: FailedInvoiceSpec, world_pm: str | None
+    ) -> None:
         spec = self.spec
         assert built.subscription_id
         monthly_cents = round(spec.monthly_usd * 100)
         cents = round((failed.amount_usd or spec.monthly_usd) * 100)
         if cents != monthly_cents:
-            await self.create(self.v1.invoice_items, {
-                "customer": self.customer_id, "amount": cents - monthly_cents, "currency": "usd",
-                "description": "Usage and adjustments" if cents > monthly_cents else "Discount",
-            }, "failed.adjust")
-        invoice = await self.create(self.v1.invoices, {"customer": self.customer_id,
-                                                       "subscription": built.subscription_id}, "failed.invoice")
+            await self.create(
+                self.v1.invoice_items,
+                {
+                    "customer": self.customer_id,
+                    "amount": cents - monthly_cents,
+                    "currency": "usd",
+                    "description": "Usage and adjustments" if cents > monthly_cents else "Discount",
+                },
+                "failed.adjust",
+            )
+        invoice = await self.create(
+            self.v1.invoices,
+            {"customer": self.customer_id, "subscription": built.subscription_id},
+            "failed.invoice",
+        )
         invoice_id = invoice["id"]
         code = failed.decline_code or CARD_DECLINE_CODES.get(spec.card, "insufficient_funds")
         created = self.now - failed.days_ago * DAY
         link_expiry = self.now - DAY if spec.expired_invoice_link else created + 30 * DAY
         if link_expiry <= self.now and not spec.expired_invoice_link:
             link_expiry = self.now + DAY  # a 30+ day old invoice asked to have a live link
-        await self.meta("invoices", invoice_id, {"tl_created": str(created), "tl_decline_code": code,
-                                                 "tl_link_expires_at": str(link_expiry)})
+        await self.meta(
+            "invoices",
+            invoice_id,
+            {"tl_created": str(created), "tl_decline_code": code, "tl_link_expires_at": str(link_expiry)},
+        )
 
         past_due = spec.subscription.status == "past_due" and self.a.emulated
-        failing_pm = await self.card(DECLINES_AFTER_3DS if past_due else DECLINES_ON_CHARGE, "card.failing",
-                                     metadata={"tl_decline_code": code})
+        failing_pm = await self.card(
+            DECLINES_AFTER_3DS if past_due else DECLINES_ON_CHARGE,
+            "card.failing",
+            metadata={"tl_decline_code": code},
+        )
         await self.set_default(failing_pm)
         try:
-            paid = as_dict(await self.a.call(lambda: self.v1.invoices.pay_async(invoice_id), op="world.invoice.pay",
-                                             create=True))
+            paid = as_dict(
+                await self.a.call(
+                    lambda: self.v1.invoices.pay_async(invoice_id), op="world.invoice.pay", create=True
+                )
+            )
             if past_due:  # authenticate, then the card declines: localstripe's recurring-failure path
-                pi = as_dict(await self.a.call(
-                    lambda: self.v1.payment_intents.retrieve_async(ref_id(paid.get("payment_intent")) or ""),
-                    op="world.pi.get"))
-                await self.a.raw_post(f"/v1/payment_intents/{pi['id']}/_authenticate",
-                                      client_secret=pi["client_secret"], success="true")
+                pi = as_dict(
+                    await self.a.call(
+                        lambda: self.v1.payment_intents.retrieve_async(
+                            ref_id(paid.get("payment_intent")) or ""
+                        ),
+                        op="world.pi.get",
+                    )
+                )
+                await self.a.raw_post(
+                    f"/v1/payment_intents/{pi['id']}/_authenticate",
+                    client_secret=pi["client_secret"],
+                    success="true",
+                )
         except CardDeclined:
             pass  # the point of the exercise
         invoice = await self.a.get_invoice(invoice_id)
@@ -417,7 +521,8 @@ class _Builder:
         if charge_id:
             extra = {"invoice": invoice_id} if self.a.emulated else {}
             self.objects["charges"][charge_id] = await self.meta(
-                "charges", charge_id, {"tl_created": str(created), "tl_decline_code": code}, **extra)
+                "charges", charge_id, {"tl_created": str(created), "tl_decline_code": code}, **extra
+            )
         await self.set_default(world_pm)
         await self.detach(failing_pm)
         built.failed_invoice_id, built.failed_charge_id = invoice_id, charge_id
@@ -437,8 +542,11 @@ class _Builder:
     async def refunds(self, built: BuiltWorld, history_pm: str) -> None:
         for i, r in enumerate(self.spec.refunds):
             cents = round(r.amount_usd * 100)
-            fits = sorted((days, cid) for cid, days, left in self._refundable(built)
-                          if left >= cents and days >= r.days_ago)
+            fits = sorted(
+                (days, cid)
+                for cid, days, left in self._refundable(built)
+                if left >= cents and days >= r.days_ago
+            )
             if fits:
                 charge_id = fits[0][1]
             else:  # a refund needs a charge: make the one it refunds
@@ -447,8 +555,12 @@ class _Builder:
                 built.support_charge_ids.append(charge_id)
             result = await self.a.refund(charge_id, cents, "requested_by_customer", self.key(f"refund.{i}"))
             extra = {"status": r.status} if self.a.emulated and r.status != "succeeded" else {}
-            refund = await self.meta("refunds", result.refund_id, {
-                "tl_created": str(self.now - r.days_ago * DAY), "tl_refund_status": r.status}, **extra)
+            refund = await self.meta(
+                "refunds",
+                result.refund_id,
+                {"tl_created": str(self.now - r.days_ago * DAY), "tl_refund_status": r.status},
+                **extra,
+            )
             self.objects["refunds"][refund["id"]] = refund
             self.objects["charges"][charge_id] = await self.a.get_charge(charge_id)
             built.refund_ids.append(refund["id"])
@@ -458,7 +570,9 @@ class _Builder:
         if ids:
             charge = await self.a.get_charge(ids[0])
         else:
-            charge = await self.pay_charge(round(self.spec.monthly_usd * 100), 5, "dispute.charge", history_pm)
+            charge = await self.pay_charge(
+                round(self.spec.monthly_usd * 100), 5, "dispute.charge", history_pm
+            )
             built.support_charge_ids.append(charge["id"])
         dispute = dispute_object(charge, self.now)
         built.dispute = dispute
@@ -476,8 +590,12 @@ def dispute_object(charge: dict[str, Any], now: int) -> dict[str, Any]:
         "created": now,
         "currency": charge.get("currency") or "usd",
         "evidence": {},
-        "evidence_details": {"due_by": now + 7 * DAY, "has_evidence": False, "past_due": False,
-                             "submission_count": 0},
+        "evidence_details": {
+            "due_by": now + 7 * DAY,
+            "has_evidence": False,
+            "past_due": False,
+            "submission_count": 0,
+        },
         "is_charge_refundable": False,
         "livemode": False,
         "metadata": {"tl_customer": charge.get("customer") or ""},
@@ -497,10 +615,17 @@ async def build_world(spec: WorldSpec | dict[str, Any], actions: StripeActions, 
 def _card_source(pm: dict[str, Any]) -> dict[str, Any]:
     card = pm.get("card") or {}
     return {
-        "id": pm["id"], "object": "card", "brand": str(card.get("brand", "visa")).title(),
-        "country": card.get("country"), "customer": pm.get("customer"), "exp_month": card.get("exp_month"),
-        "exp_year": card.get("exp_year"), "fingerprint": card.get("fingerprint"), "funding": card.get("funding"),
-        "last4": card.get("last4"), "metadata": pm.get("metadata") or {},
+        "id": pm["id"],
+        "object": "card",
+        "brand": str(card.get("brand", "visa")).title(),
+        "country": card.get("country"),
+        "customer": pm.get("customer"),
+        "exp_month": card.get("exp_month"),
+        "exp_year": card.get("exp_year"),
+        "fingerprint": card.get("fingerprint"),
+        "funding": card.get("funding"),
+        "last4": card.get("last4"),
+        "metadata": pm.get("metadata") or {},
     }
 
 
@@ -544,8 +669,12 @@ async def world_event(
         if not ids:
             raise ValueError("charge.dispute.created: the world has no charge to dispute")
         return build_event(etype, dispute_object(await actions.get_charge(ids[0]), int(time.time())))
-    if etype in ("customer.source.expiring", "payment_method.updated", "payment_method.attached",
-                 "payment_method.automatically_updated"):
+    if etype in (
+        "customer.source.expiring",
+        "payment_method.updated",
+        "payment_method.attached",
+        "payment_method.automatically_updated",
+    ):
         if not built.payment_method_id:
             raise ValueError(f"{etype}: the world has no card")
         pm = await actions.get_payment_method(built.payment_method_id)

@@ -194,11 +194,15 @@ class RetryVerdict(StrEnum):
     TRY_LATER = "try_later"  # another attempt is scheduled
     EXHAUSTED = "exhausted"  # no attempt left: ask for a new card
     HARD = "hard"  # the decline turned hard: stop and ask for a new card
+    NOT_PAYABLE = "not_payable"  # void / uncollectible / no payment method: stop retrying
 
 
-def after_retry(*, paid: bool, decline: DeclineLike | None, attempts_left: int) -> RetryVerdict:
+def after_retry(*, paid: bool, decline: DeclineLike | None, attempts_left: int, payable: bool = True,
+                ) -> RetryVerdict:
     if paid:
         return RetryVerdict.RECOVERED
+    if not payable:
+        return RetryVerdict.NOT_PAYABLE
     if decline is not None and decline_kind(decline) is not DeclineKind.SOFT:
         return RetryVerdict.HARD
     return RetryVerdict.TRY_LATER if attempts_left > 0 else RetryVerdict.EXHAUSTED
@@ -225,7 +229,7 @@ def card_expiring(exp_month: int | None, exp_year: int | None, *, now: datetime,
     return ends <= horizon
 
 
-def _ts(value: Any) -> datetime | None:
+def timestamp_of(value: Any) -> datetime | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -252,7 +256,7 @@ def invoice_link_expired(obj: dict[str, Any], now: datetime) -> bool:
     if obj.get("link_expired") is True:
         return True
     meta = _meta(obj)
-    expires = _ts(obj.get("link_expires_at")) or _ts(meta.get("tl_link_expires_at")) or _ts(meta.get("link_expires_at"))
+    expires = timestamp_of(obj.get("link_expires_at")) or timestamp_of(meta.get("tl_link_expires_at")) or timestamp_of(meta.get("link_expires_at"))
     return expires is not None and expires <= now
 
 

@@ -65,7 +65,7 @@ _PREFIX_OF = {"GR": "EL"}
 _COUNTRY_OF_PREFIX = {"EL": "GR", "XI": "GB"}
 
 GB_VAT = _Rule(r"\d{9}|\d{12}|GD[0-4]\d{2}|HA[5-9]\d{2}", "GB123456789")
-CH_VAT = _Rule(r"CHE-?\d{3}\.?\d{3}\.?\d{3}(?: ?(?:MWST|TVA|IVA))?", "CHE-123.456.789 MWST")
+CH_VAT = _Rule(r"CHE-?\d{3}\.?\d{3}\.?\d{3}(?:MWST|TVA|IVA)?", "CHE-123.456.789 MWST")
 NO_VAT = _Rule(r"(?:NO)?\d{9}(?:MVA)?", "123456789MVA")
 AU_ABN = _Rule(r"\d{11}", "51824753556")
 NZ_GST = _Rule(r"\d{8,9}", "123456789")
@@ -116,7 +116,7 @@ def validate_tax_id(raw: str, country: str | None = None) -> TaxId:
         raise InvalidTaxId("the tax id is empty")
     if len(raw) > 40:
         raise InvalidTaxId("the tax id is too long")
-    value = _compact(raw).replace("-", "-")
+    value = _compact(raw)
     hint = country.strip().upper() if country else None
     if hint is not None and hint not in SUPPORTED_COUNTRIES:
         raise InvalidTaxId(f"tax ids for country {hint!r} are not supported; ask a person to add it")
@@ -137,6 +137,8 @@ def validate_tax_id(raw: str, country: str | None = None) -> TaxId:
         if hint not in (None, "CH"):
             raise InvalidTaxId(f"{raw!r} is a Swiss UID, but the country given is {hint}")
         return _ch(raw)
+    if prefix == "NO" and re.fullmatch(NO_VAT.pattern, value) and hint in (None, "NO"):
+        hint = "NO"
     if hint is None:
         raise InvalidTaxId(f"{raw!r} has no country prefix: give the country (e.g. DE123456789 or country=AU)")
     if hint in SUPPORTED_COUNTRIES - {"GB", "CH", "NO", "AU", "NZ", "US", "CA"}:
@@ -179,8 +181,8 @@ def validate_tax_id(raw: str, country: str | None = None) -> TaxId:
 
 
 def _ch(raw: str) -> TaxId:
-    value = re.sub(r"\s+", " ", raw.strip().upper())
-    if not re.fullmatch(CH_VAT.pattern, value.replace(" ", "", 1) if " " in value[:4] else value):
+    value = _compact(raw)
+    if not re.fullmatch(CH_VAT.pattern, value):
         raise _bad("CH", CH_VAT, raw)
     digits = re.sub(r"\D", "", value)
     suffix = next((s for s in ("MWST", "TVA", "IVA") if value.endswith(s)), "MWST")

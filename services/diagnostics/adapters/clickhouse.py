@@ -67,9 +67,9 @@ SCHEMA: tuple[str, ...] = (
         events UInt64
     ) ENGINE = SummingMergeTree ORDER BY (customer_id, metric, day)""",
     """CREATE MATERIALIZED VIEW IF NOT EXISTS usage_daily_mv TO usage_daily AS
-        SELECT customer_id, metric, toDate(ts) AS day, sum(units) AS units,
-               sum(units * unit_price_usd) AS cost_usd, count() AS events
-        FROM usage_events GROUP BY customer_id, metric, day""",
+        SELECT e.customer_id AS customer_id, e.metric AS metric, toDate(e.ts) AS day, sum(e.units) AS units,
+               sum(e.units * e.unit_price_usd) AS cost_usd, count() AS events
+        FROM usage_events AS e GROUP BY customer_id, metric, day""",
 )
 
 COLUMNS = ["customer_id", "metric", "ts", "units", "unit_price_usd", "event_id"]

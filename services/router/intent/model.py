@@ -1,0 +1,610 @@
+"""The router's offline intent model.
+
+Features: the all-MiniLM-L6-v2 sentence embedding (``tierline.embeddings.embed``) next to a word
+1-2-gram TF-IDF vector. Classifier: multinomial logistic regression over *fine* labels (each
+BANKING77 category, plus one ``saas:<intent>`` label per intent for the project's own examples);
+fine probabilities are summed per intent. Confidence is temperature-scaled on a calibration split,
+and the routing threshold is chosen on that same split. A third, held-out split is used only for
+the reported metrics.
+
+The artefact is plain files: ``weights.npz`` (float arrays), ``vocab.json`` and ``meta.json``
+(labels, temperature, threshold, data hash, metrics). Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from scipy import sparse
+from scipy.optimize import minimize_scalar
+
+from schemas.vocab import Intent
+from services.router.intent.dataset import (
+    REPO_ROOT,
+    Corpus,
+    DatasetError,
+    default_banking77_dir,
+    load_corpus,
+    split_corpus,
+)
+
+log = structlog.get_logger(__name__)
+
+FORMAT_VERSION = 1
+EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+NGRAM_RANGE = (1, 2)
+MIN_DF = 2
+C_REGULARISATION = 30.0
+CLASS_BALANCE_POWER = 0.5  # sample weight = (balanced class weight) ** power
+TARGET_PRECISION = 0.97  # accepted (confidence >= threshold) predictions on the calibration split
+THRESHOLD_BOUNDS = (0.30, 0.90)
+TOP_K = 3
+IN_SCOPE: tuple[Intent, ...] = tuple(intent for intent in Intent if intent is not Intent.OUT_OF_SCOPE)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class IntentModelError(RuntimeError):
+    """Base error of the intent model."""
+
+
+class IntentModelNotFound(IntentModelError):
+    """No trained artefact at the given path."""
+
+
+class IntentModelSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TIERLINE_", extra="ignore")
+
+    model_dir: Path | None = None
+
+
+def default_model_path(settings: IntentModelSettings | None = None) -> Path:
+    """``TIERLINE_MODEL_DIR`` if set, else ``<repo>/.tierline/models/intent``."""
+    settings = settings or IntentModelSettings()
+    return settings.model_dir or (REPO_ROOT / ".tierline" / "models" / "intent")
+
+
+def default_cache_dir() -> Path:
+    return REPO_ROOT / ".tierline" / "cache" / "embeddings"
+
+
+class IntentPrediction(BaseModel):
+    intent: Intent
+    confidence: float = Field(ge=0.0, le=1.0)
+    candidates: list[tuple[Intent, float]]  # top 3, best first
+
+
+class EvaluationMetrics(BaseModel):
+    n: int
+    accuracy: float
+    macro_f1_in_scope: float
+    out_of_scope_recall: float
+    per_intent_f1: dict[str, float]
+    threshold: float
+    coverage_at_threshold: float  # share of texts with confidence >= threshold
+    accuracy_at_threshold: float  # accuracy among those
+    saas_macro_f1_in_scope: float | None = None  # on the project's own examples in the split
+
+
+class TrainReport(BaseModel):
+    model_dir: Path
+    seed: int
+    data_hash: str
+    n_train: int
+    n_calibration: int
+    n_test: int
+    vocabulary_size: int
+    temperature: float
+    threshold: float
+    train_seconds: float
+    test: EvaluationMetrics
+    calibration_ece_before: float
+    calibration_ece_after: float
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def _embed(texts: list[str]) -> FloatArray:
+    """``tierline.embeddings.embed``, with a lean path for one text (same maths, less overhead).
+
+    The lean path tokenises and runs the encoder directly, then mean-pools and normalises exactly
+    as the sentence-transformers pipeline does; the unit tests hold it equal to ``embed``.
+    """
+    from tierline.embeddings import embed
+
+    if len(texts) != 1:
+        return embed(texts)
+    try:
+        import torch
+
+        from tierline.embeddings import _load
+
+        model = _load()
+        encoder = model[0].auto_model
+        tokenizer = model.tokenizer
+        max_length = int(model.max_seq_length)
+    except (AttributeError, ImportError, IndexError, TypeError):  # pragma: no cover - other ST layouts
+        return embed(texts)
+    with torch.inference_mode():
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        hidden = encoder(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        vectors = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+    return np.asarray(vectors.numpy(), dtype=np.float32)
+
+
+def _embed_cached(texts: list[str], cache_dir: Path | None) -> FloatArray:
+    from tierline.embeddings import embed
+
+    if cache_dir is None:
+        return embed(texts)
+    digest = hashlib.sha256(EMBEDDING_MODEL.encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\x00")
+    path = cache_dir / f"emb-{digest.hexdigest()[:24]}.npy"
+    if path.is_file():
+        cached = np.load(path)
+        if cached.shape[0] == len(texts):
+            return np.asarray(cached, dtype=np.float32)
+    vectors = embed(texts)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+# --------------------------------------------------------------------------- lexical features
+
+
+class TfidfFeatures:
+    """Sublinear word n-gram TF-IDF with a fixed vocabulary, rows L2-normalised (no fitted object kept)."""
+
+    def __init__(self, vocabulary: Sequence[str], idf: npt.NDArray[np.floating[Any]]) -> None:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        if len(vocabulary) != len(idf):
+            raise IntentModelError("vocabulary and idf differ in length")
+        self.vocabulary = list(vocabulary)
+        self.idf = np.asarray(idf, dtype=np.float64)
+        self._counter = CountVectorizer(
+            vocabulary={term: i for i, term in enumerate(self.vocabulary)},
+            ngram_range=NGRAM_RANGE,
+            lowercase=True,
+        )
+
+    @classmethod
+    def fit(cls, texts: Sequence[str]) -> TfidfFeatures:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vectorizer = TfidfVectorizer(ngram_range=NGRAM_RANGE, min_df=MIN_DF, sublinear_tf=True, lowercase=True)
+        vectorizer.fit(list(texts))
+        return cls(list(vectorizer.get_feature_names_out()), vectorizer.idf_)
+
+    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        counts = sparse.csr_matrix(self._counter.transform(list(texts)), dtype=np.float64)
+        counts.data = 1.0 + np.log(counts.data)
+        weighted = sparse.csr_matrix(counts.multiply(self.idf[np.newaxis, :]))
+        norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+        norms[norms == 0.0] = 1.0
+        return sparse.csr_matrix(sparse.diags(1.0 / norms) @ weighted)
+
+
+# --------------------------------------------------------------------------- classifier
+
+
+def _softmax(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    out: npt.NDArray[np.float64] = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+class IntentClassifier:
+    """Embedding + TF-IDF logistic regression over fine labels, summed per intent."""
+
+    def __init__(
+        self,
+        *,
+        fine_labels: Sequence[str],
+        fine_intents: Sequence[Intent],
+        w_embedding: npt.NDArray[np.floating[Any]],
+        w_tfidf: npt.NDArray[np.floating[Any]],
+        bias: npt.NDArray[np.floating[Any]],
+        tfidf: TfidfFeatures,
+        temperature: float = 1.0,
+        threshold: float = 0.5,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.fine_labels = list(fine_labels)
+        self.intents: list[Intent] = list(Intent)
+        self.w_embedding = np.asarray(w_embedding, dtype=np.float32)  # (dim, n_fine)
+        self.w_tfidf = np.asarray(w_tfidf, dtype=np.float32)  # (vocab, n_fine)
+        self.bias = np.asarray(bias, dtype=np.float32)  # (n_fine,)
+        self.tfidf = tfidf
+        self.temperature = float(temperature)
+        self.threshold = float(threshold)
+        self.meta = dict(meta or {})
+        aggregate = np.zeros((len(self.fine_labels), len(self.intents)), dtype=np.float64)
+        for row, intent in enumerate(fine_intents):
+            aggregate[row, self.intents.index(intent)] = 1.0
+        self._aggregate = aggregate
+
+    # ---- persistence
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> IntentClassifier:
+        path = path or default_model_path()
+        meta_path, weights_path, vocab_path = path / "meta.json", path / "weights.npz", path / "vocab.json"
+        if not (meta_path.is_file() and weights_path.is_file() and vocab_path.is_file()):
+            raise IntentModelNotFound(f"no intent model at {path}; run `tierline train` first")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise IntentModelError(f"unsupported artefact format {meta.get('format_version')!r}")
+        with np.load(weights_path, allow_pickle=False) as weights:
+            w_embedding, w_tfidf, bias, idf = (
+                weights["w_embedding"],
+                weights["w_tfidf"],
+                weights["bias"],
+                weights["idf"],
+            )
+        vocabulary = json.loads(vocab_path.read_text(encoding="utf-8"))
+        classifier = cls(
+            fine_labels=meta["fine_labels"],
+            fine_intents=[Intent(v) for v in meta["fine_intents"]],
+            w_embedding=w_embedding,
+            w_tfidf=w_tfidf,
+            bias=bias,
+            tfidf=TfidfFeatures(vocabulary, idf),
+            temperature=meta["temperature"],
+            threshold=meta["threshold"],
+            meta=meta,
+        )
+        log.info("router.intent.model_loaded", path=str(path), threshold=classifier.threshold)
+        return classifier
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            path / "weights.npz",
+            w_embedding=self.w_embedding,
+            w_tfidf=self.w_tfidf,
+            bias=self.bias,
+            idf=self.tfidf.idf,
+        )
+        (path / "vocab.json").write_text(json.dumps(self.tfidf.vocabulary), encoding="utf-8")
+        meta = dict(self.meta)
+        meta.update(
+            format_version=FORMAT_VERSION,
+            embedding_model=EMBEDDING_MODEL,
+            intents=[i.value for i in self.intents],
+            fine_labels=self.fine_labels,
+            fine_intents=[self.intents[int(np.argmax(row))].value for row in self._aggregate],
+            temperature=self.temperature,
+            threshold=self.threshold,
+        )
+        (path / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+
+    # ---- inference
+
+    def logits_from_embeddings(self, embeddings: FloatArray, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        lexical = self.tfidf.transform(texts)
+        z = embeddings.astype(np.float64) @ self.w_embedding.astype(np.float64)
+        z += np.asarray(lexical @ self.w_tfidf.astype(np.float64))
+        z += self.bias
+        return z
+
+    def intent_probabilities(
+        self, logits: npt.NDArray[np.float64], temperature: float | None = None
+    ) -> npt.NDArray[np.float64]:
+        t = self.temperature if temperature is None else temperature
+        out: npt.NDArray[np.float64] = _softmax(logits / t) @ self._aggregate
+        return out
+
+    def predict_proba(self, texts: list[str]) -> npt.NDArray[np.float64]:
+        """(n, len(Intent)) calibrated probabilities, columns in ``Intent`` order."""
+        if not texts:
+            return np.zeros((0, len(self.intents)))
+        return self.intent_probabilities(self.logits_from_embeddings(_embed(texts), texts))
+
+    def predictions_from_proba(self, proba: npt.NDArray[np.float64]) -> list[IntentPrediction]:
+        out: list[IntentPrediction] = []
+        for row in proba:
+            order = np.argsort(-row, kind="stable")[:TOP_K]
+            candidates = [(self.intents[i], float(min(1.0, row[i]))) for i in order]
+            out.append(IntentPrediction(intent=candidates[0][0], confidence=candidates[0][1], candidates=candidates))
+        return out
+
+    def predict(self, texts: list[str]) -> list[IntentPrediction]:
+        return self.predictions_from_proba(self.predict_proba(texts))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _f1_per_intent(gold: Sequence[Intent], pred: Sequence[Intent]) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    labels = [i.value for i in Intent]
+    present = [lab for lab in labels if lab in {g.value for g in gold}]
+    scores = f1_score([g.value for g in gold], [p.value for p in pred], labels=present, average=None, zero_division=0)
+    return {lab: float(s) for lab, s in zip(present, scores, strict=True)}
+
+
+def metrics_from_predictions(
+    gold: Sequence[Intent],
+    predictions: Sequence[IntentPrediction],
+    threshold: float,
+    is_saas: Sequence[bool] | None = None,
+) -> EvaluationMetrics:
+    if len(gold) != len(predictions) or not gold:
+        raise ValueError("gold and predictions must be non-empty and of equal length")
+    pred = [p.intent for p in predictions]
+    per_intent = _f1_per_intent(gold, pred)
+    in_scope = [per_intent[i.value] for i in IN_SCOPE if i.value in per_intent]
+    oos_gold = [k for k, g in enumerate(gold) if g is Intent.OUT_OF_SCOPE]
+    oos_recall = (
+        sum(pred[k] is Intent.OUT_OF_SCOPE for k in oos_gold) / len(oos_gold) if oos_gold else float("nan")
+    )
+    accepted = [k for k, p in enumerate(predictions) if p.confidence >= threshold]
+    saas_f1: float | None = None
+    if is_saas is not None and any(is_saas):
+        idx = [k for k, s in enumerate(is_saas) if s]
+        saas_scores = _f1_per_intent([gold[k] for k in idx], [pred[k] for k in idx])
+        values = [saas_scores[i.value] for i in IN_SCOPE if i.value in saas_scores]
+        saas_f1 = float(np.mean(values)) if values else None
+    return EvaluationMetrics(
+        n=len(gold),
+        accuracy=float(np.mean([g is p for g, p in zip(gold, pred, strict=True)])),
+        macro_f1_in_scope=float(np.mean(in_scope)) if in_scope else float("nan"),
+        out_of_scope_recall=float(oos_recall),
+        per_intent_f1=per_intent,
+        threshold=threshold,
+        coverage_at_threshold=len(accepted) / len(gold),
+        accuracy_at_threshold=(
+            float(np.mean([pred[k] is gold[k] for k in accepted])) if accepted else float("nan")
+        ),
+        saas_macro_f1_in_scope=saas_f1,
+    )
+
+
+def evaluate(
+    classifier: IntentClassifier,
+    texts: list[str],
+    gold: Sequence[Intent],
+    is_saas: Sequence[bool] | None = None,
+) -> EvaluationMetrics:
+    """Macro-F1 over in-scope intents, out_of_scope recall and per-intent F1 on ``texts``."""
+    return metrics_from_predictions(gold, classifier.predict(texts), classifier.threshold, is_saas)
+
+
+def evaluate_heldout(
+    model_dir: Path | None = None, banking77_dir: Path | None = None, cache_dir: Path | None = None
+) -> EvaluationMetrics:
+    """Re-score the artefact on its own held-out split (rebuilt from the seed; data hash checked)."""
+    classifier = IntentClassifier.load(model_dir)
+    corpus = load_corpus(banking77_dir or default_banking77_dir())
+    if corpus.data_hash != classifier.meta.get("data_hash"):
+        raise IntentModelError("training data changed since this artefact was built; retrain first")
+    splits = split_corpus(corpus, seed=int(classifier.meta["seed"]))
+    texts = [corpus.texts[i] for i in splits.test]
+    vectors = _embed_cached(texts, cache_dir)
+    proba = classifier.intent_probabilities(classifier.logits_from_embeddings(vectors, texts))
+    return metrics_from_predictions(
+        [corpus.intents[i] for i in splits.test],
+        classifier.predictions_from_proba(proba),
+        classifier.threshold,
+        [corpus.is_saas[i] for i in splits.test],
+    )
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _fit_temperature(logits: npt.NDArray[np.float64], aggregate: npt.NDArray[np.float64], gold: list[int]) -> float:
+    rows = np.arange(len(gold))
+
+    def nll(log_t: float) -> float:
+        proba = _softmax(logits / np.exp(log_t)) @ aggregate
+        return float(-np.mean(np.log(np.clip(proba[rows, gold], 1e-12, None))))
+
+    result = minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(result.x))
+
+
+def expected_calibration_error(confidence: npt.NDArray[np.float64], correct: npt.NDArray[np.bool_]) -> float:
+    bins = np.linspace(0.0, 1.0, 11)
+    total = 0.0
+    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+        in_bin = (confidence > lo) & (confidence <= hi)
+        if in_bin.any():
+            total += in_bin.mean() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
+    return float(total)
+
+
+def choose_threshold(
+    confidence: npt.NDArray[np.float64], correct: npt.NDArray[np.bool_], target: float = TARGET_PRECISION
+) -> float:
+    """Lowest threshold whose accepted predictions reach ``target`` accuracy (bounded)."""
+    lo, hi = THRESHOLD_BOUNDS
+    for t in np.round(np.arange(lo, hi + 1e-9, 0.01), 2):
+        accepted = confidence >= t
+        if accepted.any() and correct[accepted].mean() >= target:
+            return float(t)
+    return hi
+
+
+def train(
+    out_dir: Path, banking77_dir: Path | None = None, seed: int = 0, *, cache_dir: Path | None = None
+) -> TrainReport:
+    """Fit on the train split, calibrate on the calibration split, score on the held-out split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    started = time.perf_counter()
+    corpus: Corpus = load_corpus(banking77_dir or default_banking77_dir())
+    splits = split_corpus(corpus, seed=seed)
+    embeddings = _embed_cached(corpus.texts, cache_dir)
+    train_texts = [corpus.texts[i] for i in splits.train]
+    tfidf = TfidfFeatures.fit(train_texts)
+    lexical = tfidf.transform(corpus.texts)
+    features = sparse.hstack([sparse.csr_matrix(embeddings.astype(np.float64)), lexical]).tocsr()
+    fine = np.asarray(corpus.fine_labels)
+    weights = compute_sample_weight("balanced", fine[splits.train]) ** CLASS_BALANCE_POWER
+    lr = LogisticRegression(C=C_REGULARISATION, max_iter=5000, random_state=seed)
+    lr.fit(features[splits.train], fine[splits.train], sample_weight=weights)
+
+    dim = embeddings.shape[1]
+    coef = np.asarray(lr.coef_, dtype=np.float64)
+    classifier = IntentClassifier(
+        fine_labels=[str(c) for c in lr.classes_],
+        fine_intents=[corpus.fine_to_intent[str(c)] for c in lr.classes_],
+        w_embedding=coef[:, :dim].T,
+        w_tfidf=coef[:, dim:].T,
+        bias=np.asarray(lr.intercept_),
+        tfidf=tfidf,
+    )
+    intent_index = {intent: k for k, intent in enumerate(classifier.intents)}
+
+    def logits_for(index: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        return classifier.logits_from_embeddings(embeddings[index], [corpus.texts[i] for i in index])
+
+    cal_logits = logits_for(splits.calibration)
+    cal_gold = [intent_index[corpus.intents[i]] for i in splits.calibration]
+    raw = classifier.intent_probabilities(cal_logits, temperature=1.0)
+    classifier.temperature = _fit_temperature(cal_logits, classifier._aggregate, cal_gold)
+    cal = classifier.intent_probabilities(cal_logits)
+    cal_correct = cal.argmax(axis=1) == np.asarray(cal_gold)
+    raw_correct = raw.argmax(axis=1) == np.asarray(cal_gold)
+    classifier.threshold = choose_threshold(cal.max(axis=1), cal_correct)
+
+    test_proba = classifier.intent_probabilities(logits_for(splits.test))
+    test_metrics = metrics_from_predictions(
+        [corpus.intents[i] for i in splits.test],
+        classifier.predictions_from_proba(test_proba),
+        classifier.threshold,
+        [corpus.is_saas[i] for i in splits.test],
+    )
+    elapsed = time.perf_counter() - started
+    report = TrainReport(
+        model_dir=out_dir,
+        seed=seed,
+        data_hash=corpus.data_hash,
+        n_train=len(splits.train),
+        n_calibration=len(splits.calibration),
+        n_test=len(splits.test),
+        vocabulary_size=len(tfidf.vocabulary),
+        temperature=classifier.temperature,
+        threshold=classifier.threshold,
+        train_seconds=round(elapsed, 2),
+        test=test_metrics,
+        calibration_ece_before=expected_calibration_error(raw.max(axis=1), raw_correct),
+        calibration_ece_after=expected_calibration_error(cal.max(axis=1), cal_correct),
+    )
+    classifier.meta = {
+        "seed": seed,
+        "data_hash": corpus.data_hash,
+        "hyperparameters": {
+            "C": C_REGULARISATION,
+            "ngram_range": list(NGRAM_RANGE),
+            "min_df": MIN_DF,
+            "class_balance_power": CLASS_BALANCE_POWER,
+            "target_precision": TARGET_PRECISION,
+        },
+        "splits": {"train": report.n_train, "calibration": report.n_calibration, "test": report.n_test},
+        "metrics": test_metrics.model_dump(),
+    }
+    classifier.save(out_dir)
+    (out_dir / "metrics.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
+    log.info(
+        "router.intent.trained",
+        model_dir=str(out_dir),
+        macro_f1=round(test_metrics.macro_f1_in_scope, 4),
+        oos_recall=round(test_metrics.out_of_scope_recall, 4),
+        threshold=classifier.threshold,
+        seconds=report.train_seconds,
+    )
+    return report
+
+
+# --------------------------------------------------------------------------- CLI entry points
+
+
+def classify_lines(
+    lines: Iterable[str], classifier: IntentClassifier | None = None, batch_size: int = 64
+) -> Iterator[dict[str, Any]]:
+    """``{"intent", "confidence", "tier"}`` for each non-blank line, in input order.
+
+    The tier comes from ``decide_route`` with neutral gates (known, authorised customer, no
+    dispute/fraud/enterprise flags) and no diagnosis.
+    """
+    from services.router.domain import NEUTRAL_GATES, decide_route
+
+    model = classifier or IntentClassifier.load()
+
+    def flush(batch: list[str]) -> Iterator[dict[str, Any]]:
+        for prediction in model.predict(batch):
+            decision = decide_route(prediction.intent, prediction.confidence, NEUTRAL_GATES, None, None, model.threshold)
+            yield {
+                "intent": prediction.intent.value,
+                "confidence": round(prediction.confidence, 4),
+                "tier": decision.tier.value,
+            }
+
+    batch: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if not text:
+            continue
+        batch.append(text)
+        if len(batch) >= batch_size:
+            yield from flush(batch)
+            batch = []
+    if batch:
+        yield from flush(batch)
+
+
+def train_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tierline train", description="Train the router's intent model.")
+    parser.add_argument("--out", type=Path, default=None, help="artefact directory (default: model path)")
+    parser.add_argument("--banking77", type=Path, default=None, help="BANKING77 directory")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-cache", action="store_true", help="do not cache embeddings on disk")
+    args = parser.parse_args(argv)
+    try:
+        report = train(
+            args.out or default_model_path(),
+            args.banking77,
+            seed=args.seed,
+            cache_dir=None if args.no_cache else default_cache_dir(),
+        )
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.model_dump_json(indent=2))
+    return 0
+
+
+def classify_main(stdin: IO[str], stdout: IO[str]) -> int:
+    try:
+        classifier = IntentClassifier.load()
+    except IntentModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for record in classify_lines(stdin, classifier):
+        stdout.write(json.dumps(record) + "\n")
+    stdout.flush()
+    return 0

@@ -1,0 +1,205 @@
+"""Tier 1 consumer: validate, check the tenant, diagnose, run the fix, then resolve / hand on / escalate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from faststream.kafka import KafkaBroker
+
+from schemas import Action, EscalationReason, Tier
+from schemas.messages import (
+    AgentRequestedPayload,
+    AgentRequestedV1,
+    Channel,
+    DiagnosisView,
+    EscalationOpenedPayload,
+    OutcomeRecordedPayload,
+    SelfhealRequestedV1,
+    Turn,
+)
+from services.tier1_selfheal import domain
+from services.tier1_selfheal.ports import Actions, Diagnostics, RequestStore
+from tierline.actions import ActionContext, ActionOutcome
+from tierline.ledger import idempotency_key
+from tierline.messaging import Inbox, publish
+from tierline.pipeline import audit, escalate, record_outcome, start_contact
+
+log = structlog.get_logger(__name__)
+
+ACTOR = "tier1_selfheal"
+
+
+@dataclass
+class SelfhealDeps:
+    pool: asyncpg.Pool
+    broker: KafkaBroker
+    actions: Actions
+    diagnostics: Diagnostics
+    inbox: Inbox
+    requests: RequestStore
+    retention_offer: str = ""
+
+
+def is_selfheal_source(msg: SelfhealRequestedV1) -> bool:
+    return msg.payload.source in ("dashboard", "api")
+
+
+async def on_selfheal_requested(deps: SelfhealDeps, msg: SelfhealRequestedV1) -> None:
+    if await deps.inbox.seen(msg.message_id):
+        log.info("tier1.duplicate_skipped", contact_id=msg.contact_id)
+        return
+    structlog.contextvars.bind_contextvars(contact_id=msg.contact_id)
+    p = msg.payload
+    if is_selfheal_source(msg):
+        await start_contact(deps.pool, contact_id=msg.contact_id, customer_id=msg.customer_id, trigger="selfheal",
+                            channel=Channel.DASHBOARD.value, started_at=msg.occurred_at)
+    await deps.requests.record(msg.contact_id, msg.customer_id, p.action.value, p.params)
+
+    verdict = domain.authorize(p.source, p.sender, msg.customer_id)
+    if not verdict.allowed:
+        log.warning("tier1.tenant_denied", source=p.source, sender_kind=p.sender.kind, reason=verdict.reason)
+        await audit(deps.broker, cause=msg, actor=ACTOR, action="tenant_check", target=msg.customer_id,
+                    decision="deny", details={"reason": verdict.reason, "requested": p.action.value})
+        await _escalate(deps, msg, EscalationReason.POLICY_DENIED, None, [],
+                        f"Tenant check failed ({verdict.reason}); nothing was done. Verify who asked before acting.")
+        await deps.inbox.mark(msg.message_id)
+        return
+
+    if p.action is Action.ESCALATE:
+        diagnosis = await _diagnose_or(deps, msg)
+        await _escalate(deps, msg, EscalationReason.CUSTOMER_ASKED, diagnosis, [],
+                        domain.human_next_step(diagnosis))
+        await deps.inbox.mark(msg.message_id)
+        return
+
+    diagnosis = await _diagnose_or(deps, msg)
+    if diagnosis is None:
+        await _escalate(deps, msg, EscalationReason.POLICY_DENIED, None, [],
+                        f"No customer {msg.customer_id} in billing: check the account before acting.")
+        await deps.inbox.mark(msg.message_id)
+        return
+
+    outcome = await run_fix(deps, msg, diagnosis)
+    decision = domain.decide_after_fix(outcome, diagnosis, retention_offer=deps.retention_offer)
+    log.info("tier1.fix.done", action=p.action.value, status=outcome.status, decision=type(decision).__name__)
+    await settle(deps, msg, diagnosis, outcome, decision)
+    await deps.inbox.mark(msg.message_id)
+
+
+async def _diagnose_or(deps: SelfhealDeps, msg: SelfhealRequestedV1) -> DiagnosisView | None:
+    """A fresh diagnosis; the one the router attached if the customer is unknown to diagnostics now."""
+    try:
+        return await deps.diagnostics.diagnose(msg.customer_id)
+    except LookupError:
+        return msg.payload.diagnosis
+
+
+def context(msg: SelfhealRequestedV1) -> ActionContext:
+    sender = msg.payload.sender
+    actor_id = f"customer:{sender.subject}" if sender.kind == "customer_session" and sender.subject else ACTOR
+    return ActionContext(contact_id=msg.contact_id, customer_id=msg.customer_id, tier=Tier.TIER1, actor="selfheal",
+                         actor_id=actor_id, cause=msg)
+
+
+async def run_fix(deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: DiagnosisView) -> ActionOutcome:
+    """Validate the params (nothing happens on bad input) and call the shared, policy-checked action."""
+    action = msg.payload.action
+    if action not in domain.TIER1_ACTIONS:
+        return ActionOutcome(action, "failed", f"{action.value} is not a Tier 1 self-serve fix",
+                             idempotency_key=idempotency_key(msg.contact_id, action.value, "not_tier1"))
+    try:
+        fix = domain.parse_fix(action, dict(msg.payload.params))
+    except domain.InvalidFixRequest as exc:
+        await audit(deps.broker, cause=msg, actor=ACTOR, action=action.value, decision="invalid_request",
+                    details={"error": str(exc)})
+        return ActionOutcome(action, "failed", f"invalid request: {exc}",
+                             idempotency_key=idempotency_key(msg.contact_id, action.value, "invalid"))
+    return await execute(deps.actions, context(msg), fix, diagnosis)
+
+
+async def execute(actions: Actions, ctx: ActionContext, fix: domain.FixRequest,
+                  diagnosis: DiagnosisView | None) -> ActionOutcome:
+    a = fix.action
+    if a is Action.RETRY_PAYMENT:
+        return await actions.retry_payment(ctx, fix.invoice_id)
+    if a is Action.SEND_UPDATE_CARD_LINK:
+        return await actions.send_update_card_link(ctx)
+    if a is Action.REGENERATE_INVOICE_LINK:
+        return await actions.regenerate_invoice_link(ctx, fix.invoice_id)
+    if a is Action.SEND_INVOICE:
+        return await actions.send_invoice(ctx, fix.invoice_id)
+    if a is Action.UPDATE_BILLING_DETAILS:
+        return await actions.update_billing_details(
+            ctx, email=fix.email, name=fix.name, address=fix.address,
+            tax_id=fix.tax_id.value if fix.tax_id else None)
+    if a is Action.CANCEL_SUBSCRIPTION:
+        return await actions.cancel_subscription(ctx, at_period_end=True)
+    if a is Action.CHANGE_PLAN:
+        plan, seats = fix.plan, fix.seats
+        if plan is None:
+            suggested, current_seats = domain.suggested_plan(diagnosis)
+            plan, seats = suggested, seats or current_seats
+        if plan is None:
+            return ActionOutcome(a, "failed", "no plan given and none to suggest",
+                                 idempotency_key=idempotency_key(ctx.contact_id, a.value, "no_plan"))
+        outcome = await actions.change_plan(ctx, plan, seats, preview_only=fix.preview_only)
+        if fix.preview_only:
+            outcome.data.setdefault("preview_only", True)
+        return outcome
+    if a is Action.EXPLAIN_CHARGE:
+        return await actions.explain_charge(ctx, fix.charge_id)
+    raise AssertionError(f"unhandled Tier 1 action {a}")  # pragma: no cover - TIER1_ACTIONS is closed
+
+
+async def settle(deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: DiagnosisView | None,
+                 outcome: ActionOutcome, decision: domain.Decision) -> None:
+    """Write the one consequence of the decision: an outcome, a Tier 2 request, or an escalation."""
+    p = msg.payload
+    tried = [*p.tried, outcome.record(Tier.TIER1)]
+    if isinstance(decision, domain.Resolve):
+        channel = await deps.pool.fetchval("SELECT channel FROM contacts WHERE contact_id=$1", msg.contact_id)
+        await record_outcome(deps.pool, deps.broker, cause=msg, payload=OutcomeRecordedPayload(
+            resolved_by=Tier.TIER1, tier_path=[Tier.TIER1],
+            intent=p.intent or domain.ACTION_INTENT.get(p.action),
+            root_cause=diagnosis.root_cause if diagnosis else None,
+            actions=[outcome.action], recovered_usd=decision.recovered_usd,
+            channel=Channel(channel) if channel in {c.value for c in Channel} else None,
+            trigger="selfheal" if is_selfheal_source(msg) else "contact",
+            summary=decision.summary[:2000]))
+        await deps.requests.set_state(msg.contact_id, "resolved", None)
+    elif isinstance(decision, domain.HandToTier2):
+        await publish(deps.broker, AgentRequestedV1.build(
+            AgentRequestedPayload(
+                text=p.text or _describe_request(msg), channel=Channel.DASHBOARD if is_selfheal_source(msg)
+                else Channel.CHAT, intent=p.intent or domain.ACTION_INTENT.get(p.action), confidence=1.0,
+                diagnosis=diagnosis, tried=tried, handoff_reason=decision.reason[:1000], tier_path=[Tier.TIER1]),
+            contact_id=msg.contact_id, customer_id=msg.customer_id, cause=msg, role="tier1:handoff"))
+        await deps.requests.set_state(msg.contact_id, "handed_to_tier2", decision.reason[:1000])
+        log.info("tier1.handed_to_tier2", reason=decision.reason[:200])
+    else:
+        await _escalate(deps, msg, decision.reason, diagnosis, tried, decision.next_step, outcome)
+
+
+async def _escalate(deps: SelfhealDeps, msg: SelfhealRequestedV1, reason: EscalationReason,
+                    diagnosis: DiagnosisView | None, tried: list[Any], next_step: str,
+                    outcome: ActionOutcome | None = None) -> None:
+    p = msg.payload
+    transcript = [Turn(role="customer", text=p.text)] if p.text else []
+    await escalate(deps.broker, cause=msg, payload=EscalationOpenedPayload(
+        reason=reason, opened_by=Tier.TIER1, intent=p.intent or domain.ACTION_INTENT.get(p.action),
+        text=p.text or _describe_request(msg),
+        plan=((diagnosis.evidence.get("plan") or {}).get("tier") if diagnosis else None),
+        amount_usd=outcome.amount_usd if outcome else 0.0, diagnosis=diagnosis, transcript=transcript,
+        actions_tried=tried, policy_decisions=[outcome.policy] if outcome and outcome.policy else [],
+        suggested_next_step=next_step[:2000], tier_path=[Tier.TIER1]))
+    await deps.requests.set_state(msg.contact_id, "escalated", reason.value)
+
+
+def _describe_request(msg: SelfhealRequestedV1) -> str:
+    p = msg.payload
+    shown = {k: v for k, v in p.params.items() if k != "tax_id"}
+    extra = f" with {shown}" if shown else ""
+    return f"Customer clicked '{p.action.value}'{extra} in the Billing Health Meter ({p.source})."

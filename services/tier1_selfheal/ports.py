@@ -1,0 +1,83 @@
+"""What Tier 1 needs from outside, as Protocols (adapters implement them; unit tests use fakes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from schemas.messages import DiagnosisView
+from tierline.actions import Actions  # the shared, policy-checked billing actions port
+
+__all__ = ["Actions", "CardOnFile", "CardVault", "CardRejected", "Diagnostics", "InvoiceView", "RequestRecord",
+           "RequestStore", "Tier1Error", "UnknownInvoice"]
+
+
+class Tier1Error(Exception):
+    """Base error of the Tier 1 service."""
+
+
+class CardRejected(Tier1Error):
+    """The card could not be saved (declined on attach, bad number or expiry)."""
+
+
+class UnknownInvoice(Tier1Error, LookupError):
+    """No such invoice (or it belongs to someone else)."""
+
+
+class Diagnostics(Protocol):
+    async def diagnose(self, customer_id: str) -> DiagnosisView:
+        """The one Billing Diagnosis; raises a LookupError subclass for an unknown customer."""
+        ...
+
+
+@dataclass(frozen=True)
+class CardOnFile:
+    payment_method_id: str
+    brand: str | None
+    last4: str | None
+    exp_month: int | None
+    exp_year: int | None
+
+
+@dataclass(frozen=True)
+class InvoiceView:
+    invoice_id: str
+    customer_id: str
+    status: str
+    amount_due_usd: float
+    currency: str
+
+
+class CardVault(Protocol):
+    """Saving a new card as the customer's default, and reading invoices for the pay page."""
+
+    async def save_card(self, customer_id: str, *, payment_method_id: str | None = None,
+                        card: dict[str, Any] | None = None) -> CardOnFile: ...
+
+    async def open_invoices(self, customer_id: str) -> list[InvoiceView]: ...
+
+    async def invoice(self, invoice_id: str) -> InvoiceView: ...
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    contact_id: str
+    customer_id: str
+    action: str
+    state: str  # received | resolved | handed_to_tier2 | escalated
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RequestStore(Protocol):
+    """Tier 1's own view of the requests it took (for the live status of a click)."""
+
+    async def record(self, contact_id: str, customer_id: str, action: str, params: dict[str, Any]) -> RequestRecord:
+        """Insert once; an existing row (same contact) is returned unchanged."""
+        ...
+
+    async def set_state(self, contact_id: str, state: str, reason: str | None = None) -> None: ...
+
+    async def get(self, contact_id: str) -> RequestRecord | None: ...

@@ -1,0 +1,22 @@
+"""Tier 1 settings (the only place this service reads the environment)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from tierline.settings import InfraSettings
+
+
+class Tier1Settings(InfraSettings):
+    """Infra settings plus Tier 1's own (env ``TIERLINE_TIER1_*``). ``http_port`` None = no HTTP door."""
+
+    model_config = SettingsConfigDict(env_prefix="TIERLINE_", extra="ignore")
+
+    tier1_retention_offer: str = Field(
+        default="Before you go: reply within 14 days and we'll take 20% off your next three months.",
+        description="offered with a cancellation at period end; empty = none",
+    )
+    tier1_cookie_secure: bool = Field(default=False, description="mark the session cookie Secure (HTTPS)")
+    tier1_diagnosis_timeout_s: float = 10.0
+    tier1_session_ttl_s: int = 12 * 3600

@@ -1,0 +1,57 @@
+"""`tierline audit verify`: check the per-partition hash chain of the audit records in ClickHouse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import httpx
+
+from services.tier3_handoff.analytics.store import DEFAULT_DATABASE
+
+
+def verify(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.local:
+        try:
+            res = httpx.get(f"{args.url.rstrip('/')}/v1/analytics/audit/verify", timeout=60)
+            if res.status_code in (200, 409):
+                return dict(res.json())
+        except httpx.HTTPError:
+            pass
+    import clickhouse_connect
+
+    from services.tier3_handoff.analytics.routes import verify_report
+    from services.tier3_handoff.analytics.store import AnalyticsStore
+
+    return verify_report(AnalyticsStore(clickhouse_connect.get_client(dsn=args.clickhouse_dsn), args.database))
+
+
+def audit_main(argv: list[str] | None = None) -> int:
+    from tierline.settings import InfraSettings
+
+    infra = InfraSettings()
+    p = argparse.ArgumentParser(prog="tierline audit", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("verify", help="verify the audit hash chain; exit 1 at the first broken link")
+    v.add_argument("--url", default=infra.diagnostics_url)
+    v.add_argument("--clickhouse-dsn", default=infra.resolved_clickhouse_dsn())
+    v.add_argument("--database", default=DEFAULT_DATABASE)
+    v.add_argument("--local", action="store_true", help="skip HTTP, open ClickHouse directly")
+    v.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    result = verify(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif result["ok"]:
+        print(f"audit chain OK ({result['checked']} records)")
+    else:
+        b = result["broken"]
+        print(f"audit chain BROKEN at partition {b['partition']} offset {b['offset']} "
+              f"(message {b['message_id']}): {b['problem']}; {result['checked']} records verified before it")
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(audit_main())

@@ -1,0 +1,380 @@
+"""`tierline demo`: a synthetic SaaS month through the real doors, then the month's numbers.
+
+1. Build N customers in the Stripe emulator on four plans, with realistic failure rates (declines by
+   code, expiring cards, expired links, duplicates, disputes, overage), and a month of metered usage
+   through `usage.event.recorded.v1` into ClickHouse.
+2. Replay the month: Stripe events through the signed webhook ingress, dashboard self-heal requests on
+   the topic, chat/email contacts drawn from an intent mix (texts the router was not trained on).
+3. Wait for every contact's one outcome, then print tier mix, resolution rate, cost per contact and per
+   month against the all-human baseline, recovered revenue, time to resolution per tier and escalation
+   reasons; write the same as JSON and a PNG chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from schemas import Action, Channel
+from schemas.messages import (
+    ContactReceivedPayload,
+    ContactReceivedV1,
+    SelfhealRequestedPayload,
+    SelfhealRequestedV1,
+    Sender,
+)
+from tierline.demo_texts import contact_text
+from tierline.messaging import publish
+from tierline.pipeline import CostModel
+
+PLAN_MIX = [("starter", 0.45), ("pro", 0.35), ("business", 0.15), ("enterprise", 0.05)]
+PRICES = {"starter": 19, "pro": 49, "business": 299, "enterprise": 999}
+
+
+@dataclass
+class Archetype:
+    name: str
+    weight: float
+    intents: list[tuple[str, float]] = field(default_factory=list)  # what these customers write about
+    stripe_event: str | None = None
+    selfheal: str | None = None
+
+
+ARCHETYPES = [
+    Archetype("healthy", 0.52, [("invoice_request", 3), ("payment_methods_question", 1.5), ("plan_change", 1.5),
+                                ("cancel_subscription", 1), ("update_billing_details", 1.5), ("human_agent", 0.7),
+                                ("out_of_scope", 1.2), ("unrecognized_charge", 0.6)]),
+    Archetype("soft_decline", 0.09, [("payment_failed", 1)], stripe_event="invoice.payment_failed"),
+    Archetype("recovered_card", 0.05, [("payment_failed", 1)], selfheal="retry_payment"),
+    Archetype("hard_decline", 0.04, [("payment_failed", 1)], stripe_event="invoice.payment_failed"),
+    Archetype("fraud_decline", 0.005, [("fraud_compromised", 1)], stripe_event="invoice.payment_failed"),
+    Archetype("expired_link", 0.02, [("payment_failed", 1)]),
+    Archetype("duplicate", 0.03, [("duplicate_charge", 1)]),
+    Archetype("overage", 0.08, [("unexpected_charge", 1)]),
+    Archetype("big_refund", 0.02, [("refund_request", 1)]),
+    Archetype("small_refund", 0.03, [("refund_request", 1)]),
+    Archetype("refund_pending", 0.02, [("refund_status", 1)]),
+    Archetype("dispute", 0.01, [("refund_request", 1)]),
+    Archetype("expiring_card", 0.045, [("card_expiring", 1)], stripe_event="customer.source.expiring"),
+]
+
+
+def world_for(arch: str, rng: random.Random, i: int) -> dict[str, Any]:
+    plan = rng.choices([p for p, _ in PLAN_MIX], [w for _, w in PLAN_MIX])[0]
+    price = PRICES[plan]
+    limit = {"starter": 100_000, "pro": 500_000, "business": 2_000_000, "enterprise": 10_000_000}[plan]
+    usage = {"metric": "api_calls", "limit": limit, "last_30d": int(limit * rng.uniform(0.3, 0.9)),
+             "prev_30d": int(limit * rng.uniform(0.3, 0.9))}
+    world: dict[str, Any] = {
+        "customer": {"plan": plan, "tenure_days": rng.randint(20, 900), "seats": rng.randint(1, 12),
+                     "email": f"billing+{i}@customer{i}.example", "country": rng.choice(["US", "DE", "FR", "GB"])},
+        "subscription": {"status": "active", "monthly_usd": price},
+        "charges": [{"amount_usd": price, "days_ago": rng.randint(1, 25)}],
+        "usage": usage,
+    }
+    if arch == "soft_decline":
+        world |= {"card": "declined_insufficient_funds", "subscription": {"status": "past_due", "monthly_usd": price},
+                  "failed_invoice": {"amount_usd": price, "days_ago": 0, "decline_code": "insufficient_funds"}}
+    elif arch == "recovered_card":
+        world |= {"card": "visa", "subscription": {"status": "past_due", "monthly_usd": price},
+                  "failed_invoice": {"amount_usd": price, "days_ago": 1, "decline_code": "insufficient_funds"}}
+    elif arch == "hard_decline":
+        world |= {"card": "expired", "subscription": {"status": "past_due", "monthly_usd": price},
+                  "failed_invoice": {"amount_usd": price, "days_ago": 0, "decline_code": "expired_card"}}
+    elif arch == "fraud_decline":
+        world |= {"card": "declined_generic", "subscription": {"status": "past_due", "monthly_usd": price},
+                  "failed_invoice": {"amount_usd": price, "days_ago": 0, "decline_code": "stolen_card"}}
+    elif arch == "expired_link":
+        world |= {"subscription": {"status": "past_due", "monthly_usd": price}, "expired_invoice_link": True,
+                  "failed_invoice": {"amount_usd": price, "days_ago": 9, "decline_code": "insufficient_funds"}}
+    elif arch == "duplicate":
+        d = rng.randint(1, 5)
+        world["charges"] = [{"amount_usd": price, "days_ago": d}, {"amount_usd": price, "days_ago": d}]
+    elif arch == "overage":
+        usage["last_30d"] = int(limit * rng.uniform(1.3, 2.0))
+        world["charges"] = [{"amount_usd": round(price * rng.uniform(1.8, 2.8), 2), "days_ago": rng.randint(1, 6)}]
+    elif arch == "big_refund":
+        world["charges"] = [{"amount_usd": price * 12, "days_ago": rng.randint(2, 10)}]
+    elif arch == "small_refund":
+        world["charges"] = [{"amount_usd": price, "days_ago": rng.randint(2, 20)}]
+        if plan in ("starter", "pro"):
+            world["charges"][0]["amount_usd"] = min(price, 40)
+    elif arch == "refund_pending":
+        world["refunds"] = [{"amount_usd": min(price, 20), "days_ago": 3, "status": "pending"}]
+    elif arch == "dispute":
+        world["dispute_open"] = True
+    elif arch == "expiring_card":
+        world["card"] = "visa"
+        world["customer"]["card_expiring"] = True
+    return world
+
+
+@dataclass
+class Trigger:
+    kind: str  # contact | selfheal | stripe_event
+    customer_index: int
+    intent: str | None = None
+    action: str | None = None
+    event_type: str | None = None
+    contact_id: str = ""
+
+
+def plan_month(rng: random.Random, customers: int, contacts: int) -> tuple[list[str], list[Trigger]]:
+    archetypes = rng.choices([a.name for a in ARCHETYPES], [a.weight for a in ARCHETYPES], k=customers)
+    by_name = {a.name: a for a in ARCHETYPES}
+    triggers: list[Trigger] = []
+    for i, name in enumerate(archetypes):
+        arch = by_name[name]
+        if arch.stripe_event:
+            triggers.append(Trigger("stripe_event", i, event_type=arch.stripe_event))
+        if arch.selfheal:
+            triggers.append(Trigger("selfheal", i, action=arch.selfheal))
+    # contacts: problem customers write about their problem, the rest draw from the healthy mix
+    pool = [i for i, n in enumerate(archetypes) if n not in ("healthy", "soft_decline", "hard_decline",
+                                                               "expiring_card", "recovered_card")]
+    healthy = [i for i, n in enumerate(archetypes) if n == "healthy"]
+    rng.shuffle(pool)
+    for i in pool[: max(0, contacts // 2)]:
+        arch = by_name[archetypes[i]]
+        intent = rng.choices([x for x, _ in arch.intents], [w for _, w in arch.intents])[0]
+        triggers.append(Trigger("contact", i, intent=intent))
+    mix = by_name["healthy"].intents
+    while sum(t.kind == "contact" for t in triggers) < contacts and healthy:
+        i = rng.choice(healthy)
+        intent = rng.choices([x for x, _ in mix], [w for _, w in mix])[0]
+        triggers.append(Trigger("contact", i, intent=intent))
+    for i in healthy[: max(1, contacts // 20)]:
+        triggers.append(Trigger("selfheal", i, action=rng.choice(["send_invoice", "update_billing_details"])))
+    rng.shuffle(triggers)
+    return archetypes, triggers
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    k = max(0, min(len(values) - 1, int(round(p / 100 * (len(values) - 1)))))
+    return float(values[k])
+
+
+def month_report(outcomes: list[dict[str, Any]], expected: int, costs: CostModel) -> dict[str, Any]:
+    n = len(outcomes)
+    tiers: dict[str, int] = {}
+    latency: dict[str, list[float]] = {}
+    reasons: dict[str, int] = {}
+    cost = recovered = refunded = 0.0
+    for o in outcomes:
+        p = o["payload"]
+        tier = p["resolved_by"]
+        tiers[tier] = tiers.get(tier, 0) + 1
+        latency.setdefault(tier, []).append(float(p.get("latency_ms") or 0))
+        if p.get("escalation_reason"):
+            reasons[p["escalation_reason"]] = reasons.get(p["escalation_reason"], 0) + 1
+        cost += float(p.get("cost_usd") or 0)
+        recovered += float(p.get("recovered_usd") or 0)
+        refunded += float(p.get("refund_usd") or 0)
+    automated = n - tiers.get("tier3", 0)
+    baseline = n * costs.tier3
+    return {
+        "contacts": expected,
+        "outcomes": n,
+        "dead_ends": expected - n,
+        "tier_mix": {t: {"count": c, "share": round(c / n, 4) if n else 0} for t, c in sorted(tiers.items())},
+        "automated_resolution_rate": round(automated / n, 4) if n else 0.0,
+        "cost_usd_month": round(cost, 2),
+        "cost_per_contact_usd": round(cost / n, 4) if n else 0.0,
+        "all_human_baseline_usd_month": round(baseline, 2),
+        "saving_vs_baseline": round(1 - cost / baseline, 4) if baseline else 0.0,
+        "recovered_revenue_usd": round(recovered, 2),
+        "refunded_usd": round(refunded, 2),
+        "time_to_resolution_ms": {t: {"p50": percentile(v, 50), "p99": percentile(v, 99),
+                                      "mean": round(statistics.fmean(v), 1)} for t, v in sorted(latency.items())},
+        "escalation_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def print_report(console: Console, report: dict[str, Any]) -> None:
+    t = Table(title="The month, by tier")
+    for col in ("tier", "contacts", "share", "p50 ms", "p99 ms"):
+        t.add_column(col, justify="right" if col != "tier" else "left")
+    for tier, row in report["tier_mix"].items():
+        lat = report["time_to_resolution_ms"].get(tier, {})
+        t.add_row(tier, str(row["count"]), f"{row['share'] * 100:.1f}%", f"{lat.get('p50', 0):.0f}",
+                  f"{lat.get('p99', 0):.0f}")
+    console.print(t)
+    m = Table(title="Money")
+    m.add_column("figure")
+    m.add_column("value", justify="right")
+    m.add_row("automated resolution rate", f"{report['automated_resolution_rate'] * 100:.1f}%")
+    m.add_row("cost this month", f"${report['cost_usd_month']:,.2f}")
+    m.add_row("cost per contact", f"${report['cost_per_contact_usd']:.3f}")
+    m.add_row("all-human baseline", f"${report['all_human_baseline_usd_month']:,.2f}")
+    m.add_row("saving vs baseline", f"{report['saving_vs_baseline'] * 100:.1f}%")
+    m.add_row("recovered revenue (tier 0/1 payment fixes)", f"${report['recovered_revenue_usd']:,.2f}")
+    m.add_row("refunded", f"${report['refunded_usd']:,.2f}")
+    m.add_row("dead ends", str(report["dead_ends"]))
+    console.print(m)
+    r = Table(title="Escalation reasons")
+    r.add_column("reason")
+    r.add_column("count", justify="right")
+    for reason, count in report["escalation_reasons"].items():
+        r.add_row(reason, str(count))
+    console.print(r)
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    tiers = list(report["tier_mix"])
+    a.bar(tiers, [report["tier_mix"][t]["count"] for t in tiers], color=["#2e7d32", "#1565c0", "#6a1b9a",
+                                                                        "#c62828"][: len(tiers)])
+    a.set_title(f"Tier mix ({report['outcomes']} contacts)")
+    a.set_ylabel("contacts")
+    b.bar(["tierline", "all-human"], [report["cost_usd_month"], report["all_human_baseline_usd_month"]],
+          color=["#2e7d32", "#9e9e9e"])
+    b.set_title(f"Cost this month (saving {report['saving_vs_baseline'] * 100:.0f}%)")
+    b.set_ylabel("USD")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    from tierline.scenarios.runner import ScenarioRunner
+    from tierline.settings import InfraSettings
+    from tierline.stack import manager
+    from tierline.world import WorldSpec, build_world, world_event
+
+    cfg = manager.default_config(Path(args.data_dir) if args.data_dir else InfraSettings().data_dir)
+    env = cfg.env()
+    settings = InfraSettings(kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"], postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
+                             stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],
+                             diagnostics_url=env["TIERLINE_DIAGNOSTICS_URL"],
+                             public_base_url=env["TIERLINE_PUBLIC_BASE_URL"])
+    rng = random.Random(args.seed)
+    archetypes, triggers = plan_month(rng, args.customers, args.contacts)
+    run_id = uuid.uuid4().hex[:6]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    async with ScenarioRunner(settings, ingress_url=f"http://127.0.0.1:{cfg.service_ports['tier0_prevent']}",
+                              timeout_s=args.timeout) as runner:
+        built: dict[int, Any] = {}
+        needed = sorted({t.customer_index for t in triggers} | set(range(min(args.customers, len(archetypes)))))
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("building customers in Stripe", total=len(needed))
+            sem = asyncio.Semaphore(args.concurrency)
+
+            async def build(i: int) -> None:
+                async with sem:
+                    spec = WorldSpec.model_validate(world_for(archetypes[i], rng, i))
+                    built[i] = await build_world(spec, runner.actions, label=f"demo{run_id}-{i}")
+                    progress.advance(task)
+
+            await asyncio.gather(*(build(i) for i in needed))
+            usage_total = sum(len(b.usage_events) for b in built.values())
+            task = progress.add_task("metering a month of usage", total=usage_total)
+            for chunk_start in range(0, len(needed), 50):
+                chunk = needed[chunk_start: chunk_start + 50]
+                counts = await asyncio.gather(*(runner.publish_usage(built[i].customer_id, built[i].usage_events)
+                                                for i in chunk))
+                progress.advance(task, sum(counts))
+            pending = [e for b in built.values() for e in b.pending_events]
+            task = progress.add_task("disputes through the webhook ingress", total=len(pending))
+            for event in pending:
+                await runner.send_webhook(event)
+                progress.advance(task)
+
+            task = progress.add_task("replaying the month", total=len(triggers))
+            t_start = time.monotonic()
+
+            async def fire(t: Trigger) -> None:
+                async with sem:
+                    b = built[t.customer_index]
+                    cid = b.customer_id
+                    if t.kind == "contact":
+                        t.contact_id = f"demo-c-{uuid.uuid4()}"
+                        amount = b.spec.charges[0].amount_usd if b.spec.charges else None
+                        text = contact_text(t.intent or "out_of_scope", rng, amount)
+                        channel = Channel.EMAIL if rng.random() < 0.3 else Channel.CHAT
+                        await publish(runner.broker, ContactReceivedV1.build(
+                            ContactReceivedPayload(channel=channel, text=text,
+                                                   sender=Sender(kind="customer_session", subject=cid)),
+                            contact_id=t.contact_id, customer_id=cid))
+                    elif t.kind == "selfheal":
+                        t.contact_id = f"demo-s-{uuid.uuid4()}"
+                        params = {"billing_email": f"finance@customer{t.customer_index}.example"} \
+                            if t.action == "update_billing_details" else {}
+                        await publish(runner.broker, SelfhealRequestedV1.build(
+                            SelfhealRequestedPayload(action=Action(t.action or "send_invoice"), params=params,
+                                                     source="dashboard",
+                                                     sender=Sender(kind="customer_session", subject=cid)),
+                            contact_id=t.contact_id, customer_id=cid))
+                    else:
+                        event = await world_event({"type": t.event_type}, b)
+                        t.contact_id = f"stripe:{event['id']}"
+                        await runner.send_webhook(event)
+                    progress.advance(task)
+
+            await asyncio.gather(*(fire(t) for t in triggers))
+            task = progress.add_task("waiting for every outcome", total=len(triggers))
+            ids = [t.contact_id for t in triggers]
+            deadline = time.monotonic() + args.timeout
+            rows: list[Any] = []
+            while time.monotonic() < deadline:
+                rows = await runner.db.fetch("SELECT message FROM outcomes WHERE contact_id = ANY($1::text[])", ids)
+                progress.update(task, completed=len(rows))
+                if len(rows) >= len(ids):
+                    break
+                await asyncio.sleep(0.5)
+            elapsed = time.monotonic() - t_start
+    report = month_report([dict(r["message"]) for r in rows], len(triggers), CostModel())
+    report["customers"] = len(built)
+    report["replay_seconds"] = round(elapsed, 1)
+    report["triggers"] = {k: sum(t.kind == k for t in triggers) for k in ("contact", "selfheal", "stripe_event")}
+    return report
+
+
+def demo_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tierline demo")
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--contacts", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--out-dir", type=Path, default=Path(".tierline/demo"))
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    console = Console()
+    from tierline.settings import InfraSettings
+    from tierline.stack import manager
+
+    t0 = time.monotonic()
+    cfg = manager.default_config(Path(args.data_dir) if args.data_dir else InfraSettings().data_dir)
+    if not all(h.ok for h in manager.status(cfg)):
+        console.print("[bold]starting the embedded stack[/bold] (tierline up) ...")
+        seconds = manager.up(cfg)
+        console.print(f"stack ready in {seconds:.1f}s")
+    report = asyncio.run(replay(args, console))
+    report["total_seconds"] = round(time.monotonic() - t0, 1)
+    print_report(console, report)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "month.json").write_text(json.dumps(report, indent=2))
+    plot(report, args.out_dir / "month.png")
+    console.print(f"wrote {args.out_dir / 'month.json'} and {args.out_dir / 'month.png'} "
+                  f"({report['total_seconds']:.0f}s in all)")
+    return 0
