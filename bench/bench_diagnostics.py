@@ -19,7 +19,6 @@ import random
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -79,7 +78,7 @@ async def run(args: argparse.Namespace) -> None:
     from tierline.stack.manager import StackConfig, down, prepare, start_components
 
     root = Path(args.data_dir).resolve()
-    cfg = StackConfig.for_tests(root / "stack")
+    cfg = StackConfig.load(root / "stack") or StackConfig.for_tests(root / "stack")  # reuse data and ports
     start_components(cfg, fsync=False)
     try:
         await prepare(cfg)
@@ -133,8 +132,9 @@ async def run(args: argparse.Namespace) -> None:
 
         import stripe as stripe_sdk
 
+        plan_id = f"pro-bench-{int(time.time())}"
         sc = stripe_sdk.StripeClient("sk_test_bench", base_addresses={"api": env["TIERLINE_STRIPE_API_BASE"]})
-        sc.v1.plans.create(params={"id": "pro-bench", "amount": 4900, "currency": "usd", "interval": "month",
+        sc.v1.plans.create(params={"id": plan_id, "amount": 4900, "currency": "usd", "interval": "month",
                                    "product": {"name": "Pro"}, "metadata": {"tl_plan": "pro"}})
         cold: list[float] = []
         for i in range(args.cold):
@@ -143,7 +143,7 @@ async def run(args: argparse.Namespace) -> None:
                 "number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}})
             sc.v1.payment_methods.attach(pm.id, params={"customer": cus.id})
             sc.v1.customers.update(cus.id, params={"invoice_settings": {"default_payment_method": pm.id}})
-            sc.v1.subscriptions.create(params={"customer": cus.id, "items": [{"plan": "pro-bench"}]})
+            sc.v1.subscriptions.create(params={"customer": cus.id, "items": [{"plan": plan_id}]})
             t = time.perf_counter()
             d = await warm.diagnose(cus.id)
             cold.append((time.perf_counter() - t) * 1000)

@@ -44,17 +44,26 @@ def test_output() -> Path:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Tansu + PostgreSQL + localstripe + SMTP sink, topics created, migrations applied."""
+def stack() -> Iterator[object]:
+    """Tansu + PostgreSQL + localstripe + SMTP sink, topics created, migrations applied.
+
+    The data directory lives outside pytest's temp tree: PostgreSQL runs as a separate system user
+    when we are root, and opening the path for it would loosen the permissions pytest insists on.
+    """
+    import shutil
+    import tempfile
+
     from tierline.stack.manager import StackConfig, down, prepare, start_components
 
-    cfg = StackConfig.for_tests(tmp_path_factory.mktemp("stack"))
+    root = Path(tempfile.mkdtemp(prefix="tierline-test-stack-"))
+    cfg = StackConfig.for_tests(root)
     try:
         start_components(cfg, fsync=False)
         asyncio.run(prepare(cfg))
         yield cfg
     finally:
         down(cfg)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

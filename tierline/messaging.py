@@ -60,6 +60,7 @@ def encode(message: Envelope[Any]) -> bytes:
 
 def headers_for(message: Envelope[Any]) -> dict[str, str]:
     return {
+        "content-type": "application/json",
         "message-id": str(message.message_id),
         "message-type": message.type,
         "schema-version": str(message.schema_version),
@@ -74,7 +75,7 @@ async def publish(broker: KafkaBroker, message: Envelope[Any]) -> None:
         topic=message.TOPIC,
         key=message.key(),
         headers=headers_for(message),
-        content_type="application/json",
+        correlation_id=message.contact_id,
     )
 
 

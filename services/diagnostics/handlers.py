@@ -19,7 +19,13 @@ from schemas.messages import AuditEventPayload, AuditEventRecordedV1, DiagnosisV
 from services.diagnostics.adapters.clickhouse import UsageEvent, UsageStore
 from services.diagnostics.adapters.mirror import MirrorStore
 from services.diagnostics.domain import BillingSnapshot, diagnose
-from services.diagnostics.ports import AuditSink, CustomerNotFound, SourceUnavailable, StripeReader, UsageReader
+from services.diagnostics.ports import (
+    AuditSink,
+    CustomerNotFound,
+    SourceUnavailable,
+    StripeReader,
+    UsageReader,
+)
 from services.diagnostics.settings import DiagnosticsSettings
 from tierline.pipeline import audit
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +23,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from schemas import Action, EscalationReason, Tier, derived_id
-from schemas.messages import DiagnosisView, EscalationOpenedPayload, SelfhealRequestedPayload, SelfhealRequestedV1, Sender
+from schemas.messages import (
+    DiagnosisView,
+    EscalationOpenedPayload,
+    SelfhealRequestedPayload,
+    SelfhealRequestedV1,
+    Sender,
+)
 from services.tier1_selfheal import domain
 from services.tier1_selfheal.adapters.postgres import ContactStatusReader
 from services.tier1_selfheal.auth import (
@@ -87,13 +94,21 @@ def diagnosis_json(d: DiagnosisView) -> dict[str, Any]:
     card = ev.get("payment_method") or {}
     plan = ev.get("plan") or {}
     return {
-        "customer_id": d.customer_id, "status": d.status.value, "root_cause": d.root_cause.value,
-        "explanation": d.explanation, "recommended_action": d.recommended_action.value if d.recommended_action else None,
+        "customer_id": d.customer_id,
+        "status": d.status.value,
+        "root_cause": d.root_cause.value,
+        "explanation": d.explanation,
+        "recommended_action": d.recommended_action.value if d.recommended_action else None,
         "self_serve_eligible": d.self_serve_eligible,
-        "invoice": {k: invoice.get(k) for k in ("id", "status", "amount_due_usd", "link_expired", "decline_code")}
-        if invoice else None,
+        "invoice": {
+            k: invoice.get(k) for k in ("id", "status", "amount_due_usd", "link_expired", "decline_code")
+        }
+        if invoice
+        else None,
         "card": {k: card.get(k) for k in ("brand", "last4", "exp_month", "exp_year")} if card else None,
-        "plan": {k: plan.get(k) for k in ("name", "tier", "monthly_usd", "seats", "seat_limit")} if plan else None,
+        "plan": {k: plan.get(k) for k in ("name", "tier", "monthly_usd", "seats", "seat_limit")}
+        if plan
+        else None,
         "missing_sources": d.missing_sources,
         "fixes": [f.as_json() for f in domain.fixes_for(d)],
     }
@@ -102,7 +117,9 @@ def diagnosis_json(d: DiagnosisView) -> dict[str, Any]:
 def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
     """Routes for Service(routes=...); ``get_deps`` is called per request (the pool exists after start)."""
 
-    def guarded(endpoint: Callable[[Request, MeterDeps], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def guarded(
+        endpoint: Callable[[Request, MeterDeps], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def wrapper(request: Request) -> Response:
             try:
                 return await endpoint(request, get_deps())
@@ -114,7 +131,9 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         return wrapper
 
     def session(request: Request, deps: MeterDeps) -> TokenClaims:
-        return verify_token(deps.secret, token_from(request.headers, request.cookies), purposes=(SESSION_PURPOSE,))
+        return verify_token(
+            deps.secret, token_from(request.headers, request.cookies), purposes=(SESSION_PURPOSE,)
+        )
 
     async def body_of(request: Request) -> dict[str, Any]:
         try:
@@ -136,26 +155,48 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         except LookupError as exc:
             raise HttpError(404, "customer_not_found", "we could not find your billing account") from exc
         except TimeoutError as exc:
-            raise HttpError(503, "diagnosis_unavailable", "the diagnosis is taking too long; try again") from exc
+            raise HttpError(
+                503, "diagnosis_unavailable", "the diagnosis is taking too long; try again"
+            ) from exc
 
-    async def submit(deps: MeterDeps, customer_id: str, action: Action, params: dict[str, Any], request_id: str,
-                     *, text: str | None = None) -> tuple[str, bool]:
+    async def submit(
+        deps: MeterDeps,
+        customer_id: str,
+        action: Action,
+        params: dict[str, Any],
+        request_id: str,
+        *,
+        text: str | None = None,
+    ) -> tuple[str, bool]:
         """Record and publish one fix request; the same request id twice is one request."""
         contact_id = contact_id_for(customer_id, request_id)
         row = await deps.requests.record(contact_id, customer_id, action.value, params)
         if row.action != action.value:
             raise HttpError(409, "conflict", "this request id was already used for another fix")
-        duplicate = row.state != "received" or (await deps.pool.fetchval(
-            "SELECT 1 FROM contacts WHERE contact_id=$1", contact_id)) is not None
-        await start_contact(deps.pool, contact_id=contact_id, customer_id=customer_id, trigger="selfheal",
-                            channel="dashboard")
+        duplicate = (
+            row.state != "received"
+            or (await deps.pool.fetchval("SELECT 1 FROM contacts WHERE contact_id=$1", contact_id))
+            is not None
+        )
+        await start_contact(
+            deps.pool, contact_id=contact_id, customer_id=customer_id, trigger="selfheal", channel="dashboard"
+        )
         msg = SelfhealRequestedV1.build(
-            SelfhealRequestedPayload(action=action, params=params, source="api",
-                                     sender=Sender(kind="customer_session", subject=customer_id),
-                                     intent=domain.ACTION_INTENT.get(action), text=text),
-            contact_id=contact_id, customer_id=customer_id, message_id=request_message_id(contact_id))
-        if not duplicate:
-            await publish(deps.broker, msg)
+            SelfhealRequestedPayload(
+                action=action,
+                params=params,
+                source="api",
+                sender=Sender(kind="customer_session", subject=customer_id),
+                intent=domain.ACTION_INTENT.get(action),
+                text=text,
+            ),
+            contact_id=contact_id,
+            customer_id=customer_id,
+            message_id=request_message_id(contact_id),
+        )
+        # published again on a duplicate: the id is the same, so the consumer's inbox skips it, and a
+        # request whose first publish was lost still gets through
+        await publish(deps.broker, msg)
         log.info("tier1.api.fix_requested", contact_id=contact_id, action=action.value, duplicate=duplicate)
         return contact_id, duplicate
 
@@ -188,15 +229,26 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         if not _REQUEST_ID.fullmatch(request_id):
             raise HttpError(422, "invalid_request_id", "request_id must be 8-100 letters, digits or -_:.")
         contact_id, duplicate = await submit(deps, claims.subject, action, params, request_id)
-        return JSONResponse({"contact_id": contact_id, "status_url": f"/v1/health-meter/contacts/{contact_id}",
-                             "duplicate": duplicate}, status_code=202)
+        return JSONResponse(
+            {
+                "contact_id": contact_id,
+                "status_url": f"/v1/health-meter/contacts/{contact_id}",
+                "duplicate": duplicate,
+            },
+            status_code=202,
+        )
 
     async def get_contact(request: Request, deps: MeterDeps) -> Response:
         claims = session(request, deps)
         return JSONResponse(await contact_status(deps, claims.subject, request.path_params["contact_id"]))
 
-    async def human(request: Request, deps: MeterDeps, *, claims: TokenClaims | None = None,
-                    body: dict[str, Any] | None = None) -> Response:
+    async def human(
+        request: Request,
+        deps: MeterDeps,
+        *,
+        claims: TokenClaims | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Response:
         claims = claims or session(request, deps)
         if body is None:
             body = await body_of(request) if await request.body() else {}
@@ -206,35 +258,65 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         customer_id = claims.subject
         contact_id = contact_id_for(customer_id, f"human:{request_id}")
         await deps.requests.record(contact_id, customer_id, Action.ESCALATE.value, {})
-        await start_contact(deps.pool, contact_id=contact_id, customer_id=customer_id, trigger="selfheal",
-                            channel="dashboard")
+        await start_contact(
+            deps.pool, contact_id=contact_id, customer_id=customer_id, trigger="selfheal", channel="dashboard"
+        )
         try:
             diagnosis: DiagnosisView | None = await asyncio.wait_for(
-                deps.diagnostics.diagnose(customer_id), min(3.0, deps.diagnosis_timeout_s))
+                deps.diagnostics.diagnose(customer_id), min(3.0, deps.diagnosis_timeout_s)
+            )
         except Exception as exc:  # noqa: BLE001 - a person is reached even without a diagnosis
             log.warning("tier1.api.human_without_diagnosis", error=type(exc).__name__)
             diagnosis = None
         cause = SelfhealRequestedV1.build(
-            SelfhealRequestedPayload(action=Action.ESCALATE, source="api", text=(text or "")[:2000] or None,
-                                     sender=Sender(kind="customer_session", subject=customer_id),
-                                     intent=domain.ACTION_INTENT[Action.ESCALATE]),
-            contact_id=contact_id, customer_id=customer_id, message_id=request_message_id(contact_id))
-        await escalate(deps.broker, cause=cause, payload=EscalationOpenedPayload(
-            reason=EscalationReason.CUSTOMER_ASKED, opened_by=Tier.TIER1, intent=cause.payload.intent,
-            text=text or "The customer pressed 'Talk to a human' in the Billing Health Meter.",
-            plan=(diagnosis.evidence.get("plan") or {}).get("tier") if diagnosis else None,
-            diagnosis=diagnosis, suggested_next_step=domain.human_next_step(diagnosis), tier_path=[Tier.TIER1]))
+            SelfhealRequestedPayload(
+                action=Action.ESCALATE,
+                source="api",
+                text=(text or "")[:2000] or None,
+                sender=Sender(kind="customer_session", subject=customer_id),
+                intent=domain.ACTION_INTENT[Action.ESCALATE],
+            ),
+            contact_id=contact_id,
+            customer_id=customer_id,
+            message_id=request_message_id(contact_id),
+        )
+        await escalate(
+            deps.broker,
+            cause=cause,
+            payload=EscalationOpenedPayload(
+                reason=EscalationReason.CUSTOMER_ASKED,
+                opened_by=Tier.TIER1,
+                intent=cause.payload.intent,
+                text=text or "The customer pressed 'Talk to a human' in the Billing Health Meter.",
+                plan=(diagnosis.evidence.get("plan") or {}).get("tier") if diagnosis else None,
+                diagnosis=diagnosis,
+                suggested_next_step=domain.human_next_step(diagnosis),
+                tier_path=[Tier.TIER1],
+            ),
+        )
         await deps.requests.set_state(contact_id, "escalated", EscalationReason.CUSTOMER_ASKED.value)
-        return JSONResponse({"contact_id": contact_id, "status": "escalated",
-                             "status_url": f"/v1/health-meter/contacts/{contact_id}"}, status_code=202)
+        return JSONResponse(
+            {
+                "contact_id": contact_id,
+                "status": "escalated",
+                "status_url": f"/v1/health-meter/contacts/{contact_id}",
+            },
+            status_code=202,
+        )
 
     async def post_session(request: Request, deps: MeterDeps) -> Response:
         """Sign-in form: check a session token and keep it in an HttpOnly cookie."""
         body = await body_of(request)
         claims = verify_token(deps.secret, str(body.get("token") or ""), purposes=(SESSION_PURPOSE,))
         resp = JSONResponse({"customer_id": claims.subject, "expires_at": claims.expires_at})
-        resp.set_cookie(COOKIE_NAME, str(body["token"]), httponly=True, samesite="strict", secure=deps.cookie_secure,
-                        max_age=max(0, claims.expires_at - int(asyncio.get_running_loop().time() * 0) - 0))
+        resp.set_cookie(
+            COOKIE_NAME,
+            str(body["token"]),
+            httponly=True,
+            samesite="strict",
+            secure=deps.cookie_secure,
+            max_age=max(0, claims.expires_at - int(time.time())),
+        )
         return resp
 
     async def delete_session(request: Request, deps: MeterDeps) -> Response:
@@ -243,7 +325,9 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         return resp
 
     # ------------------------------------------------------------------------------------ link pages
-    async def link_customer(request: Request, deps: MeterDeps, purpose: str, invoice_id: str | None = None) -> str:
+    async def link_customer(
+        request: Request, deps: MeterDeps, purpose: str, invoice_id: str | None = None
+    ) -> str:
         """The customer a link (or a session) speaks for; for pay links, the invoice's own customer."""
         token = token_from(request.headers, {}, request.query_params)
         claims = verify_token(deps.secret, token, purposes=(purpose, SESSION_PURPOSE))
@@ -276,8 +360,12 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
                 raise HttpError(422, "invalid_card", "give card {number, exp_month, exp_year, cvc}")
             number = re.sub(r"[\s-]", "", str(card.get("number") or ""))
             try:
-                card = {"number": number, "exp_month": int(card.get("exp_month") or 0),
-                        "exp_year": int(card.get("exp_year") or 0), "cvc": str(card.get("cvc") or "")}
+                card = {
+                    "number": number,
+                    "exp_month": int(card.get("exp_month") or 0),
+                    "exp_year": int(card.get("exp_year") or 0),
+                    "cvc": str(card.get("cvc") or ""),
+                }
             except (TypeError, ValueError) as exc:
                 raise HttpError(422, "invalid_card", "expiry month and year must be numbers") from exc
             if not re.fullmatch(r"\d{12,19}", number) or not re.fullmatch(r"\d{3,4}", card["cvc"]):
@@ -288,18 +376,41 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
             raise HttpError(422, "card_rejected", str(exc)) from exc
         contacts = []
         for inv in await deps.cards.open_invoices(customer_id):
-            cid, _ = await submit(deps, customer_id, Action.RETRY_PAYMENT, {"invoice_id": inv.invoice_id},
-                                  f"card:{saved.payment_method_id}:{inv.invoice_id}")
-            contacts.append({"contact_id": cid, "invoice_id": inv.invoice_id, "amount_due_usd": inv.amount_due_usd})
-        return JSONResponse({"card": {"brand": saved.brand, "last4": saved.last4, "exp_month": saved.exp_month,
-                                      "exp_year": saved.exp_year}, "retries": contacts}, status_code=202)
+            cid, _ = await submit(
+                deps,
+                customer_id,
+                Action.RETRY_PAYMENT,
+                {"invoice_id": inv.invoice_id},
+                f"card:{saved.payment_method_id}:{inv.invoice_id}",
+            )
+            contacts.append(
+                {"contact_id": cid, "invoice_id": inv.invoice_id, "amount_due_usd": inv.amount_due_usd}
+            )
+        return JSONResponse(
+            {
+                "card": {
+                    "brand": saved.brand,
+                    "last4": saved.last4,
+                    "exp_month": saved.exp_month,
+                    "exp_year": saved.exp_year,
+                },
+                "retries": contacts,
+            },
+            status_code=202,
+        )
 
     async def get_pay(request: Request, deps: MeterDeps) -> Response:
         invoice_id = request.path_params["invoice_id"]
         await link_customer(request, deps, PAY_INVOICE_PURPOSE, invoice_id)
         inv = await invoice_of(deps, invoice_id)
-        return JSONResponse({"invoice_id": inv.invoice_id, "status": inv.status, "amount_due_usd": inv.amount_due_usd,
-                             "currency": inv.currency})
+        return JSONResponse(
+            {
+                "invoice_id": inv.invoice_id,
+                "status": inv.status,
+                "amount_due_usd": inv.amount_due_usd,
+                "currency": inv.currency,
+            }
+        )
 
     async def post_pay(request: Request, deps: MeterDeps) -> Response:
         invoice_id = request.path_params["invoice_id"]
@@ -308,15 +419,21 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         request_id = str(body.get("request_id") or uuid.uuid4().hex)
         if not _REQUEST_ID.fullmatch(request_id):
             raise HttpError(422, "invalid_request_id", "request_id must be 8-100 letters, digits or -_:.")
-        cid, duplicate = await submit(deps, customer_id, Action.RETRY_PAYMENT, {"invoice_id": invoice_id},
-                                      f"pay:{invoice_id}:{request_id}")
+        cid, duplicate = await submit(
+            deps,
+            customer_id,
+            Action.RETRY_PAYMENT,
+            {"invoice_id": invoice_id},
+            f"pay:{invoice_id}:{request_id}",
+        )
         return JSONResponse({"contact_id": cid, "duplicate": duplicate}, status_code=202)
 
     async def get_link_contact(request: Request, deps: MeterDeps) -> Response:
         """Status of a contact for a link page (update-card / pay token), limited to that customer."""
         token = token_from(request.headers, {}, request.query_params)
-        claims = verify_token(deps.secret, token, purposes=(UPDATE_CARD_PURPOSE, PAY_INVOICE_PURPOSE,
-                                                            SESSION_PURPOSE))
+        claims = verify_token(
+            deps.secret, token, purposes=(UPDATE_CARD_PURPOSE, PAY_INVOICE_PURPOSE, SESSION_PURPOSE)
+        )
         customer_id = claims.subject
         if claims.purpose == PAY_INVOICE_PURPOSE:
             customer_id = (await invoice_of(deps, claims.subject)).customer_id
@@ -325,10 +442,16 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
     # ------------------------------------------------------------------------------------ pages
     def page(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def serve(request: Request) -> Response:
-            return HTMLResponse(_read_page(name), headers={
-                "Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
-                "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-                                           "style-src 'self' 'unsafe-inline'; img-src 'self' data:"})
+            return HTMLResponse(
+                _read_page(name),
+                headers={
+                    "Cache-Control": "no-store",
+                    "X-Frame-Options": "DENY",
+                    "Referrer-Policy": "no-referrer",
+                    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                    "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+                },
+            )
 
         return serve
 
@@ -363,22 +486,35 @@ async def contact_status(deps: MeterDeps, customer_id: str, contact_id: str) -> 
         raise HttpError(403, "forbidden", "this request belongs to another account")
     out: dict[str, Any] = {"contact_id": contact_id, "status": "pending"}
     results = await reader.action_results(contact_id)
-    links = [{"action": r["action"], "url": (r["result"] or {}).get(k)} for r in results if r["status"] == "succeeded"
-             for k in LINK_KEYS if isinstance((r["result"] or {}).get(k), str)]
+    links = [
+        {"action": r["action"], "url": (r["result"] or {}).get(k)}
+        for r in results
+        if r["status"] == "succeeded"
+        for k in LINK_KEYS
+        if isinstance((r["result"] or {}).get(k), str)
+    ]
     if links:
         out["links"] = links
     outcome = await reader.outcome(contact_id)
     if outcome is not None:
         p = outcome.get("payload") or {}
-        out.update(status="resolved", resolved_by=p.get("resolved_by"), actions=p.get("actions", []),
-                   summary=p.get("summary", ""), recovered_usd=p.get("recovered_usd", 0.0),
-                   escalation_reason=p.get("escalation_reason"))
+        out.update(
+            status="resolved",
+            resolved_by=p.get("resolved_by"),
+            actions=p.get("actions", []),
+            summary=p.get("summary", ""),
+            recovered_usd=p.get("recovered_usd", 0.0),
+            escalation_reason=p.get("escalation_reason"),
+        )
         return out
     row = await deps.requests.get(contact_id)
     if row is not None and row.state in ("handed_to_tier2", "escalated"):
         out["status"] = row.state
-        out["detail"] = ("Our assistant is looking into it with everything we tried."
-                         if row.state == "handed_to_tier2" else "A person from our billing team has your case.")
+        out["detail"] = (
+            "Our assistant is looking into it with everything we tried."
+            if row.state == "handed_to_tier2"
+            else "A person from our billing team has your case."
+        )
         if row.state == "escalated":
             out["escalation_reason"] = row.reason
     case = await reader.case(contact_id)

@@ -36,17 +36,26 @@ class TokenClaims:
     raw: Mapping[str, Any]
 
 
-def issue_session_token(secret: str, customer_id: str, ttl_s: int = DEFAULT_TTL_S, *, now: int | None = None) -> str:
+def issue_session_token(
+    secret: str, customer_id: str, ttl_s: int = DEFAULT_TTL_S, *, now: int | None = None
+) -> str:
     """A signed customer session (what the product's sign-in hands the dashboard)."""
     if not customer_id:
         raise ValueError("customer_id is required")
     issued = int(time.time()) if now is None else now
-    claims = {"sub": customer_id, "purpose": SESSION_PURPOSE, "iat": issued, "exp": issued + ttl_s,
-              "jti": uuid.uuid4().hex}
+    claims = {
+        "sub": customer_id,
+        "purpose": SESSION_PURPOSE,
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str | None, *, purposes: Iterable[str] = (SESSION_PURPOSE,)) -> TokenClaims:
+def verify_token(
+    secret: str, token: str | None, *, purposes: Iterable[str] = (SESSION_PURPOSE,)
+) -> TokenClaims:
     """Check signature, expiry and purpose; returns the claims or raises :class:`InvalidSession`."""
     if not token:
         raise InvalidSession("no token")
@@ -70,7 +79,9 @@ def verify_token(secret: str, token: str | None, *, purposes: Iterable[str] = (S
     return TokenClaims(subject=subject, purpose=purpose, expires_at=int(claims["exp"]), raw=claims)
 
 
-def token_from(headers: Mapping[str, str], cookies: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
+def token_from(
+    headers: Mapping[str, str], cookies: Mapping[str, str], query: Mapping[str, str] | None = None
+) -> str | None:
     """The bearer token of a request: Authorization header first, then the session cookie, then ?token=."""
     header = headers.get("authorization", "")
     if header.lower().startswith("bearer "):

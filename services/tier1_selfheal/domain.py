@@ -18,20 +18,39 @@ from tierline.actions import ActionOutcome
 # ----------------------------------------------------------------------------------------- vocabulary
 
 #: What Tier 1 executes itself. Anything else that arrives on the topic is handed on (never dropped).
-TIER1_ACTIONS: frozenset[Action] = frozenset({
-    Action.RETRY_PAYMENT, Action.SEND_UPDATE_CARD_LINK, Action.REGENERATE_INVOICE_LINK, Action.SEND_INVOICE,
-    Action.UPDATE_BILLING_DETAILS, Action.CANCEL_SUBSCRIPTION, Action.CHANGE_PLAN, Action.EXPLAIN_CHARGE,
-})
+TIER1_ACTIONS: frozenset[Action] = frozenset(
+    {
+        Action.RETRY_PAYMENT,
+        Action.SEND_UPDATE_CARD_LINK,
+        Action.REGENERATE_INVOICE_LINK,
+        Action.SEND_INVOICE,
+        Action.UPDATE_BILLING_DETAILS,
+        Action.CANCEL_SUBSCRIPTION,
+        Action.CHANGE_PLAN,
+        Action.EXPLAIN_CHARGE,
+    }
+)
 
 #: Actions that change the account as the customer asked: done is resolved, whatever the diagnosis says.
-ACCOUNT_CHANGES: frozenset[Action] = frozenset({
-    Action.SEND_INVOICE, Action.UPDATE_BILLING_DETAILS, Action.CANCEL_SUBSCRIPTION, Action.CHANGE_PLAN,
-})
+ACCOUNT_CHANGES: frozenset[Action] = frozenset(
+    {
+        Action.SEND_INVOICE,
+        Action.UPDATE_BILLING_DETAILS,
+        Action.CANCEL_SUBSCRIPTION,
+        Action.CHANGE_PLAN,
+    }
+)
 
-CARD_CAUSES = frozenset({
-    RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS, RootCause.CARD_DECLINED_SOFT, RootCause.CARD_DECLINED_HARD,
-    RootCause.CARD_EXPIRED, RootCause.CARD_EXPIRING, RootCause.NO_PAYMENT_METHOD,
-})
+CARD_CAUSES = frozenset(
+    {
+        RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS,
+        RootCause.CARD_DECLINED_SOFT,
+        RootCause.CARD_DECLINED_HARD,
+        RootCause.CARD_EXPIRED,
+        RootCause.CARD_EXPIRING,
+        RootCause.NO_PAYMENT_METHOD,
+    }
+)
 SOFT_DECLINES = frozenset({RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS, RootCause.CARD_DECLINED_SOFT})
 #: Nothing to fix: a requested fix that succeeds on such an account resolves the contact.
 BENIGN_CAUSES = frozenset({RootCause.HEALTHY, RootCause.REFUND_SUCCEEDED, RootCause.UNKNOWN})
@@ -40,8 +59,14 @@ BENIGN_CAUSES = frozenset({RootCause.HEALTHY, RootCause.REFUND_SUCCEEDED, RootCa
 RESOLVES: dict[Action, frozenset[RootCause]] = {
     Action.SEND_UPDATE_CARD_LINK: CARD_CAUSES,
     Action.REGENERATE_INVOICE_LINK: frozenset({RootCause.INVOICE_LINK_EXPIRED}) | CARD_CAUSES,
-    Action.EXPLAIN_CHARGE: frozenset({RootCause.PAYMENT_PENDING, RootCause.REFUND_PENDING,
-                                      RootCause.USAGE_OVERAGE, RootCause.CARD_EXPIRING}),
+    Action.EXPLAIN_CHARGE: frozenset(
+        {
+            RootCause.PAYMENT_PENDING,
+            RootCause.REFUND_PENDING,
+            RootCause.USAGE_OVERAGE,
+            RootCause.CARD_EXPIRING,
+        }
+    ),
 }
 
 #: The intent an action stands for, when the request carries none (dashboard clicks).
@@ -78,6 +103,7 @@ def authorize(source: str, sender: Sender, customer_id: str) -> Authorization:
         return Authorization(False, f"session for {sender.subject or 'nobody'} may not act on {customer_id}")
     return Authorization(False, f"a {sender.kind} sender cannot use 1-click fixes; verify identity first")
 
+
 # ----------------------------------------------------------------------------------------- fixes offered
 
 
@@ -90,12 +116,20 @@ class Fix:
     params: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"action": self.action.value, "label": self.label, "description": self.description,
-                "primary": self.primary, "params": self.params}
+        return {
+            "action": self.action.value,
+            "label": self.label,
+            "description": self.description,
+            "primary": self.primary,
+            "params": self.params,
+        }
 
 
-TALK_TO_HUMAN = Fix(Action.ESCALATE, "Talk to a human", "A person from our billing team takes over, with "
-                    "everything we know so far.")
+TALK_TO_HUMAN = Fix(
+    Action.ESCALATE,
+    "Talk to a human",
+    "A person from our billing team takes over, with everything we know so far.",
+)
 
 
 def fixes_for(diagnosis: DiagnosisView) -> list[Fix]:
@@ -107,33 +141,86 @@ def fixes_for(diagnosis: DiagnosisView) -> list[Fix]:
     amount_text = f" of ${float(amount):,.2f}" if amount else ""
     fixes: list[Fix] = []
     if cause in SOFT_DECLINES:
-        fixes.append(Fix(Action.RETRY_PAYMENT, "Retry payment", f"Try the payment{amount_text} again now.", True,
-                         inv_params))
-        fixes.append(Fix(Action.SEND_UPDATE_CARD_LINK, "Update card", "Get a secure link to use another card."))
+        fixes.append(
+            Fix(
+                Action.RETRY_PAYMENT,
+                "Retry payment",
+                f"Try the payment{amount_text} again now.",
+                True,
+                inv_params,
+            )
+        )
+        fixes.append(
+            Fix(Action.SEND_UPDATE_CARD_LINK, "Update card", "Get a secure link to use another card.")
+        )
     elif cause in (RootCause.CARD_DECLINED_HARD, RootCause.CARD_EXPIRED, RootCause.NO_PAYMENT_METHOD):
-        fixes.append(Fix(Action.SEND_UPDATE_CARD_LINK, "Update card",
-                         "Get a secure link to put in a new card; we retry the payment once it is saved.", True))
+        fixes.append(
+            Fix(
+                Action.SEND_UPDATE_CARD_LINK,
+                "Update card",
+                "Get a secure link to put in a new card; we retry the payment once it is saved.",
+                True,
+            )
+        )
     elif cause is RootCause.CARD_EXPIRING:
-        fixes.append(Fix(Action.SEND_UPDATE_CARD_LINK, "Update card", "Put in your new card before this one "
-                         "expires.", True))
+        fixes.append(
+            Fix(
+                Action.SEND_UPDATE_CARD_LINK,
+                "Update card",
+                "Put in your new card before this one expires.",
+                True,
+            )
+        )
     elif cause is RootCause.INVOICE_LINK_EXPIRED:
-        fixes.append(Fix(Action.REGENERATE_INVOICE_LINK, "Get a new payment link",
-                         f"A fresh link to pay the invoice{amount_text}.", True, inv_params))
-    elif cause in (RootCause.PAYMENT_PENDING, RootCause.REFUND_PENDING, RootCause.REFUND_SUCCEEDED,
-                   RootCause.USAGE_OVERAGE):
-        fixes.append(Fix(Action.EXPLAIN_CHARGE, "Explain this", "A plain explanation with the figures.", True))
+        fixes.append(
+            Fix(
+                Action.REGENERATE_INVOICE_LINK,
+                "Get a new payment link",
+                f"A fresh link to pay the invoice{amount_text}.",
+                True,
+                inv_params,
+            )
+        )
+    elif cause in (
+        RootCause.PAYMENT_PENDING,
+        RootCause.REFUND_PENDING,
+        RootCause.REFUND_SUCCEEDED,
+        RootCause.USAGE_OVERAGE,
+    ):
+        fixes.append(
+            Fix(Action.EXPLAIN_CHARGE, "Explain this", "A plain explanation with the figures.", True)
+        )
     elif cause is RootCause.SEATS_OVER_PLAN:
-        fixes.append(Fix(Action.CHANGE_PLAN, "Preview a larger plan", "See what a plan that covers your "
-                         "seats would cost, before changing anything.", True, {"preview_only": True}))
-    if invoice.get("id") and cause not in (RootCause.DISPUTE_OPEN, RootCause.CARD_DECLINED_FRAUD) \
-            and all(f.action is not Action.REGENERATE_INVOICE_LINK for f in fixes) and cause not in SOFT_DECLINES:
-        fixes.append(Fix(Action.REGENERATE_INVOICE_LINK, "Pay by link", f"A link to pay the invoice{amount_text}.",
-                         False, inv_params))
+        fixes.append(
+            Fix(
+                Action.CHANGE_PLAN,
+                "Preview a larger plan",
+                "See what a plan that covers your seats would cost, before changing anything.",
+                True,
+                {"preview_only": True},
+            )
+        )
+    if (
+        invoice.get("id")
+        and cause not in (RootCause.DISPUTE_OPEN, RootCause.CARD_DECLINED_FRAUD)
+        and all(f.action is not Action.REGENERATE_INVOICE_LINK for f in fixes)
+        and cause not in SOFT_DECLINES
+    ):
+        fixes.append(
+            Fix(
+                Action.REGENERATE_INVOICE_LINK,
+                "Pay by link",
+                f"A link to pay the invoice{amount_text}.",
+                False,
+                inv_params,
+            )
+        )
     if not diagnosis.self_serve_eligible and cause not in BENIGN_CAUSES:
         # blocked states (dispute, fraud, missing subscription): no 1-click fix, a person takes over
         fixes = []
     fixes.append(TALK_TO_HUMAN)
     return fixes
+
 
 # ----------------------------------------------------------------------------------------- requests
 
@@ -165,8 +252,9 @@ PARAMS: dict[Action, frozenset[str]] = {
     Action.SEND_INVOICE: frozenset({"invoice_id"}),
     Action.SEND_UPDATE_CARD_LINK: frozenset(),
     Action.EXPLAIN_CHARGE: frozenset({"charge_id"}),
-    Action.UPDATE_BILLING_DETAILS: frozenset({"billing_email", "email", "company_name", "name", "address",
-                                              "tax_id", "tax_id_country"}),
+    Action.UPDATE_BILLING_DETAILS: frozenset(
+        {"billing_email", "email", "company_name", "name", "address", "tax_id", "tax_id_country"}
+    ),
     Action.CANCEL_SUBSCRIPTION: frozenset({"reason"}),
     Action.CHANGE_PLAN: frozenset({"plan", "seats", "preview_only"}),
     Action.ESCALATE: frozenset({"text"}),
@@ -251,7 +339,9 @@ def _billing_details(params: dict[str, Any]) -> FixRequest:
 def _plan_change(params: dict[str, Any]) -> FixRequest:
     plan = _opt_text(params, "plan", limit=100)
     seats = params.get("seats")
-    if seats is not None and (isinstance(seats, bool) or not isinstance(seats, int) or not 1 <= seats <= 10_000):
+    if seats is not None and (
+        isinstance(seats, bool) or not isinstance(seats, int) or not 1 <= seats <= 10_000
+    ):
         raise InvalidFixRequest("seats must be a whole number between 1 and 10000")
     preview = params.get("preview_only", False)
     if not isinstance(preview, bool):
@@ -272,6 +362,7 @@ def suggested_plan(diagnosis: DiagnosisView | None) -> tuple[str | None, int | N
     if tier in order and order.index(tier) < len(order) - 2:
         return order[order.index(tier) + 1], seats
     return tier, seats
+
 
 # ----------------------------------------------------------------------------------------- after a fix
 
@@ -298,19 +389,24 @@ Decision = Resolve | HandToTier2 | EscalateToHuman
 HARD_STOPS = frozenset({EscalationReason.FRAUD, EscalationReason.DISPUTE})
 
 
-def decide_after_fix(outcome: ActionOutcome, diagnosis: DiagnosisView | None, *,
-                     retention_offer: str = "") -> Decision:
+def decide_after_fix(
+    outcome: ActionOutcome, diagnosis: DiagnosisView | None, *, retention_offer: str = ""
+) -> Decision:
     """Resolved at Tier 1, handed to Tier 2 with what was tried, or straight to a person."""
     action = outcome.action
     if outcome.status == "needs_human":
         reason = outcome.escalation_reason or EscalationReason.POLICY_DENIED
-        return EscalateToHuman(reason, f"Policy requires a person for {action.value}: {outcome.detail}".strip())
+        return EscalateToHuman(
+            reason, f"Policy requires a person for {action.value}: {outcome.detail}".strip()
+        )
     if outcome.status == "denied":
         if outcome.escalation_reason in HARD_STOPS:
             assert outcome.escalation_reason is not None
-            return EscalateToHuman(outcome.escalation_reason,
-                                   f"{action.value} was blocked ({outcome.escalation_reason.value}): "
-                                   f"{outcome.detail}. No financial action may be taken.")
+            return EscalateToHuman(
+                outcome.escalation_reason,
+                f"{action.value} was blocked ({outcome.escalation_reason.value}): "
+                f"{outcome.detail}. No financial action may be taken.",
+            )
         return HandToTier2(f"policy denied {action.value}: {outcome.detail}".strip())
     if outcome.status == "failed":
         return HandToTier2(f"{action.value} failed: {outcome.detail}".strip())
@@ -319,14 +415,18 @@ def decide_after_fix(outcome: ActionOutcome, diagnosis: DiagnosisView | None, *,
         return Resolve(summarize(outcome, diagnosis, retention_offer), recovered_usd(outcome, diagnosis))
     if action in ACCOUNT_CHANGES or cause in BENIGN_CAUSES or cause in RESOLVES.get(action, frozenset()):
         return Resolve(summarize(outcome, diagnosis, retention_offer))
-    return HandToTier2(f"{action.value} succeeded but does not resolve {cause.value}: "
-                       f"{diagnosis.explanation if diagnosis else ''}".strip())
+    return HandToTier2(
+        f"{action.value} succeeded but does not resolve {cause.value}: "
+        f"{diagnosis.explanation if diagnosis else ''}".strip()
+    )
 
 
 def recovered_usd(outcome: ActionOutcome, diagnosis: DiagnosisView | None) -> float:
     """Money a retry actually collected (nothing when the invoice was already paid)."""
     if outcome.action is not Action.RETRY_PAYMENT or not outcome.ok or outcome.data.get("already_paid"):
         return 0.0
+    if "recovered_usd" in outcome.data:
+        return round(float(outcome.data["recovered_usd"] or 0.0), 2)
     if outcome.amount_usd:
         return round(float(outcome.amount_usd), 2)
     if outcome.data.get("amount_cents"):
@@ -342,37 +442,45 @@ def _money(cents: Any) -> str:
 def summarize(outcome: ActionOutcome, diagnosis: DiagnosisView | None, retention_offer: str = "") -> str:
     """One plain sentence or two for the customer and the outcome record (no links, no card data)."""
     d, action = outcome.data, outcome.action
-    target = outcome.target or d.get("invoice_id") or ""
+    target = outcome.target or d.get("invoice") or d.get("invoice_id") or ""
     if action is Action.RETRY_PAYMENT:
         if d.get("already_paid"):
             return f"Invoice {target} was already paid; nothing more was charged.".replace("  ", " ")
         amount = recovered_usd(outcome, diagnosis)
         return f"Payment of ${amount:,.2f} for invoice {target} went through. Thank you!".replace("  ", " ")
     if action is Action.SEND_UPDATE_CARD_LINK:
-        return "We sent you a secure link to update your card. Once the new card is saved we retry the payment."
+        return (
+            "We sent you a secure link to update your card. Once the new card is saved we retry the payment."
+        )
     if action is Action.REGENERATE_INVOICE_LINK:
-        return f"We sent you a fresh link to pay invoice {target}; it is valid for 30 days.".replace("  ", " ")
+        return f"We sent you a fresh link to pay invoice {target}; it is valid for 30 days.".replace(
+            "  ", " "
+        )
     if action is Action.SEND_INVOICE:
         return f"We sent you invoice {target} (PDF and online copy).".replace("  ", " ")
     if action is Action.UPDATE_BILLING_DETAILS:
         return "Your billing details were updated; they appear on your next invoice."
     if action is Action.CANCEL_SUBSCRIPTION:
         end = d.get("current_period_end") or (
-            (diagnosis.evidence.get("subscription") or {}).get("current_period_end") if diagnosis else None)
+            (diagnosis.evidence.get("subscription") or {}).get("current_period_end") if diagnosis else None
+        )
         when = f" on {_date(end)}" if end else " at the end of the current period"
         text = f"Your subscription is set to end{when}; you keep full access until then."
         return f"{text} {retention_offer}".strip()
     if action is Action.CHANGE_PLAN:
-        pr = d.get("proration") if isinstance(d.get("proration"), dict) else d
-        plan = pr.get("new_plan_id") or d.get("plan") or "the new plan"
+        found = [d[k] for k in ("preview", "proration") if isinstance(d.get(k), dict)]
+        pr: dict[str, Any] = found[0] if found else d
+        plan = d.get("plan") or pr.get("new_plan_id") or "the new plan"
         seats = pr.get("new_seats") or d.get("seats")
         what = f"{plan}" + (f" with {seats} seats" if seats else "")
         figures = ""
         if "net_cents" in pr:
-            figures = (f" Proration: credit {_money(pr.get('credit_cents'))} for unused time, charge "
-                       f"{_money(pr.get('charge_cents'))} for the rest of the period, net {_money(pr['net_cents'])} "
-                       "on the next invoice.")
-        if d.get("preview_only") or outcome.detail.startswith("preview"):
+            figures = (
+                f" Proration: credit {_money(pr.get('credit_cents'))} for unused time, charge "
+                f"{_money(pr.get('charge_cents'))} for the rest of the period, net {_money(pr['net_cents'])} "
+                "on the next invoice."
+            )
+        if d.get("preview_only") or "preview" in outcome.detail:
             return f"Preview of moving to {what}: nothing has changed yet.{figures}"
         return f"Your plan is now {what}.{figures}"
     if action is Action.EXPLAIN_CHARGE:

@@ -9,11 +9,10 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker
 
-from schemas import Action, EscalationReason, Tier
+from schemas import Action, Channel, EscalationReason, Tier
 from schemas.messages import (
     AgentRequestedPayload,
     AgentRequestedV1,
-    Channel,
     DiagnosisView,
     EscalationOpenedPayload,
     OutcomeRecordedPayload,
@@ -54,31 +53,57 @@ async def on_selfheal_requested(deps: SelfhealDeps, msg: SelfhealRequestedV1) ->
     structlog.contextvars.bind_contextvars(contact_id=msg.contact_id)
     p = msg.payload
     if is_selfheal_source(msg):
-        await start_contact(deps.pool, contact_id=msg.contact_id, customer_id=msg.customer_id, trigger="selfheal",
-                            channel=Channel.DASHBOARD.value, started_at=msg.occurred_at)
+        await start_contact(
+            deps.pool,
+            contact_id=msg.contact_id,
+            customer_id=msg.customer_id,
+            trigger="selfheal",
+            channel=Channel.DASHBOARD.value,
+            started_at=msg.occurred_at,
+        )
     await deps.requests.record(msg.contact_id, msg.customer_id, p.action.value, p.params)
 
     verdict = domain.authorize(p.source, p.sender, msg.customer_id)
     if not verdict.allowed:
         log.warning("tier1.tenant_denied", source=p.source, sender_kind=p.sender.kind, reason=verdict.reason)
-        await audit(deps.broker, cause=msg, actor=ACTOR, action="tenant_check", target=msg.customer_id,
-                    decision="deny", details={"reason": verdict.reason, "requested": p.action.value})
-        await _escalate(deps, msg, EscalationReason.POLICY_DENIED, None, [],
-                        f"Tenant check failed ({verdict.reason}); nothing was done. Verify who asked before acting.")
+        await audit(
+            deps.broker,
+            cause=msg,
+            actor=ACTOR,
+            action="tenant_check",
+            target=msg.customer_id,
+            decision="deny",
+            details={"reason": verdict.reason, "requested": p.action.value},
+        )
+        await _escalate(
+            deps,
+            msg,
+            EscalationReason.POLICY_DENIED,
+            None,
+            [],
+            f"Tenant check failed ({verdict.reason}); nothing was done. Verify who asked before acting.",
+        )
         await deps.inbox.mark(msg.message_id)
         return
 
     if p.action is Action.ESCALATE:
         diagnosis = await _diagnose_or(deps, msg)
-        await _escalate(deps, msg, EscalationReason.CUSTOMER_ASKED, diagnosis, [],
-                        domain.human_next_step(diagnosis))
+        await _escalate(
+            deps, msg, EscalationReason.CUSTOMER_ASKED, diagnosis, [], domain.human_next_step(diagnosis)
+        )
         await deps.inbox.mark(msg.message_id)
         return
 
     diagnosis = await _diagnose_or(deps, msg)
     if diagnosis is None:
-        await _escalate(deps, msg, EscalationReason.POLICY_DENIED, None, [],
-                        f"No customer {msg.customer_id} in billing: check the account before acting.")
+        await _escalate(
+            deps,
+            msg,
+            EscalationReason.POLICY_DENIED,
+            None,
+            [],
+            f"No customer {msg.customer_id} in billing: check the account before acting.",
+        )
         await deps.inbox.mark(msg.message_id)
         return
 
@@ -100,28 +125,49 @@ async def _diagnose_or(deps: SelfhealDeps, msg: SelfhealRequestedV1) -> Diagnosi
 def context(msg: SelfhealRequestedV1) -> ActionContext:
     sender = msg.payload.sender
     actor_id = f"customer:{sender.subject}" if sender.kind == "customer_session" and sender.subject else ACTOR
-    return ActionContext(contact_id=msg.contact_id, customer_id=msg.customer_id, tier=Tier.TIER1, actor="selfheal",
-                         actor_id=actor_id, cause=msg)
+    return ActionContext(
+        contact_id=msg.contact_id,
+        customer_id=msg.customer_id,
+        tier=Tier.TIER1,
+        actor="selfheal",
+        actor_id=actor_id,
+        cause=msg,
+    )
 
 
 async def run_fix(deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: DiagnosisView) -> ActionOutcome:
     """Validate the params (nothing happens on bad input) and call the shared, policy-checked action."""
     action = msg.payload.action
     if action not in domain.TIER1_ACTIONS:
-        return ActionOutcome(action, "failed", f"{action.value} is not a Tier 1 self-serve fix",
-                             idempotency_key=idempotency_key(msg.contact_id, action.value, "not_tier1"))
+        return ActionOutcome(
+            action,
+            "failed",
+            f"{action.value} is not a Tier 1 self-serve fix",
+            idempotency_key=idempotency_key(msg.contact_id, action.value, "not_tier1"),
+        )
     try:
         fix = domain.parse_fix(action, dict(msg.payload.params))
     except domain.InvalidFixRequest as exc:
-        await audit(deps.broker, cause=msg, actor=ACTOR, action=action.value, decision="invalid_request",
-                    details={"error": str(exc)})
-        return ActionOutcome(action, "failed", f"invalid request: {exc}",
-                             idempotency_key=idempotency_key(msg.contact_id, action.value, "invalid"))
+        await audit(
+            deps.broker,
+            cause=msg,
+            actor=ACTOR,
+            action=action.value,
+            decision="invalid_request",
+            details={"error": str(exc)},
+        )
+        return ActionOutcome(
+            action,
+            "failed",
+            f"invalid request: {exc}",
+            idempotency_key=idempotency_key(msg.contact_id, action.value, "invalid"),
+        )
     return await execute(deps.actions, context(msg), fix, diagnosis)
 
 
-async def execute(actions: Actions, ctx: ActionContext, fix: domain.FixRequest,
-                  diagnosis: DiagnosisView | None) -> ActionOutcome:
+async def execute(
+    actions: Actions, ctx: ActionContext, fix: domain.FixRequest, diagnosis: DiagnosisView | None
+) -> ActionOutcome:
     a = fix.action
     if a is Action.RETRY_PAYMENT:
         return await actions.retry_payment(ctx, fix.invoice_id)
@@ -133,8 +179,12 @@ async def execute(actions: Actions, ctx: ActionContext, fix: domain.FixRequest,
         return await actions.send_invoice(ctx, fix.invoice_id)
     if a is Action.UPDATE_BILLING_DETAILS:
         return await actions.update_billing_details(
-            ctx, email=fix.email, name=fix.name, address=fix.address,
-            tax_id=fix.tax_id.value if fix.tax_id else None)
+            ctx,
+            email=fix.email,
+            name=fix.name,
+            address=fix.address,
+            tax_id=f"{fix.tax_id.stripe_type}:{fix.tax_id.value}" if fix.tax_id else None,
+        )
     if a is Action.CANCEL_SUBSCRIPTION:
         return await actions.cancel_subscription(ctx, at_period_end=True)
     if a is Action.CHANGE_PLAN:
@@ -143,8 +193,12 @@ async def execute(actions: Actions, ctx: ActionContext, fix: domain.FixRequest,
             suggested, current_seats = domain.suggested_plan(diagnosis)
             plan, seats = suggested, seats or current_seats
         if plan is None:
-            return ActionOutcome(a, "failed", "no plan given and none to suggest",
-                                 idempotency_key=idempotency_key(ctx.contact_id, a.value, "no_plan"))
+            return ActionOutcome(
+                a,
+                "failed",
+                "no plan given and none to suggest",
+                idempotency_key=idempotency_key(ctx.contact_id, a.value, "no_plan"),
+            )
         outcome = await actions.change_plan(ctx, plan, seats, preview_only=fix.preview_only)
         if fix.preview_only:
             outcome.data.setdefault("preview_only", True)
@@ -154,47 +208,90 @@ async def execute(actions: Actions, ctx: ActionContext, fix: domain.FixRequest,
     raise AssertionError(f"unhandled Tier 1 action {a}")  # pragma: no cover - TIER1_ACTIONS is closed
 
 
-async def settle(deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: DiagnosisView | None,
-                 outcome: ActionOutcome, decision: domain.Decision) -> None:
+async def settle(
+    deps: SelfhealDeps,
+    msg: SelfhealRequestedV1,
+    diagnosis: DiagnosisView | None,
+    outcome: ActionOutcome,
+    decision: domain.Decision,
+) -> None:
     """Write the one consequence of the decision: an outcome, a Tier 2 request, or an escalation."""
     p = msg.payload
     tried = [*p.tried, outcome.record(Tier.TIER1)]
     if isinstance(decision, domain.Resolve):
         channel = await deps.pool.fetchval("SELECT channel FROM contacts WHERE contact_id=$1", msg.contact_id)
-        await record_outcome(deps.pool, deps.broker, cause=msg, payload=OutcomeRecordedPayload(
-            resolved_by=Tier.TIER1, tier_path=[Tier.TIER1],
-            intent=p.intent or domain.ACTION_INTENT.get(p.action),
-            root_cause=diagnosis.root_cause if diagnosis else None,
-            actions=[outcome.action], recovered_usd=decision.recovered_usd,
-            channel=Channel(channel) if channel in {c.value for c in Channel} else None,
-            trigger="selfheal" if is_selfheal_source(msg) else "contact",
-            summary=decision.summary[:2000]))
+        await record_outcome(
+            deps.pool,
+            deps.broker,
+            cause=msg,
+            payload=OutcomeRecordedPayload(
+                resolved_by=Tier.TIER1,
+                tier_path=[Tier.TIER1],
+                intent=p.intent or domain.ACTION_INTENT.get(p.action),
+                root_cause=diagnosis.root_cause if diagnosis else None,
+                actions=[outcome.action],
+                recovered_usd=decision.recovered_usd,
+                channel=Channel(channel) if channel in {c.value for c in Channel} else None,
+                trigger="selfheal" if is_selfheal_source(msg) else "contact",
+                summary=decision.summary[:2000],
+            ),
+        )
         await deps.requests.set_state(msg.contact_id, "resolved", None)
     elif isinstance(decision, domain.HandToTier2):
-        await publish(deps.broker, AgentRequestedV1.build(
-            AgentRequestedPayload(
-                text=p.text or _describe_request(msg), channel=Channel.DASHBOARD if is_selfheal_source(msg)
-                else Channel.CHAT, intent=p.intent or domain.ACTION_INTENT.get(p.action), confidence=1.0,
-                diagnosis=diagnosis, tried=tried, handoff_reason=decision.reason[:1000], tier_path=[Tier.TIER1]),
-            contact_id=msg.contact_id, customer_id=msg.customer_id, cause=msg, role="tier1:handoff"))
+        await publish(
+            deps.broker,
+            AgentRequestedV1.build(
+                AgentRequestedPayload(
+                    text=p.text or _describe_request(msg),
+                    channel=Channel.DASHBOARD if is_selfheal_source(msg) else Channel.CHAT,
+                    intent=p.intent or domain.ACTION_INTENT.get(p.action),
+                    confidence=1.0,
+                    diagnosis=diagnosis,
+                    tried=tried,
+                    handoff_reason=decision.reason[:1000],
+                    tier_path=[Tier.TIER1],
+                ),
+                contact_id=msg.contact_id,
+                customer_id=msg.customer_id,
+                cause=msg,
+                role="tier1:handoff",
+            ),
+        )
         await deps.requests.set_state(msg.contact_id, "handed_to_tier2", decision.reason[:1000])
         log.info("tier1.handed_to_tier2", reason=decision.reason[:200])
     else:
         await _escalate(deps, msg, decision.reason, diagnosis, tried, decision.next_step, outcome)
 
 
-async def _escalate(deps: SelfhealDeps, msg: SelfhealRequestedV1, reason: EscalationReason,
-                    diagnosis: DiagnosisView | None, tried: list[Any], next_step: str,
-                    outcome: ActionOutcome | None = None) -> None:
+async def _escalate(
+    deps: SelfhealDeps,
+    msg: SelfhealRequestedV1,
+    reason: EscalationReason,
+    diagnosis: DiagnosisView | None,
+    tried: list[Any],
+    next_step: str,
+    outcome: ActionOutcome | None = None,
+) -> None:
     p = msg.payload
     transcript = [Turn(role="customer", text=p.text)] if p.text else []
-    await escalate(deps.broker, cause=msg, payload=EscalationOpenedPayload(
-        reason=reason, opened_by=Tier.TIER1, intent=p.intent or domain.ACTION_INTENT.get(p.action),
-        text=p.text or _describe_request(msg),
-        plan=((diagnosis.evidence.get("plan") or {}).get("tier") if diagnosis else None),
-        amount_usd=outcome.amount_usd if outcome else 0.0, diagnosis=diagnosis, transcript=transcript,
-        actions_tried=tried, policy_decisions=[outcome.policy] if outcome and outcome.policy else [],
-        suggested_next_step=next_step[:2000], tier_path=[Tier.TIER1]))
+    await escalate(
+        deps.broker,
+        cause=msg,
+        payload=EscalationOpenedPayload(
+            reason=reason,
+            opened_by=Tier.TIER1,
+            intent=p.intent or domain.ACTION_INTENT.get(p.action),
+            text=p.text or _describe_request(msg),
+            plan=((diagnosis.evidence.get("plan") or {}).get("tier") if diagnosis else None),
+            amount_usd=outcome.amount_usd if outcome else 0.0,
+            diagnosis=diagnosis,
+            transcript=transcript,
+            actions_tried=tried,
+            policy_decisions=[outcome.policy] if outcome and outcome.policy else [],
+            suggested_next_step=next_step[:2000],
+            tier_path=[Tier.TIER1],
+        ),
+    )
     await deps.requests.set_state(msg.contact_id, "escalated", reason.value)
 
 

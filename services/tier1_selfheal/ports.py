@@ -9,8 +9,18 @@ from typing import Any, Protocol
 from schemas.messages import DiagnosisView
 from tierline.actions import Actions  # the shared, policy-checked billing actions port
 
-__all__ = ["Actions", "CardOnFile", "CardVault", "CardRejected", "Diagnostics", "InvoiceView", "RequestRecord",
-           "RequestStore", "Tier1Error", "UnknownInvoice"]
+__all__ = [
+    "Actions",
+    "CardOnFile",
+    "CardVault",
+    "CardRejected",
+    "Diagnostics",
+    "InvoiceView",
+    "RequestRecord",
+    "RequestStore",
+    "Tier1Error",
+    "UnknownInvoice",
+]
 
 
 class Tier1Error(Exception):
@@ -52,8 +62,9 @@ class InvoiceView:
 class CardVault(Protocol):
     """Saving a new card as the customer's default, and reading invoices for the pay page."""
 
-    async def save_card(self, customer_id: str, *, payment_method_id: str | None = None,
-                        card: dict[str, Any] | None = None) -> CardOnFile: ...
+    async def save_card(
+        self, customer_id: str, *, payment_method_id: str | None = None, card: dict[str, Any] | None = None
+    ) -> CardOnFile: ...
 
     async def open_invoices(self, customer_id: str) -> list[InvoiceView]: ...
 
@@ -74,7 +85,9 @@ class RequestRecord:
 class RequestStore(Protocol):
     """Tier 1's own view of the requests it took (for the live status of a click)."""
 
-    async def record(self, contact_id: str, customer_id: str, action: str, params: dict[str, Any]) -> RequestRecord:
+    async def record(
+        self, contact_id: str, customer_id: str, action: str, params: dict[str, Any]
+    ) -> RequestRecord:
         """Insert once; an existing row (same contact) is returned unchanged."""
         ...
 

@@ -140,7 +140,9 @@ def validate_tax_id(raw: str, country: str | None = None) -> TaxId:
     if prefix == "NO" and re.fullmatch(NO_VAT.pattern, value) and hint in (None, "NO"):
         hint = "NO"
     if hint is None:
-        raise InvalidTaxId(f"{raw!r} has no country prefix: give the country (e.g. DE123456789 or country=AU)")
+        raise InvalidTaxId(
+            f"{raw!r} has no country prefix: give the country (e.g. DE123456789 or country=AU)"
+        )
     if hint in SUPPORTED_COUNTRIES - {"GB", "CH", "NO", "AU", "NZ", "US", "CA"}:
         return _eu(_PREFIX_OF.get(hint, hint), value, raw)
     if hint == "GB":

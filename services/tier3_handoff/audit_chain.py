@@ -18,8 +18,9 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
             res = httpx.get(f"{args.url.rstrip('/')}/v1/analytics/audit/verify", timeout=60)
             if res.status_code in (200, 409):
                 return dict(res.json())
-        except httpx.HTTPError:
-            pass
+            raise SystemExit(f"audit verify: {args.url} answered {res.status_code}: {res.text[:500]}")
+        except httpx.TransportError:
+            pass  # nothing serves the analytics API: open ClickHouse here
     import clickhouse_connect
 
     from services.tier3_handoff.analytics.routes import verify_report

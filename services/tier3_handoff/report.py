@@ -24,10 +24,9 @@ def fetch_report(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             res = httpx.get(f"{args.url.rstrip('/')}/v1/analytics/report", params=params, timeout=30)
             if res.status_code == 200:
                 return res.json(), f"via {args.url}"
-            if res.status_code == 400:
-                raise SystemExit(f"report: {res.json().get('detail')}")
-        except httpx.HTTPError:
-            pass
+            raise SystemExit(f"report: {args.url} answered {res.status_code}: {res.text[:500]}")
+        except httpx.TransportError:
+            pass  # nothing serves the analytics API: open ClickHouse here
     import clickhouse_connect
 
     from services.tier3_handoff.analytics.queries import build_report

@@ -32,20 +32,31 @@ async def ensure_schema(pool: asyncpg.Pool) -> None:
 
 
 def _record(row: Any) -> RequestRecord:
-    return RequestRecord(contact_id=row["contact_id"], customer_id=row["customer_id"], action=row["action"],
-                         state=row["state"], reason=row["reason"], created_at=row["created_at"],
-                         updated_at=row["updated_at"])
+    return RequestRecord(
+        contact_id=row["contact_id"],
+        customer_id=row["customer_id"],
+        action=row["action"],
+        state=row["state"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 class PostgresRequestStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def record(self, contact_id: str, customer_id: str, action: str, params: dict[str, Any]) -> RequestRecord:
+    async def record(
+        self, contact_id: str, customer_id: str, action: str, params: dict[str, Any]
+    ) -> RequestRecord:
         row = await self.pool.fetchrow(
             """INSERT INTO tier1_requests (contact_id, customer_id, action, params) VALUES ($1,$2,$3,$4)
                ON CONFLICT (contact_id) DO NOTHING RETURNING *""",
-            contact_id, customer_id, action, params,
+            contact_id,
+            customer_id,
+            action,
+            params,
         )
         if row is None:
             row = await self.pool.fetchrow("SELECT * FROM tier1_requests WHERE contact_id=$1", contact_id)
@@ -54,7 +65,9 @@ class PostgresRequestStore:
     async def set_state(self, contact_id: str, state: str, reason: str | None = None) -> None:
         await self.pool.execute(
             "UPDATE tier1_requests SET state=$2, reason=$3, updated_at=now() WHERE contact_id=$1",
-            contact_id, state, reason,
+            contact_id,
+            state,
+            reason,
         )
 
     async def get(self, contact_id: str) -> RequestRecord | None:
@@ -71,7 +84,9 @@ class ContactStatusReader:
     async def owner(self, contact_id: str) -> str | None:
         owner = await self.pool.fetchval("SELECT customer_id FROM contacts WHERE contact_id=$1", contact_id)
         if owner is None:
-            owner = await self.pool.fetchval("SELECT customer_id FROM tier1_requests WHERE contact_id=$1", contact_id)
+            owner = await self.pool.fetchval(
+                "SELECT customer_id FROM tier1_requests WHERE contact_id=$1", contact_id
+            )
         return str(owner) if owner is not None else None
 
     async def outcome(self, contact_id: str) -> dict[str, Any] | None:
@@ -81,7 +96,8 @@ class ContactStatusReader:
     async def case(self, contact_id: str) -> dict[str, Any] | None:
         try:
             row = await self.pool.fetchrow(
-                "SELECT case_id, reason, status, opened_at FROM cases WHERE contact_id=$1", contact_id)
+                "SELECT case_id, reason, status, opened_at FROM cases WHERE contact_id=$1", contact_id
+            )
         except asyncpg.UndefinedTableError:
             return None
         return dict(row) if row is not None else None
@@ -89,5 +105,7 @@ class ContactStatusReader:
     async def action_results(self, contact_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             """SELECT action, status, target, result, error FROM action_ledger WHERE contact_id=$1
-               ORDER BY created_at""", contact_id)
+               ORDER BY created_at""",
+            contact_id,
+        )
         return [dict(r) for r in rows]

@@ -1,0 +1,61 @@
+"""Test helpers: read what actually landed on a topic (from the beginning, every partition)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+async def read_topic(bootstrap: str, topic: str, where: Callable[[dict[str, Any]], bool], *,
+                     min_count: int = 1, timeout: float = 30.0, settle: float = 0.0) -> list[dict[str, Any]]:
+    """Messages on ``topic`` (decoded JSON) matching ``where``; waits for ``min_count`` (then ``settle`` s more)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not parts:
+            await consumer.stop()
+            consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, enable_auto_commit=False)
+            await consumer.start()
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        deadline = time.monotonic() + timeout
+        settle_until: float | None = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    try:
+                        body = json.loads(record.value)
+                    except (ValueError, TypeError):
+                        body = {"__raw__": record.value}
+                    if isinstance(body, dict) and where(body):
+                        found.append(body)
+            if len(found) >= min_count:
+                if settle <= 0:
+                    break
+                settle_until = settle_until or time.monotonic() + settle
+                if time.monotonic() >= settle_until:
+                    break
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def wait_rows(pool: Any, sql: str, *args: Any, min_count: int = 1, timeout: float = 30.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    rows: list[Any] = []
+    while time.monotonic() < deadline:
+        rows = await pool.fetch(sql, *args)
+        if len(rows) >= min_count:
+            return rows
+        await asyncio.sleep(0.1)
+    return rows

@@ -1,0 +1,39 @@
+"""End to end: every public scenario through the real doors of the whole pipeline (all services
+in-process on the real broker, Postgres, chDB, Qdrant local and the Stripe emulator)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tierline.scenarios.cli import load_scenarios
+from tierline.scenarios.model import check
+from tierline.scenarios.runner import ScenarioRunner, run_all
+from tierline.stack.inproc import start_pipeline, stop_pipeline
+
+pytestmark = pytest.mark.integration
+
+PUBLIC = Path(__file__).resolve().parents[3] / "shared" / "data" / "scenarios" / "public.jsonl"
+
+
+@pytest.fixture(scope="module")
+async def pipeline(stack, infra) -> AsyncIterator[list]:
+    services = await start_pipeline(infra, stack.service_ports)
+    yield services
+    await stop_pipeline(services)
+
+
+@pytest.fixture(scope="module")
+async def runner(stack, infra, pipeline) -> AsyncIterator[ScenarioRunner]:
+    ingress = f"http://127.0.0.1:{stack.service_ports['tier0_prevent']}"
+    async with ScenarioRunner(infra, ingress_url=ingress, timeout_s=60) as r:
+        yield r
+
+
+async def test_given_public_scenarios_when_run_through_the_doors_then_every_one_passes(runner) -> None:
+    scenarios = load_scenarios(PUBLIC)
+    results = await run_all(runner, scenarios, concurrency=4)
+    failures = {r.id: (check(s, r), r.model_dump()) for s, r in zip(scenarios, results, strict=True) if check(s, r)}
+    assert not failures, failures
