@@ -28,7 +28,7 @@ class InfraSettings(BaseSettings):
     stripe_webhook_secrets: str = Field(
         default="whsec_tierline_local", description="comma-separated; two at once during rotation"
     )
-    session_secret: SecretStr = SecretStr("tierline-local-session-secret-change-me-please")
+    session_secret: SecretStr = SecretStr("tierline-local-session-secret-for-the-embedded-stack-only-change-me-in-production")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 18025
     public_base_url: str = "http://127.0.0.1:8101"

@@ -188,6 +188,7 @@ def http_handlers(diagnostician: Diagnostician, usage: UsageStore | None) -> dic
             "period_start": sub.current_period_start.isoformat() if sub and sub.current_period_start else None,
             "period_end": sub.current_period_end.isoformat() if sub and sub.current_period_end else None,
             "metrics": [dataclasses.asdict(f) for f in figures],
+            "events": int(sum(int(d.get("events", 0)) for d in daily)),
             "daily": daily,
         })
 

@@ -13,7 +13,7 @@ class DiagnosticsError(Exception):
     """Base error of the diagnostics service."""
 
 
-class CustomerNotFound(DiagnosticsError):
+class CustomerNotFound(DiagnosticsError, LookupError):
     def __init__(self, customer_id: str) -> None:
         super().__init__(f"no customer {customer_id!r} in the mirror, the subscription store or Stripe")
         self.customer_id = customer_id

@@ -79,7 +79,8 @@ class Notifications:
         key = idempotency_key(contact, name, target)
 
         async def effect() -> dict[str, Any]:
-            to = await self.d.store.customer_email(cause.customer_id) or _email_in(cause.payload.object)
+            to = (await self.d.store.customer_email(cause.customer_id) or _email_in(cause.payload.object)
+                  or await self._live_email(cause.customer_id))
             if not to:
                 raise ActionFailed("no email address on file", {"target": target})
             url = (await link()) if link is not None else email.link
@@ -100,6 +101,16 @@ class Notifications:
         await audit(self.d.broker, cause=cause, actor=ACTOR, action=name, target=target, decision=result.status,
                     details={"template": email.template, "idempotency_key": key, "error": result.error})
         return result
+
+
+    async def _live_email(self, customer_id: str) -> str | None:
+        """The mirror has no address yet: read the customer from Stripe."""
+        try:
+            customer = await self.d.billing.get_customer(customer_id)
+        except Exception as exc:  # noqa: BLE001 - reported as "no email" by the caller
+            log.warning("tier0.customer.read_failed", customer_id=customer_id, error=type(exc).__name__)
+            return None
+        return _email_in(customer if isinstance(customer, dict) else {})
 
 
 def _email_in(obj: dict[str, Any]) -> str | None:

@@ -19,7 +19,7 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
             if res.status_code in (200, 409):
                 return dict(res.json())
             raise SystemExit(f"audit verify: {args.url} answered {res.status_code}: {res.text[:500]}")
-        except httpx.TransportError:
+        except httpx.ConnectError:
             pass  # nothing serves the analytics API: open ClickHouse here
     import clickhouse_connect
 

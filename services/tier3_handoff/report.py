@@ -25,7 +25,7 @@ def fetch_report(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
             if res.status_code == 200:
                 return res.json(), f"via {args.url}"
             raise SystemExit(f"report: {args.url} answered {res.status_code}: {res.text[:500]}")
-        except httpx.TransportError:
+        except httpx.ConnectError:
             pass  # nothing serves the analytics API: open ClickHouse here
     import clickhouse_connect
 

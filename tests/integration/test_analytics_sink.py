@@ -70,6 +70,11 @@ async def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> Any:
         await asyncio.sleep(0.3)
 
 
+def json_in(out: str) -> Any:
+    """The JSON document printed by a CLI (stdout may also carry the process's event log lines)."""
+    return json.JSONDecoder().raw_decode(out[out.index("{\n"):])[0]
+
+
 def outcome(contact: str, customer: str, at: datetime, tier: Tier, *, cost: float, intent: Intent | None = None,
             recovered: float = 0.0, reason: EscalationReason | None = None,
             root: RootCause | None = None) -> OutcomeRecordedV1:
@@ -135,9 +140,9 @@ async def test_given_hand_computed_fixture_when_reporting_then_every_number_matc
 
     png = tmp_path / "report.png"
     url = f"http://127.0.0.1:{analytics.http_port}"
-    assert report_main(["--start", "2019-03-01", "--end", "2019-03-31", "--json", "--url", url,
+    assert await asyncio.to_thread(report_main, ["--start", "2019-03-01", "--end", "2019-03-31", "--json", "--url", url,
                         "--plot", str(png)]) == 0
-    report = json.loads(capsys.readouterr().out)
+    report = json_in(capsys.readouterr().out)
     t = report["totals"]
     assert t["contacts"] == 5 and t["automated"] == 3 and t["automated_rate"] == 0.6
     assert t["cost_usd"] == pytest.approx(16.70) and t["cost_per_contact_usd"] == pytest.approx(3.34)
@@ -156,7 +161,7 @@ async def test_given_hand_computed_fixture_when_reporting_then_every_number_matc
     assert day1["contacts"] == 2 and day1["tier0"] == 1 and day1["tier2"] == 1
     assert png.stat().st_size > 5000
 
-    assert report_main(["--start", "2019-03-01", "--end", "2019-03-31", "--url", url]) == 0
+    assert await asyncio.to_thread(report_main, ["--start", "2019-03-01", "--end", "2019-03-31", "--url", url]) == 0
     table = capsys.readouterr().out
     assert "Escalation reasons" in table and "16.70" in table
 
@@ -176,7 +181,7 @@ async def test_given_chained_audit_records_when_one_is_altered_then_verify_repor
         await wait_for(lambda m=m: store.run(store.audit_message_seen, str(m.message_id)))
     await publish(analytics.broker, msgs[2])  # a republished record is not chained twice
     url = f"http://127.0.0.1:{analytics.http_port}"
-    assert audit_main(["verify", "--url", url]) == 0
+    assert await asyncio.to_thread(audit_main, ["verify", "--url", url]) == 0
     assert "audit chain OK" in capsys.readouterr().out
 
     victim = msgs[3]
@@ -186,8 +191,8 @@ async def test_given_chained_audit_records_when_one_is_altered_then_verify_repor
     assert altered != row[2]
     await store.run(store.tamper_audit_record, str(victim.message_id), altered)
 
-    assert audit_main(["verify", "--url", url, "--json"]) == 1
-    result = json.loads(capsys.readouterr().out)
+    assert await asyncio.to_thread(audit_main, ["verify", "--url", url, "--json"]) == 1
+    result = json_in(capsys.readouterr().out)
     assert result["ok"] is False
     assert result["broken"]["message_id"] == str(victim.message_id)
     assert (result["broken"]["partition"], result["broken"]["offset"]) == (row[0], row[1])

@@ -100,7 +100,8 @@ class ScenarioRunner:
 
     async def usage_visible(self, customer_id: str, expected_events: int) -> bool:
         try:
-            resp = await self.http.get(f"{self.settings.diagnostics_url}/v1/customers/{customer_id}/usage")
+            resp = await self.http.get(f"{self.settings.diagnostics_url}/v1/customers/{customer_id}/usage",
+                                        params={"days": 120})
         except httpx.HTTPError:
             return False
         if resp.status_code != 200:
