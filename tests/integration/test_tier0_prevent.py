@@ -23,12 +23,12 @@ from schemas.messages import (
     OutcomeRecordedV1,
     StripeEventReceivedV1,
 )
+from services.diagnostics.declines import classify_decline
 from services.tier0_prevent.app import create_service
 from services.tier0_prevent.dunning import DunningWorker
 from services.tier0_prevent.handlers import Tier0Deps
 from services.tier0_prevent.notifier import create_service as create_notifier
 from services.tier0_prevent.settings import Tier0Settings
-from services.diagnostics.declines import classify_decline
 from tierline.db import create_pool
 from tierline.stripe_adapter import StripeActions
 from tierline.world import build_event, build_world, sign_payload, world_event
@@ -384,7 +384,7 @@ async def test_given_two_dunning_replicas_when_retries_fall_due_then_each_invoic
         assert (await env.post(event)).status_code == 200
         await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(f"stripe:{event['id']}"))
         pm = await env.actions.v1.payment_methods.create_async(
-            {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "1"}})
+            {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}})
         await env.actions.v1.payment_methods.attach_async(pm.id, {"customer": built.customer_id})
         await env.actions.v1.customers.update_async(built.customer_id,
                                                     {"invoice_settings": {"default_payment_method": pm.id}})
