@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "serve":  # logs are events on stderr; stdout is the command's output
+        from tierline.observability import configure_logging
+
+        configure_logging(f"tierline-{args.command}", level="WARNING" if args.command == "classify" else "INFO")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

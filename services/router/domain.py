@@ -173,7 +173,7 @@ T1, T2, T3 = Tier.TIER1, Tier.TIER2, Tier.TIER3
 ER = EscalationReason
 
 ROUTING_TABLE: tuple[RouteRule, ...] = (
-    # name                   intents                          band       gate                 tier reason
+    # _rule(name, intents, confidence band, gate, tier, escalation reason) — first match wins
     _rule("customer_asked", frozenset({Intent.HUMAN_AGENT}), Band.HIGH, None, T3, ER.CUSTOMER_ASKED),
     _rule("policy_denied", ALL_INTENTS, Band.ANY, Gate.UNVERIFIED, T3, ER.POLICY_DENIED),
     _rule("fraud_signal", ALL_INTENTS, Band.ANY, Gate.FRAUD_SIGNAL, T3, ER.FRAUD),
@@ -222,12 +222,14 @@ def _heal(
     )
 
 
-PAY_FIX_ACTIONS = frozenset({Action.RETRY_PAYMENT, Action.SEND_UPDATE_CARD_LINK, Action.REGENERATE_INVOICE_LINK})
+PAY_FIX_ACTIONS = frozenset(
+    {Action.RETRY_PAYMENT, Action.SEND_UPDATE_CARD_LINK, Action.REGENERATE_INVOICE_LINK}
+)
 I = Intent  # noqa: E741 - table shorthand
 RC = RootCause
 
 SELFHEAL_TABLE: tuple[SelfhealRule, ...] = (
-    # intents                         root causes                      action
+    # _heal(intents, root causes (None = any), action) — first match wins
     _heal(LINK_INTENTS, RC.INVOICE_LINK_EXPIRED, Action.REGENERATE_INVOICE_LINK),
     _heal(I.PAYMENT_FAILED, SOFT_DECLINES, Action.RETRY_PAYMENT),
     _heal(I.PAYMENT_FAILED, NEEDS_NEW_CARD, Action.SEND_UPDATE_CARD_LINK),
@@ -292,8 +294,15 @@ def decide_route(
     if rule.tier is Tier.TIER1:
         action = select_selfheal_action(intent, root_cause, recommended_action)
         if action is None:
-            return RouteDecision(tier=Tier.TIER2, topic=TOPIC_BY_TIER[Tier.TIER2], reason="no_selfheal_action")
-        return RouteDecision(tier=Tier.TIER1, topic=TOPIC_BY_TIER[Tier.TIER1], reason=rule.name, selfheal_action=action)
+            return RouteDecision(
+                tier=Tier.TIER2, topic=TOPIC_BY_TIER[Tier.TIER2], reason="no_selfheal_action"
+            )
+        return RouteDecision(
+            tier=Tier.TIER1, topic=TOPIC_BY_TIER[Tier.TIER1], reason=rule.name, selfheal_action=action
+        )
     return RouteDecision(
-        tier=rule.tier, topic=TOPIC_BY_TIER[rule.tier], reason=rule.name, escalation_reason=rule.escalation_reason
+        tier=rule.tier,
+        topic=TOPIC_BY_TIER[rule.tier],
+        reason=rule.name,
+        escalation_reason=rule.escalation_reason,
     )

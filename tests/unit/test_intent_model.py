@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from schemas.vocab import Intent, RootCause, Tier
+from schemas.vocab import Intent, RootCause
 from services.router.domain import Gates, decide_route
 from services.router.intent.dataset import (
     SAAS_EXAMPLES_PATH,
@@ -60,7 +60,10 @@ FRESH_TEXTS: list[tuple[str, Intent]] = [
     ("The charge for our subscription has been pending since Friday", Intent.PAYMENT_PENDING),
     ("my payment is stuck on processing, did it go through?", Intent.PAYMENT_PENDING),
     ("there's a charge from you on my card and I have no idea what it is", Intent.UNRECOGNIZED_CHARGE),
-    ("what's the $79 payment to your company on our statement? we can't identify it", Intent.UNRECOGNIZED_CHARGE),
+    (
+        "what's the $79 payment to your company on our statement? we can't identify it",
+        Intent.UNRECOGNIZED_CHARGE,
+    ),
     ("we were billed for 60 seats but we only have 35 people", Intent.UNEXPECTED_CHARGE),
     ("this month's bill is way more than normal, why?", Intent.UNEXPECTED_CHARGE),
     ("you've charged my card twice for the same month", Intent.DUPLICATE_CHARGE),
@@ -151,7 +154,9 @@ def test_given_the_corpus_when_split_then_disjoint_stratified_and_deterministic(
     corpus = load_corpus(BANKING77)
     first, again, other = split_corpus(corpus, 0), split_corpus(corpus, 0), split_corpus(corpus, 1)
     train_idx, cal_idx, test_idx = set(first.train), set(first.calibration), set(first.test)
-    assert not (train_idx & cal_idx or train_idx & test_idx or cal_idx & test_idx)
+    assert not (train_idx & cal_idx)
+    assert not (train_idx & test_idx)
+    assert not (cal_idx & test_idx)
     assert len(train_idx | cal_idx | test_idx) == len(corpus)
     assert np.array_equal(first.test, again.test)
     assert not np.array_equal(first.test, other.test)
@@ -188,7 +193,12 @@ def test_given_predictions_when_scored_then_macro_f1_excludes_out_of_scope_and_r
         return IntentPrediction(intent=intent, confidence=confidence, candidates=[(intent, confidence)])
 
     gold = [Intent.REFUND_REQUEST, Intent.REFUND_REQUEST, Intent.OUT_OF_SCOPE, Intent.OUT_OF_SCOPE]
-    pred = [p(Intent.REFUND_REQUEST), p(Intent.OUT_OF_SCOPE, 0.4), p(Intent.OUT_OF_SCOPE), p(Intent.OUT_OF_SCOPE)]
+    pred = [
+        p(Intent.REFUND_REQUEST),
+        p(Intent.OUT_OF_SCOPE, 0.4),
+        p(Intent.OUT_OF_SCOPE),
+        p(Intent.OUT_OF_SCOPE),
+    ]
     metrics = metrics_from_predictions(gold, pred, threshold=0.5)
     assert metrics.macro_f1_in_scope == pytest.approx(2 / 3)  # refund: P=1, R=0.5
     assert metrics.out_of_scope_recall == pytest.approx(1.0)
@@ -237,7 +247,12 @@ def test_given_the_held_out_split_when_scored_then_targets_are_met(model_dir: Pa
 
 @pytest.mark.integration
 def test_given_the_artefact_when_inspected_then_plain_files_with_threshold_in_range(model_dir: Path) -> None:
-    assert sorted(p.name for p in model_dir.iterdir()) == ["meta.json", "metrics.json", "vocab.json", "weights.npz"]
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "meta.json",
+        "metrics.json",
+        "vocab.json",
+        "weights.npz",
+    ]
     with np.load(model_dir / "weights.npz", allow_pickle=False) as weights:
         assert all(weights[k].dtype.kind == "f" for k in weights.files)
     meta = json.loads((model_dir / "meta.json").read_text())
@@ -247,7 +262,9 @@ def test_given_the_artefact_when_inspected_then_plain_files_with_threshold_in_ra
 
 
 @pytest.mark.integration
-def test_given_texts_when_predicted_then_top3_candidates_sorted_and_consistent(classifier: IntentClassifier) -> None:
+def test_given_texts_when_predicted_then_top3_candidates_sorted_and_consistent(
+    classifier: IntentClassifier,
+) -> None:
     predictions = classifier.predict(["I was charged twice for my seats", "hello"])
     assert len(predictions) == 2
     for prediction in predictions:
@@ -264,7 +281,11 @@ def test_given_fresh_saas_texts_when_classified_then_most_are_right(classifier: 
     texts = [text for text, _ in FRESH_TEXTS]
     metrics = evaluate(classifier, texts, [intent for _, intent in FRESH_TEXTS])
     predictions = classifier.predict(texts)
-    misses = [(t, g.value, p.intent.value) for (t, g), p in zip(FRESH_TEXTS, predictions, strict=True) if g != p.intent]
+    misses = [
+        (t, g.value, p.intent.value)
+        for (t, g), p in zip(FRESH_TEXTS, predictions, strict=True)
+        if g != p.intent
+    ]
     assert metrics.accuracy >= 0.85, misses
     humans = [p for (_, g), p in zip(FRESH_TEXTS, predictions, strict=True) if g is Intent.HUMAN_AGENT]
     assert all(p.intent is Intent.HUMAN_AGENT for p in humans)
@@ -316,7 +337,9 @@ def test_given_public_scenario_contacts_when_routed_then_tier_reason_and_action_
             enterprise=plan == "enterprise",
         )
         root_cause = RootCause.INVOICE_LINK_EXPIRED if world.get("expired_invoice_link") else None
-        decision = decide_route(prediction.intent, prediction.confidence, gates, root_cause, None, classifier.threshold)
+        decision = decide_route(
+            prediction.intent, prediction.confidence, gates, root_cause, None, classifier.threshold
+        )
         context = (scenario["id"], prediction.intent.value, round(prediction.confidence, 3), decision.reason)
         assert decision.tier.value in _acceptable_router_tiers(expect), context
         router_reasons = set(expect.get("escalation_reason_any", [])) & ROUTER_DECIDED_REASONS
@@ -329,7 +352,9 @@ def test_given_public_scenario_contacts_when_routed_then_tier_reason_and_action_
 
 
 @pytest.mark.integration
-def test_given_lines_when_classified_then_one_record_per_non_blank_line_in_order(classifier: IntentClassifier) -> None:
+def test_given_lines_when_classified_then_one_record_per_non_blank_line_in_order(
+    classifier: IntentClassifier,
+) -> None:
     lines = ["Let me talk to a person please", "", "send me the receipt for last month\n", "   "]
     records = list(classify_lines(lines, classifier))
     assert [r["intent"] for r in records] == ["human_agent", "invoice_request"]
@@ -350,7 +375,9 @@ def test_given_stdin_when_classify_main_runs_then_json_lines_out(
 
 @pytest.mark.integration
 @needs_data
-def test_given_the_same_seed_and_data_when_trained_twice_then_identical_metrics_and_weights(tmp_path: Path) -> None:
+def test_given_the_same_seed_and_data_when_trained_twice_then_identical_metrics_and_weights(
+    tmp_path: Path,
+) -> None:
     """Reproducibility on a small slice of BANKING77 (15 rows per category) plus all SaaS examples."""
     small = tmp_path / "banking77"
     small.mkdir()

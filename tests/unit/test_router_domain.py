@@ -80,7 +80,9 @@ def test_given_a_fraud_signal_when_any_billing_intent_then_tier3_fraud(intent: I
     assert (decision.tier, decision.escalation_reason) == (Tier.TIER3, EscalationReason.FRAUD)
 
 
-def test_given_a_fraud_decline_in_the_diagnosis_when_payment_failed_then_no_retry_but_fraud_escalation() -> None:
+def test_given_a_fraud_decline_in_the_diagnosis_when_payment_failed_then_no_retry_but_fraud_escalation() -> (
+    None
+):
     decision = route(Intent.PAYMENT_FAILED, root_cause=RootCause.CARD_DECLINED_FRAUD)
     assert (decision.tier, decision.escalation_reason) == (Tier.TIER3, EscalationReason.FRAUD)
 
@@ -105,7 +107,9 @@ def test_given_an_unknown_or_unauthorised_sender_when_routed_then_policy_denied_
 
 @pytest.mark.parametrize("intent", sorted(MONEY_INTENTS))
 @pytest.mark.parametrize("confidence", [HIGH, LOW])
-def test_given_an_open_dispute_when_a_money_intent_then_tier3_dispute(intent: Intent, confidence: float) -> None:
+def test_given_an_open_dispute_when_a_money_intent_then_tier3_dispute(
+    intent: Intent, confidence: float
+) -> None:
     decision = route(intent, confidence, gates(dispute_open=True), RootCause.CARD_DECLINED_SOFT)
     assert (decision.tier, decision.escalation_reason) == (Tier.TIER3, EscalationReason.DISPUTE)
 
@@ -210,11 +214,13 @@ def test_given_an_expired_link_when_customer_asks_how_to_pay_then_a_fresh_link_n
 
 
 def test_given_repeat_contacts_when_a_tier1_intent_then_tier2_instead_of_another_selfheal() -> None:
-    decision = route(Intent.PAYMENT_FAILED, g=gates(repeat_contacts_7d=3), root_cause=RootCause.CARD_DECLINED_SOFT)
-    assert (decision.tier, decision.reason) == (Tier.TIER2, "repeat_contacts")
-    assert route(Intent.PAYMENT_FAILED, g=gates(repeat_contacts_7d=2), root_cause=RootCause.CARD_DECLINED_SOFT).tier is (
-        Tier.TIER1
+    decision = route(
+        Intent.PAYMENT_FAILED, g=gates(repeat_contacts_7d=3), root_cause=RootCause.CARD_DECLINED_SOFT
     )
+    assert (decision.tier, decision.reason) == (Tier.TIER2, "repeat_contacts")
+    assert route(
+        Intent.PAYMENT_FAILED, g=gates(repeat_contacts_7d=2), root_cause=RootCause.CARD_DECLINED_SOFT
+    ).tier is (Tier.TIER1)
 
 
 # --------------------------------------------------------------------------- tier 2
@@ -230,7 +236,9 @@ def test_given_a_tier2_intent_when_routed_then_tier2_agent(intent: Intent) -> No
 
 @pytest.mark.parametrize("intent", sorted(MONEY_INTENTS))
 @pytest.mark.parametrize("g", [gates(enterprise=True), gates(plan="enterprise"), gates(plan="Enterprise")])
-def test_given_an_enterprise_customer_when_a_money_intent_then_tier2_for_policy(intent: Intent, g: Gates) -> None:
+def test_given_an_enterprise_customer_when_a_money_intent_then_tier2_for_policy(
+    intent: Intent, g: Gates
+) -> None:
     decision = route(intent, g=g, root_cause=RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS)
     assert decision.tier is Tier.TIER2
     assert decision.selfheal_action is None
@@ -280,7 +288,9 @@ def test_given_every_input_combination_when_tier1_then_never_a_money_moving_acti
         if decision.tier is Tier.TIER1:
             assert intent in TIER1_INTENTS or root_cause is RootCause.INVOICE_LINK_EXPIRED
             assert confidence >= THRESHOLD
-            assert g.customer_found and g.sender_authorized and not g.fraud_signal
+            assert g.customer_found
+            assert g.sender_authorized
+            assert not g.fraud_signal
 
 
 def test_given_the_same_inputs_when_routed_twice_then_the_same_decision() -> None:

@@ -190,7 +190,9 @@ class TfidfFeatures:
     def fit(cls, texts: Sequence[str]) -> TfidfFeatures:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        vectorizer = TfidfVectorizer(ngram_range=NGRAM_RANGE, min_df=MIN_DF, sublinear_tf=True, lowercase=True)
+        vectorizer = TfidfVectorizer(
+            ngram_range=NGRAM_RANGE, min_df=MIN_DF, sublinear_tf=True, lowercase=True
+        )
         vectorizer.fit(list(texts))
         return cls(list(vectorizer.get_feature_names_out()), vectorizer.idf_)
 
@@ -325,7 +327,9 @@ class IntentClassifier:
         for row in proba:
             order = np.argsort(-row, kind="stable")[:TOP_K]
             candidates = [(self.intents[i], float(min(1.0, row[i]))) for i in order]
-            out.append(IntentPrediction(intent=candidates[0][0], confidence=candidates[0][1], candidates=candidates))
+            out.append(
+                IntentPrediction(intent=candidates[0][0], confidence=candidates[0][1], candidates=candidates)
+            )
         return out
 
     def predict(self, texts: list[str]) -> list[IntentPrediction]:
@@ -340,7 +344,9 @@ def _f1_per_intent(gold: Sequence[Intent], pred: Sequence[Intent]) -> dict[str, 
 
     labels = [i.value for i in Intent]
     present = [lab for lab in labels if lab in {g.value for g in gold}]
-    scores = f1_score([g.value for g in gold], [p.value for p in pred], labels=present, average=None, zero_division=0)
+    scores = f1_score(
+        [g.value for g in gold], [p.value for p in pred], labels=present, average=None, zero_division=0
+    )
     return {lab: float(s) for lab, s in zip(present, scores, strict=True)}
 
 
@@ -414,7 +420,9 @@ def evaluate_heldout(
 # --------------------------------------------------------------------------- training
 
 
-def _fit_temperature(logits: npt.NDArray[np.float64], aggregate: npt.NDArray[np.float64], gold: list[int]) -> float:
+def _fit_temperature(
+    logits: npt.NDArray[np.float64], aggregate: npt.NDArray[np.float64], gold: list[int]
+) -> float:
     rows = np.arange(len(gold))
 
     def nll(log_t: float) -> float:
@@ -557,7 +565,9 @@ def classify_lines(
 
     def flush(batch: list[str]) -> Iterator[dict[str, Any]]:
         for prediction in model.predict(batch):
-            decision = decide_route(prediction.intent, prediction.confidence, NEUTRAL_GATES, None, None, model.threshold)
+            decision = decide_route(
+                prediction.intent, prediction.confidence, NEUTRAL_GATES, None, None, model.threshold
+            )
             yield {
                 "intent": prediction.intent.value,
                 "confidence": round(prediction.confidence, 4),
