@@ -185,9 +185,10 @@ PRIORITY: tuple[RootCause, ...] = (
     RootCause.SUBSCRIPTION_MISSING,
     RootCause.CARD_EXPIRED,
     RootCause.CARD_DECLINED_HARD,
+    # A soft-declined invoice whose pay link has expired: the customer's way to pay is the blocker.
+    RootCause.INVOICE_LINK_EXPIRED,
     RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS,
     RootCause.CARD_DECLINED_SOFT,
-    RootCause.INVOICE_LINK_EXPIRED,
     RootCause.NO_PAYMENT_METHOD,
     RootCause.DUPLICATE_CHARGE,
     RootCause.PAYMENT_PENDING,

@@ -171,8 +171,6 @@ def http_handlers(diagnostician: Diagnostician, usage: UsageStore | None) -> dic
         except ValueError:
             return JSONResponse({"error": "bad_request", "detail": "days must be an integer"}, status_code=400)
         snap, fresh = await diagnostician.mirror.load(customer_id)
-        if not (fresh.known or fresh.in_store):
-            return _not_found(customer_id)
         if usage is None:
             return JSONResponse({"error": "usage_unavailable", "detail": "no usage store"}, status_code=503)
         now = datetime.now(UTC)
@@ -183,6 +181,9 @@ def http_handlers(diagnostician: Diagnostician, usage: UsageStore | None) -> dic
             daily = await usage.daily(customer_id, days, now)
         except SourceUnavailable as exc:
             return JSONResponse({"error": "usage_unavailable", "detail": exc.detail}, status_code=503)
+        # metering may run ahead of the mirror (no webhook or diagnosis yet): usage alone proves the customer
+        if not (fresh.known or fresh.in_store) and not daily:
+            return _not_found(customer_id)
         return JSONResponse({
             "customer_id": customer_id,
             "period_start": sub.current_period_start.isoformat() if sub and sub.current_period_start else None,

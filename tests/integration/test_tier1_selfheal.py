@@ -53,7 +53,9 @@ class Collector:
 
     async def start(self) -> None:
         await self.consumer.start()
-        parts = [TopicPartition(t, p) for t in WATCHED for p in (self.consumer.partitions_for_topic(t) or range(4))]
+        parts = [
+            TopicPartition(t, p) for t in WATCHED for p in (self.consumer.partitions_for_topic(t) or range(4))
+        ]
         self.consumer.assign(parts)
         await self.consumer.seek_to_end(*parts)
         for tp in parts:
@@ -72,14 +74,14 @@ class Collector:
     def of(self, topic: str, customer_id: str) -> list[dict[str, Any]]:
         return [m for t, m in self.messages if t == topic and m.get("customer_id") == customer_id]
 
-    async def wait_for(self, topic: str, customer_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, topic: str, customer_id: str, within_s: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
             found = self.of(topic, customer_id)
             if found:
                 return found[0]
             await asyncio.sleep(0.2)
-        raise AssertionError(f"nothing on {topic} for {customer_id} within {timeout}s")
+        raise AssertionError(f"nothing on {topic} for {customer_id} within {within_s}s")
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +94,11 @@ async def tier1(infra: Any, pg_pool: Any) -> AsyncIterator[Any]:
     usage = UsageStore(infra.resolved_clickhouse_dsn())
     await usage.ensure_schema()
     reader = StripeLiveReader(infra.stripe_api_key.get_secret_value(), infra.stripe_api_base, emulated=True)
-    diagnostics = InProcessDiagnostics(Diagnostician(MirrorStore(pg_pool), reader, usage, None,
-                                                     DiagnosticsSettings(mirror_max_age_s=0, audit=False)))
+    diagnostics = InProcessDiagnostics(
+        Diagnostician(
+            MirrorStore(pg_pool), reader, usage, None, DiagnosticsSettings(mirror_max_age_s=0, audit=False)
+        )
+    )
     settings = infra.model_copy(update={"http_port": free_port()})
     svc = create_service(settings, diagnostics=diagnostics)
     collector = Collector(infra.kafka_bootstrap)
@@ -118,15 +123,23 @@ def bearer(tier1: Any, customer_id: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_session_token(tier1.state['secret'], customer_id, 600)}"}
 
 
-async def declined_world(stripe_actions: StripeActions, unique: str, code: str = "insufficient_funds",
-                         card: str = "declined_insufficient_funds") -> Any:
-    return await build_world({"card": card, "failed_invoice": {"amount_usd": 49, "decline_code": code}},
-                             stripe_actions, label=f"t1-{unique}")
+async def declined_world(
+    stripe_actions: StripeActions,
+    unique: str,
+    code: str = "insufficient_funds",
+    card: str = "declined_insufficient_funds",
+) -> Any:
+    return await build_world(
+        {"card": card, "failed_invoice": {"amount_usd": 49, "decline_code": code}},
+        stripe_actions,
+        label=f"t1-{unique}",
+    )
 
 
-async def wait_status(http: httpx.AsyncClient, headers: dict[str, str], contact_id: str, want: set[str],
-                      timeout: float = 45.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+async def wait_status(
+    http: httpx.AsyncClient, headers: dict[str, str], contact_id: str, want: set[str], within_s: float = 45.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within_s
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         resp = await http.get(f"/v1/health-meter/contacts/{contact_id}", headers=headers)
@@ -135,12 +148,15 @@ async def wait_status(http: httpx.AsyncClient, headers: dict[str, str], contact_
         if body["status"] in want:
             return body
         await asyncio.sleep(0.3)
-    raise AssertionError(f"contact {contact_id} still {body.get('status')} after {timeout}s: {body}")
+    raise AssertionError(f"contact {contact_id} still {body.get('status')} after {within_s}s: {body}")
 
 
 async def ledger_rows(pg_pool: Any, customer_id: str, action: str) -> list[Any]:
-    return list(await pg_pool.fetch("SELECT * FROM action_ledger WHERE customer_id=$1 AND action=$2",
-                                    customer_id, action))
+    return list(
+        await pg_pool.fetch(
+            "SELECT * FROM action_ledger WHERE customer_id=$1 AND action=$2", customer_id, action
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------- auth
@@ -162,8 +178,9 @@ async def test_given_soft_decline_when_retry_clicked_twice_then_paid_once_and_re
 ) -> None:
     # Given a customer whose $49 invoice was declined for insufficient funds, who has since fixed the funding
     world = await declined_world(stripe_actions, unique)
-    await StripeCardVault(infra).save_card(world.customer_id, card={"number": VISA, "exp_month": 12,
-                                                                    "exp_year": 2031, "cvc": "123"})
+    await StripeCardVault(infra).save_card(
+        world.customer_id, card={"number": VISA, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+    )
     headers = bearer(tier1, world.customer_id)
     meter = (await http.get("/v1/health-meter", headers=headers)).json()
     assert meter["status"] == "red" and meter["root_cause"] == "card_declined_insufficient_funds"
@@ -178,7 +195,11 @@ async def test_given_soft_decline_when_retry_clicked_twice_then_paid_once_and_re
     assert second.json()["contact_id"] == contact_id and second.json()["duplicate"] is True
     status = await wait_status(http, headers, contact_id, {"resolved", "handed_to_tier2", "escalated"})
     assert status["status"] == "resolved", status
-    assert (status["resolved_by"], status["actions"], status["recovered_usd"]) == ("tier1", ["retry_payment"], 49.0)
+    assert (status["resolved_by"], status["actions"], status["recovered_usd"]) == (
+        "tier1",
+        ["retry_payment"],
+        49.0,
+    )
     invoice = await stripe_actions.get_invoice(world.failed_invoice_id or "")
     assert invoice["status"] == "paid"
     # And the effect happened once: one ledger entry, one outcome, with trigger selfheal
@@ -197,8 +218,11 @@ async def test_given_card_still_declining_when_retry_clicked_then_handed_to_tier
 ) -> None:
     world = await declined_world(stripe_actions, unique)
     headers = bearer(tier1, world.customer_id)
-    resp = await http.post("/v1/health-meter/fixes", headers=headers,
-                           json={"action": "retry_payment", "params": {"invoice_id": world.failed_invoice_id}})
+    resp = await http.post(
+        "/v1/health-meter/fixes",
+        headers=headers,
+        json={"action": "retry_payment", "params": {"invoice_id": world.failed_invoice_id}},
+    )
     assert resp.status_code == 202
     contact_id = resp.json()["contact_id"]
     status = await wait_status(http, headers, contact_id, {"handed_to_tier2", "resolved", "escalated"})
@@ -206,7 +230,9 @@ async def test_given_card_still_declining_when_retry_clicked_then_handed_to_tier
     handoff = await tier1.state["collector"].wait_for(AgentRequestedV1.TOPIC, world.customer_id)
     p = handoff["payload"]
     assert handoff["contact_id"] == contact_id and p["tier_path"] == ["tier1"]
-    assert [(t["action"], t["status"], t["tier"]) for t in p["tried"]] == [("retry_payment", "failed", "tier1")]
+    assert [(t["action"], t["status"], t["tier"]) for t in p["tried"]] == [
+        ("retry_payment", "failed", "tier1")
+    ]
     assert "declined" in p["handoff_reason"]
     assert await pg_pool.fetchval("SELECT 1 FROM outcomes WHERE contact_id=$1", contact_id) is None
     assert (await stripe_actions.get_invoice(world.failed_invoice_id or ""))["status"] == "open"
@@ -219,9 +245,14 @@ async def test_given_hard_decline_when_retry_requested_on_the_topic_then_policy_
     world = await declined_world(stripe_actions, unique, code="expired_card", card="declined_generic")
     # When a dashboard publishes a retry request directly on the topic
     msg = SelfhealRequestedV1.build(
-        SelfhealRequestedPayload(action=Action.RETRY_PAYMENT, source="dashboard",
-                                 sender=Sender(kind="customer_session", subject=world.customer_id)),
-        contact_id=f"t1-deny-{unique}", customer_id=world.customer_id)
+        SelfhealRequestedPayload(
+            action=Action.RETRY_PAYMENT,
+            source="dashboard",
+            sender=Sender(kind="customer_session", subject=world.customer_id),
+        ),
+        contact_id=f"t1-deny-{unique}",
+        customer_id=world.customer_id,
+    )
     await publish(tier1.broker, msg)
     # Then nothing is charged, the denial is ledgered, and Tier 2 gets the contact with the denial
     handoff = await tier1.state["collector"].wait_for(AgentRequestedV1.TOPIC, world.customer_id)
@@ -243,15 +274,24 @@ async def test_given_other_customers_ids_when_requesting_then_403_and_nothing_pu
     attacker = f"cus_attacker_{unique}"
     headers = bearer(tier1, attacker)
     # a fix for someone else's account
-    resp = await http.post("/v1/health-meter/fixes", headers=headers,
-                           json={"action": "retry_payment", "customer_id": victim.customer_id})
+    resp = await http.post(
+        "/v1/health-meter/fixes",
+        headers=headers,
+        json={"action": "retry_payment", "customer_id": victim.customer_id},
+    )
     assert resp.status_code == 403
-    assert (await http.get(f"/v1/health-meter?customer_id={victim.customer_id}", headers=headers)).status_code == 403
-    assert (await http.post("/v1/health-meter/human", headers=headers,
-                            json={"customer_id": victim.customer_id})).status_code == 403
+    assert (
+        await http.get(f"/v1/health-meter?customer_id={victim.customer_id}", headers=headers)
+    ).status_code == 403
+    assert (
+        await http.post("/v1/health-meter/human", headers=headers, json={"customer_id": victim.customer_id})
+    ).status_code == 403
     # someone else's contact
-    own = await http.post("/v1/health-meter/fixes", headers=bearer(tier1, victim.customer_id),
-                          json={"action": "send_update_card_link"})
+    own = await http.post(
+        "/v1/health-meter/fixes",
+        headers=bearer(tier1, victim.customer_id),
+        json={"action": "send_update_card_link"},
+    )
     peek = await http.get(f"/v1/health-meter/contacts/{own.json()['contact_id']}", headers=headers)
     assert peek.status_code == 403
     # someone else's invoice through the pay page
@@ -270,9 +310,14 @@ async def test_given_session_for_another_customer_on_the_topic_when_consumed_the
 ) -> None:
     victim = await declined_world(stripe_actions, unique)
     msg = SelfhealRequestedV1.build(
-        SelfhealRequestedPayload(action=Action.RETRY_PAYMENT, source="dashboard",
-                                 sender=Sender(kind="customer_session", subject=f"cus_other_{unique}")),
-        contact_id=f"t1-tenant-{unique}", customer_id=victim.customer_id)
+        SelfhealRequestedPayload(
+            action=Action.RETRY_PAYMENT,
+            source="dashboard",
+            sender=Sender(kind="customer_session", subject=f"cus_other_{unique}"),
+        ),
+        contact_id=f"t1-tenant-{unique}",
+        customer_id=victim.customer_id,
+    )
     await publish(tier1.broker, msg)
     esc = await tier1.state["collector"].wait_for(EscalationOpenedV1.TOPIC, victim.customer_id)
     assert esc["payload"]["reason"] == "policy_denied" and esc["payload"]["opened_by"] == "tier1"
@@ -285,14 +330,21 @@ async def test_given_same_message_twice_on_the_topic_when_consumed_then_one_effe
 ) -> None:
     world = await build_world({}, stripe_actions, label=f"t1-dup-{unique}")
     msg = SelfhealRequestedV1.build(
-        SelfhealRequestedPayload(action=Action.SEND_UPDATE_CARD_LINK, source="dashboard",
-                                 sender=Sender(kind="customer_session", subject=world.customer_id)),
-        contact_id=f"t1-dup-{unique}", customer_id=world.customer_id)
+        SelfhealRequestedPayload(
+            action=Action.SEND_UPDATE_CARD_LINK,
+            source="dashboard",
+            sender=Sender(kind="customer_session", subject=world.customer_id),
+        ),
+        contact_id=f"t1-dup-{unique}",
+        customer_id=world.customer_id,
+    )
     await publish(tier1.broker, msg)
     await publish(tier1.broker, msg)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and await pg_pool.fetchval(
-            "SELECT 1 FROM outcomes WHERE contact_id=$1", msg.contact_id) is None:
+    while (
+        time.monotonic() < deadline
+        and await pg_pool.fetchval("SELECT 1 FROM outcomes WHERE contact_id=$1", msg.contact_id) is None
+    ):
         await asyncio.sleep(0.3)
     await asyncio.sleep(1.5)
     rows = await ledger_rows(pg_pool, world.customer_id, "send_update_card_link")
@@ -311,16 +363,32 @@ async def test_given_valid_and_invalid_vat_when_updating_billing_details_then_on
 ) -> None:
     world = await build_world({"customer": {"country": "DE"}}, stripe_actions, label=f"t1-vat-{unique}")
     headers = bearer(tier1, world.customer_id)
-    bad = await http.post("/v1/health-meter/fixes", headers=headers, json={
-        "action": "update_billing_details", "params": {"tax_id": "DE12345", "company_name": "Acme GmbH"}})
+    bad = await http.post(
+        "/v1/health-meter/fixes",
+        headers=headers,
+        json={
+            "action": "update_billing_details",
+            "params": {"tax_id": "DE12345", "company_name": "Acme GmbH"},
+        },
+    )
     assert bad.status_code == 422 and "DE123456789" in bad.json()["detail"]
     assert (await stripe_actions.get_customer(world.customer_id)).get("name") != "Acme GmbH"
-    good = await http.post("/v1/health-meter/fixes", headers=headers, json={
-        "action": "update_billing_details",
-        "params": {"tax_id": "DE123456789", "company_name": f"Acme {unique} GmbH",
-                   "billing_email": f"ap-{unique}@acme.io"}})
+    good = await http.post(
+        "/v1/health-meter/fixes",
+        headers=headers,
+        json={
+            "action": "update_billing_details",
+            "params": {
+                "tax_id": "DE123456789",
+                "company_name": f"Acme {unique} GmbH",
+                "billing_email": f"ap-{unique}@acme.io",
+            },
+        },
+    )
     assert good.status_code == 202
-    status = await wait_status(http, headers, good.json()["contact_id"], {"resolved", "handed_to_tier2", "escalated"})
+    status = await wait_status(
+        http, headers, good.json()["contact_id"], {"resolved", "handed_to_tier2", "escalated"}
+    )
     assert status["status"] == "resolved" and status["actions"] == ["update_billing_details"], status
     customer = await stripe_actions.get_customer(world.customer_id)
     assert (customer["name"], customer["email"]) == (f"Acme {unique} GmbH", f"ap-{unique}@acme.io")
@@ -334,7 +402,9 @@ async def test_given_cancel_clicked_when_done_then_at_period_end_with_retention_
     world = await build_world({}, stripe_actions, label=f"t1-cancel-{unique}")
     headers = bearer(tier1, world.customer_id)
     resp = await http.post("/v1/health-meter/fixes", headers=headers, json={"action": "cancel_subscription"})
-    status = await wait_status(http, headers, resp.json()["contact_id"], {"resolved", "handed_to_tier2", "escalated"})
+    status = await wait_status(
+        http, headers, resp.json()["contact_id"], {"resolved", "handed_to_tier2", "escalated"}
+    )
     assert status["status"] == "resolved", status
     assert "keep full access" in status["summary"] and "20%" in status["summary"]
     sub = await stripe_actions.get_subscription(world.subscription_id or "")
@@ -348,9 +418,13 @@ async def test_given_talk_to_a_human_when_clicked_then_tier3_escalation_customer
     headers = bearer(tier1, world.customer_id)
     resp = await http.post("/v1/health-meter/human", headers=headers, json={"text": "I want a person"})
     assert resp.status_code == 202
-    esc = await tier1.state["collector"].wait_for(EscalationOpenedV1.TOPIC, world.customer_id, timeout=10)
+    esc = await tier1.state["collector"].wait_for(EscalationOpenedV1.TOPIC, world.customer_id, within_s=10)
     p = esc["payload"]
-    assert (p["reason"], p["opened_by"], esc["contact_id"]) == ("customer_asked", "tier1", resp.json()["contact_id"])
+    assert (p["reason"], p["opened_by"], esc["contact_id"]) == (
+        "customer_asked",
+        "tier1",
+        resp.json()["contact_id"],
+    )
     assert p["diagnosis"]["root_cause"] == "card_declined_insufficient_funds"
     status = (await http.get(f"/v1/health-meter/contacts/{esc['contact_id']}", headers=headers)).json()
     assert status["status"] == "escalated"
@@ -364,14 +438,20 @@ async def test_given_update_card_link_when_new_card_saved_then_open_invoice_retr
     token = link.url.split("token=", 1)[1]
     page = await http.get(f"/update-card?token={token}")
     assert page.status_code == 200 and "Update your card" in page.text
-    rejected = await http.post(f"/v1/update-card?token={token}", json={"card": {
-        "number": "4000000000000002", "exp_month": 12, "exp_year": 2031, "cvc": "123"}})
+    rejected = await http.post(
+        f"/v1/update-card?token={token}",
+        json={"card": {"number": "4000000000000002", "exp_month": 12, "exp_year": 2031, "cvc": "123"}},
+    )
     assert rejected.status_code == 422
-    saved = await http.post(f"/v1/update-card?token={token}", json={"card": {
-        "number": VISA, "exp_month": 12, "exp_year": 2031, "cvc": "123"}})
+    saved = await http.post(
+        f"/v1/update-card?token={token}",
+        json={"card": {"number": VISA, "exp_month": 12, "exp_year": 2031, "cvc": "123"}},
+    )
     assert saved.status_code == 202, saved.text
     body = saved.json()
-    assert body["card"]["last4"] == "4242" and [r["invoice_id"] for r in body["retries"]] == [world.failed_invoice_id]
+    assert body["card"]["last4"] == "4242" and [r["invoice_id"] for r in body["retries"]] == [
+        world.failed_invoice_id
+    ]
     customer = await stripe_actions.get_customer(world.customer_id)
     pm = await stripe_actions.get_payment_method(customer["invoice_settings"]["default_payment_method"])
     assert pm["card"]["last4"] == "4242"
@@ -388,5 +468,7 @@ async def test_given_update_card_link_when_new_card_saved_then_open_invoice_retr
 
 
 async def test_given_contact_id_unknown_when_polled_then_404(tier1: Any, http: httpx.AsyncClient) -> None:
-    resp = await http.get(f"/v1/health-meter/contacts/sh_{uuid.uuid4().hex}", headers=bearer(tier1, "cus_nobody"))
+    resp = await http.get(
+        f"/v1/health-meter/contacts/sh_{uuid.uuid4().hex}", headers=bearer(tier1, "cus_nobody")
+    )
     assert resp.status_code == 404

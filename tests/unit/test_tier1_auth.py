@@ -17,7 +17,7 @@ from services.tier1_selfheal.auth import (
 from tierline.stripe_adapter import sign_link_token
 
 pytestmark = pytest.mark.unit
-SECRET = "unit-test-secret-with-enough-length-for-hs256"
+SECRET = "unit-test-secret-with-enough-length-for-hs256"  # noqa: S105 - test-only key
 
 
 def test_given_issued_session_when_verified_then_subject_is_the_customer() -> None:
@@ -41,8 +41,11 @@ def test_given_plain_sub_exp_token_when_verified_then_read_as_a_session() -> Non
         issue_session_token(SECRET, "cus_A", ttl_s=-10),
         jwt.encode({"sub": "cus_A"}, SECRET, algorithm="HS256"),  # no exp
         jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),  # no sub
-        jwt.encode({"sub": "agent-1", "exp": int(time.time()) + 60, "aud": "tierline-console"}, SECRET,
-                   algorithm="HS256"),  # a console token
+        jwt.encode(
+            {"sub": "agent-1", "exp": int(time.time()) + 60, "aud": "tierline-console"},
+            SECRET,
+            algorithm="HS256",
+        ),  # a console token
         jwt.encode({"sub": "cus_A", "exp": int(time.time()) + 60}, SECRET, algorithm="HS512"),
     ],
 )

@@ -60,7 +60,9 @@ def test_given_well_formed_tax_id_when_validated_then_normalised_with_stripe_typ
         ("", "DE", "empty"),
     ],
 )
-def test_given_malformed_tax_id_when_validated_then_clear_error(raw: str, country: str | None, message: str) -> None:
+def test_given_malformed_tax_id_when_validated_then_clear_error(
+    raw: str, country: str | None, message: str
+) -> None:
     with pytest.raises(InvalidTaxId) as err:
         validate_tax_id(raw, country)
     assert message in str(err.value)

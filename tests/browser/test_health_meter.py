@@ -1,0 +1,122 @@
+"""The Billing Health Meter page in headless Chromium on the real stack: a customer signs in, sees a
+declined payment, clicks retry and sees it resolved."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.diagnostics.adapters.clickhouse import UsageStore
+from services.diagnostics.adapters.mirror import MirrorStore
+from services.diagnostics.adapters.stripe_reader import StripeLiveReader
+from services.diagnostics.client import InProcessDiagnostics
+from services.diagnostics.handlers import Diagnostician
+from services.diagnostics.settings import DiagnosticsSettings
+from services.tier1_selfheal.adapters.stripe_cards import StripeCardVault
+from services.tier1_selfheal.app import create_service
+from services.tier1_selfheal.auth import issue_session_token
+from tierline.stack.procs import free_port
+from tierline.stripe_adapter import StripeActions
+from tierline.world import VISA, build_world
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def ensure_chromium() -> str:
+    """Debian's chromium; installed here when missing (root on a fresh machine), else a clear skip."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update"], check=False, capture_output=True, env=env, timeout=600)
+        subprocess.run(
+            ["apt-get", "install", "-y", "chromium"], check=False, capture_output=True, env=env, timeout=900
+        )
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed and `apt-get install chromium` did not provide it")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+async def tier1(infra: Any, pg_pool: Any) -> AsyncIterator[Any]:
+    usage = UsageStore(infra.resolved_clickhouse_dsn())
+    await usage.ensure_schema()
+    reader = StripeLiveReader(infra.stripe_api_key.get_secret_value(), infra.stripe_api_base, emulated=True)
+    diagnostics = InProcessDiagnostics(
+        Diagnostician(
+            MirrorStore(pg_pool), reader, usage, None, DiagnosticsSettings(mirror_max_age_s=0, audit=False)
+        )
+    )
+    svc = create_service(infra.model_copy(update={"http_port": free_port()}), diagnostics=diagnostics)
+    await svc.start()
+    await asyncio.sleep(4)  # consumer group join
+    yield svc
+    await svc.stop()
+
+
+async def test_given_declined_payment_when_customer_clicks_retry_then_page_shows_it_resolved(
+    tier1: Any, infra: Any, unique: str, test_output: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    executable = ensure_chromium()
+    # Given a customer whose $49 invoice was declined (insufficient funds), with funds available again
+    stripe_actions = StripeActions(infra)
+    world = await build_world(
+        {
+            "card": "declined_insufficient_funds",
+            "failed_invoice": {"amount_usd": 49, "decline_code": "insufficient_funds"},
+        },
+        stripe_actions,
+        label=f"br-t1-{unique}",
+    )
+    await StripeCardVault(infra).save_card(
+        world.customer_id, card={"number": VISA, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
+    )
+    token = issue_session_token(infra.session_secret.get_secret_value(), world.customer_id, 600)
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=executable, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 900, "height": 900})
+            # When the customer signs in through the form
+            await page.goto(f"http://127.0.0.1:{tier1.http_port}/health-meter")
+            await page.fill("#token-input", token)
+            await page.click("#signin-form button[type=submit]")
+            # Then the meter is red and explains the declined payment, with a retry and a human on offer
+            await page.wait_for_selector("#meter[data-status=red]", timeout=30_000)
+            assert "declined" in (await page.inner_text("#explanation")).lower()
+            assert "$49.00" in await page.inner_text("#explanation")
+            assert await page.is_visible("#human")
+            await page.screenshot(path=str(test_output / "health_meter_before.png"), full_page=True)
+            # When they click retry
+            await page.click("#fixes button[data-action=retry_payment]")
+            # Then the live status shows the payment resolved by Tier 1, and the meter is no longer red
+            await page.wait_for_selector("#status[data-state=resolved]", timeout=60_000)
+            assert "went through" in await page.inner_text("#status-text")
+            await page.wait_for_function(
+                "document.querySelector('#meter').dataset.status !== 'red'", timeout=30_000
+            )
+            await page.screenshot(path=str(test_output / "health_meter.png"), full_page=True)
+        finally:
+            await browser.close()
+    assert (await stripe_actions.get_invoice(world.failed_invoice_id or ""))["status"] == "paid"
