@@ -142,11 +142,26 @@ class ActionExecutor:
         self.stripe = stripe or StripeActions(settings)
         self.policy = policy or PolicyEngine.from_yaml()
         self.ledger = ActionLedger(pool)
+        self._cache: dict[str, tuple[float, DiagnosisView]] = {}
+
+    #: How long one customer's diagnosis is reused while a contact is being handled. Any effect on the
+    #: customer drops it, and money limits are counted from the ledger at decision time, not from it.
+    DIAGNOSIS_TTL_S = 3.0
 
     # ------------------------------------------------------------------ facts (verified records only)
     async def diagnosis(self, ctx: ActionContext) -> DiagnosisView:
+        now = asyncio.get_running_loop().time()
+        cached = self._cache.get(ctx.customer_id)
+        if cached is not None and now - cached[0] < self.DIAGNOSIS_TTL_S:
+            return cached[1]
         result: DiagnosisView = await self.diagnostics.diagnose(ctx.customer_id)
+        self._cache[ctx.customer_id] = (now, result)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
         return result
+
+    def forget(self, customer_id: str) -> None:
+        self._cache.pop(customer_id, None)
 
     async def policy_context(self, ctx: ActionContext, diagnosis: DiagnosisView, **extra: Any) -> Any:
         from schemas import RootCause
@@ -238,6 +253,7 @@ class ActionExecutor:
             log.info("action.refused", action=action.value, target=target, verdict=verdict.kind, reason=reason)
             return ActionOutcome(action=action, status=status, detail=detail, target=target, amount_usd=amount_usd,
                                  idempotency_key=key, escalation_reason=escalation, policy=record)
+        self.forget(ctx.customer_id)
         try:
             result: LedgerResult = await self.ledger.execute(
                 key=key, contact_id=ctx.contact_id, customer_id=ctx.customer_id, action=action.value,

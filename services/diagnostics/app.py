@@ -18,7 +18,7 @@ from services.diagnostics.client import InProcessDiagnostics
 from services.diagnostics.handlers import BrokerAuditSink, Diagnostician, UsageBatchConsumer, http_handlers
 from services.diagnostics.openapi import openapi_document
 from services.diagnostics.settings import DiagnosticsSettings
-from tierline.messaging import SUBSCRIBER_DEFAULTS, consumer_group
+from tierline.messaging import ORDERED_DEFAULTS, consumer_group
 from tierline.runtime import Service
 from tierline.settings import DEFAULT_PORTS, InfraSettings
 
@@ -72,7 +72,7 @@ def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings |
         max_records=diag_settings.usage_batch_size,
         batch_timeout_ms=diag_settings.usage_batch_timeout_ms,
         decoder=_raw_batch,
-        **SUBSCRIBER_DEFAULTS,
+        **ORDERED_DEFAULTS,
     )
     async def on_usage_events_recorded(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
         records = message.raw_message if isinstance(message.raw_message, tuple) else None

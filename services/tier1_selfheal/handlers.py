@@ -117,6 +117,9 @@ async def on_selfheal_requested(deps: SelfhealDeps, msg: SelfhealRequestedV1) ->
 async def _diagnose_or(deps: SelfhealDeps, msg: SelfhealRequestedV1) -> DiagnosisView | None:
     """A fresh diagnosis; the one the router attached if the customer is unknown to diagnostics now."""
     try:
+        reader = getattr(deps.actions, "diagnosis", None)  # the executor's short-lived cache, when it has one
+        if reader is not None:
+            return await reader(context(msg))  # type: ignore[no-any-return]
         return await deps.diagnostics.diagnose(msg.customer_id)
     except LookupError:
         return msg.payload.diagnosis

@@ -188,7 +188,8 @@ class ScenarioRunner:
             return []
         rows = await self.db.fetch(
             "SELECT DISTINCT action FROM action_ledger WHERE contact_id=$1 AND status='succeeded'", contact_id)
-        return sorted(r["action"] for r in rows)
+        # report the closed action vocabulary only (internal ledger entries such as a dunning schedule are not)
+        return sorted(r["action"] for r in rows if r["action"] in Action._value2member_map_)
 
     async def refunded(self, customer_id: str) -> float:
         total = await self.db.fetchval(

@@ -50,7 +50,9 @@ class ExecutorTools:
 
     async def get_billing_diagnosis(self) -> ToolResult:
         try:
-            diagnosis = await self.diagnostics.diagnose(self.ctx.customer_id)
+            reader = getattr(self.actions, "diagnosis", None)
+            diagnosis = (await reader(self.ctx) if reader is not None
+                         else await self.diagnostics.diagnose(self.ctx.customer_id))
         except LookupError as exc:
             return ToolResult.failure(f"customer not found: {exc}")
         return ToolResult(ok=True, data=diagnosis.model_dump(mode="json"))

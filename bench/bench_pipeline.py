@@ -1,0 +1,200 @@
+"""Full pipeline (router -> tier -> outcome, offline planner) vs a bare pass-through with the same
+number of hops on the same broker. Starts its own stack (services as separate processes) and stops it.
+
+Figures: pipeline sustained throughput and p50/p99 contact latency at an offered load, the
+pass-through's ceiling throughput (saturated) and its latency at the same offered load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.common import figure, percentile
+
+QUICK = os.environ.get("TIERLINE_BENCH_QUICK") == "1"
+RATE = float(os.environ.get("TIERLINE_BENCH_RATE", "200"))
+DURATION = float(os.environ.get("TIERLINE_BENCH_SECONDS", "15" if QUICK else "60"))
+TEXTS = [
+    "Can you send me the invoice for my last payment? finance needs it",
+    "Do you accept bank transfers or only cards?",
+    "Why was I charged more than usual this month?",
+    "I want to talk to a person please",
+    "How do I pay with American Express?",
+    "Please email me the receipt for this month",
+]
+
+
+class Collector:
+    """Consumes a topic from its end and records when each awaited id arrives."""
+
+    def __init__(self, bootstrap: str, topic: str, key: str) -> None:
+        self.bootstrap, self.topic, self.key = bootstrap, topic, key
+        self.arrived: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=self.bootstrap,
+                                          group_id=f"bench-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest")
+        await self._consumer.start()
+        while not self._consumer.assignment():
+            await asyncio.sleep(0.1)
+        for tp in self._consumer.assignment():
+            await self._consumer.seek_to_end(tp)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        async for record in self._consumer:
+            now = time.monotonic()
+            try:
+                ident = json.loads(record.value)[self.key]
+            except (ValueError, KeyError, TypeError):
+                continue
+            self.arrived.setdefault(ident, now)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        if self._consumer:
+            await self._consumer.stop()
+
+
+async def offered_load(producer: AIOKafkaProducer, topic: str, make: Any, rate: float, seconds: float,
+                       collector: Collector, drain: float = 30.0) -> tuple[dict[str, float], float]:
+    sent: dict[str, float] = {}
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < seconds:
+        due = start + n / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        ident, value, key = make(n)
+        sent[ident] = time.monotonic()
+        await producer.send(topic, value, key=key)
+        n += 1
+    window_end = time.monotonic()
+    deadline = window_end + drain
+    while time.monotonic() < deadline and len([i for i in sent if i in collector.arrived]) < len(sent):
+        await asyncio.sleep(0.2)
+    completed_in_window = sum(1 for i in sent if collector.arrived.get(i, 1e18) <= window_end)
+    latencies = {i: (collector.arrived[i] - t) * 1000 for i, t in sent.items() if i in collector.arrived}
+    return latencies, completed_in_window / (window_end - start)
+
+
+async def passthrough(bootstrap: str) -> list[dict[str, Any]]:
+    from bench.passthrough import DONE, HOPS
+    from tierline.messaging import ensure_topics
+
+    await ensure_topics(bootstrap, 4, topics=[*HOPS, DONE])
+    proc = subprocess.Popen([sys.executable, "-m", "bench.passthrough", bootstrap], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    rows = []
+    try:
+        collector = Collector(bootstrap, DONE, "id")
+        await collector.start()
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+        await producer.start()
+
+        def make(n: int) -> tuple[str, bytes, bytes]:
+            ident = f"p{n}-{uuid.uuid4().hex[:6]}"
+            return ident, json.dumps({"id": ident, "pad": "x" * 600}).encode(), str(n % 50).encode()
+
+        await asyncio.sleep(5)  # let the hop consumers join
+        lat, _ = await offered_load(producer, HOPS[0], make, 50, 3, collector)  # warm up
+        lat, tput = await offered_load(producer, HOPS[0], make, RATE, DURATION, collector)
+        rows.append(figure("passthrough.latency_p50_at_offered_load", percentile(list(lat.values()), 50), "ms"))
+        rows.append(figure("passthrough.latency_p99_at_offered_load", percentile(list(lat.values()), 99), "ms"))
+        # the ceiling: saturate it
+        sat_n = 2000 if QUICK else 6000
+        t0 = time.monotonic()
+        idents = []
+        for n in range(sat_n):
+            ident, value, key = make(10_000_000 + n)
+            idents.append(ident)
+            await producer.send(HOPS[0], value, key=key)
+        while time.monotonic() - t0 < 120 and sum(1 for i in idents if i in collector.arrived) < sat_n:
+            await asyncio.sleep(0.1)
+        done = [collector.arrived[i] for i in idents if i in collector.arrived]
+        ceiling = len(done) / (max(done) - t0) if done else 0.0
+        rows.append(figure("passthrough.ceiling_throughput", ceiling, "msgs/s"))
+        await producer.stop()
+        await collector.stop()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return rows
+
+
+async def pipeline(cfg: Any, ceiling: float) -> None:
+    from schemas import Channel
+    from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
+    from tierline.settings import InfraSettings
+    from tierline.stripe_adapter import StripeActions
+    from tierline.world import build_world
+
+    env = cfg.env()
+    settings = InfraSettings(stripe_api_base=env["TIERLINE_STRIPE_API_BASE"], postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
+                             kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"])
+    actions = StripeActions(settings)
+    customers = [(await build_world({"charges": [{"amount_usd": 49, "days_ago": 3}]}, actions,
+                                    label=f"bench-{i}")).customer_id for i in range(20)]
+    bootstrap = env["TIERLINE_KAFKA_BOOTSTRAP"]
+    collector = Collector(bootstrap, "contact.outcome.recorded.v1", "contact_id")
+    await collector.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+    await producer.start()
+
+    def make(n: int) -> tuple[str, bytes, bytes]:
+        cid = customers[n % len(customers)]
+        msg = ContactReceivedV1.build(
+            ContactReceivedPayload(channel=Channel.CHAT, text=TEXTS[n % len(TEXTS)],
+                                   sender=Sender(kind="customer_session", subject=cid)),
+            contact_id=f"bench-{uuid.uuid4()}", customer_id=cid)
+        return msg.contact_id, msg.model_dump_json().encode(), cid.encode()
+
+    await offered_load(producer, ContactReceivedV1.TOPIC, make, 5, 4, collector)  # warm every path
+    lat, tput = await offered_load(producer, ContactReceivedV1.TOPIC, make, RATE, DURATION, collector, drain=120)
+    values = list(lat.values())
+    figure("pipeline.sustained_throughput", tput, "contacts/s", ceiling, target=200.0,
+           offered_rate=RATE, seconds=DURATION, completed=len(values))
+    figure("pipeline.latency_p50", percentile(values, 50), "ms", higher_is_better=False)
+    figure("pipeline.latency_p99", percentile(values, 99), "ms", higher_is_better=False, target=250.0)
+    figure("pipeline.share_of_passthrough_ceiling", tput / ceiling if ceiling else 0.0, "ratio", target=0.30)
+    await producer.stop()
+    await collector.stop()
+
+
+async def main() -> None:
+    from tierline.stack.manager import StackConfig, down, prepare, start_components, start_services
+
+    root = Path(tempfile.mkdtemp(prefix="tierline-bench-pipeline-"))
+    cfg = StackConfig.for_tests(root)
+    try:
+        start_components(cfg, fsync=False)
+        await prepare(cfg)
+        rows = await passthrough(cfg.env()["TIERLINE_KAFKA_BOOTSTRAP"])
+        ceiling = next(r["value"] for r in rows if r["name"] == "passthrough.ceiling_throughput")
+        await asyncio.to_thread(start_services, cfg)
+        await pipeline(cfg, ceiling)
+    finally:
+        down(cfg)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
