@@ -155,8 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("bench", "bench.run", "bench_main", "run every benchmark"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_delegate(module, func))
+        p.set_defaults(func=_delegate(module, func), delegated=True)
 
     p = sub.add_parser("classify", help="one text a line on stdin -> one JSON line on stdout")
     p.set_defaults(func=cmd_classify)
@@ -164,11 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "delegated", False):
+        args.rest = extra  # the subcommand parses its own options (e.g. `tierline demo --contacts 50`)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command != "serve":  # logs are events on stderr; stdout is the command's output
         from tierline.observability import configure_logging
 
-        configure_logging(f"tierline-{args.command}", level="WARNING" if args.command == "classify" else "INFO")
+        quiet = args.command in ("classify", "demo", "eval", "report", "bench", "audit")
+        configure_logging(f"tierline-{args.command}", level="WARNING" if quiet else "INFO")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -351,11 +351,12 @@ async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
 def demo_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="tierline demo")
-    parser.add_argument("--customers", type=int, default=2000)
-    parser.add_argument("--contacts", type=int, default=600)
+    parser.add_argument("--customers", type=int, default=120,
+                        help="localstripe slows as its store grows: ~120 keeps the month under 5 minutes here")
+    parser.add_argument("--contacts", type=int, default=150)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--timeout", type=float, default=240.0)
     parser.add_argument("--out-dir", type=Path, default=Path(".tierline/demo"))
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
