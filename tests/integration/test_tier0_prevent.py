@@ -442,3 +442,19 @@ async def test_given_active_schedule_when_invoice_paid_by_another_path_then_sche
     assert status == "canceled"
     assert await pg_pool.fetchval("SELECT count(*) FROM dunning_attempts WHERE invoice_id=$1 AND status='scheduled'",
                                   built.failed_invoice_id) == 0
+
+
+async def test_given_card_expiring_this_month_in_mirror_when_scanned_then_it_is_found(pg_pool, unique) -> None:
+    """The daily scan's query runs on the real Postgres with timezone-aware bounds."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.tier0_prevent.adapters.postgres import Tier0Store
+
+    now = datetime.now(UTC)
+    await pg_pool.execute(
+        """INSERT INTO stripe_payment_methods (id, customer_id, brand, last4, exp_month, exp_year, version)
+           VALUES ($1, $2, 'visa', '4242', $3, $4, 1)""",
+        f"pm_scan_{unique}", f"cus_scan_{unique}", now.month, now.year)
+    store = Tier0Store(pg_pool)
+    found = await store.expiring_cards(now + timedelta(days=40), now)
+    assert f"pm_scan_{unique}" in {c.payment_method_id for c in found}

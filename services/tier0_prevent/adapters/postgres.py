@@ -166,8 +166,8 @@ class Tier0Store:
         rows = await self.pool.fetch(
             """SELECT * FROM stripe_payment_methods
                WHERE NOT detached AND customer_id IS NOT NULL AND exp_month BETWEEN 1 AND 12
-                 AND make_date(exp_year, exp_month, 1) + interval '1 month' - interval '1 second'
-                     BETWEEN $2 AND $1
+                 AND (make_date(exp_year, exp_month, 1) + interval '1 month' - interval '1 second')
+                     AT TIME ZONE 'UTC' BETWEEN $2::timestamptz AND $1::timestamptz
                ORDER BY exp_year, exp_month, id""",
             until, since,
         )
