@@ -22,6 +22,7 @@ SERVICE_MODULES: dict[str, str] = {
     "tier3_handoff": "services.tier3_handoff.app",
     "diagnostics": "services.diagnostics.app",
     "notifier": "services.tier0_prevent.notifier",
+    "analytics_sink": "services.tier3_handoff.analytics.service",
 }
 
 

@@ -60,4 +60,5 @@ DEFAULT_PORTS: dict[str, int] = {
     "diagnostics": 8104,
     "tier2_agent": 8105,
     "notifier": 8106,
+    "analytics_sink": 8107,
 }

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from schemas.messages import UsageEventRecordedV1
-from services.diagnostics.adapters.clickhouse import UsageStore
+from services.diagnostics.adapters.clickhouse import UsageStore, client_lock, get_client
 from services.diagnostics.adapters.mirror import MirrorStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
 from services.diagnostics.client import InProcessDiagnostics
@@ -79,4 +79,23 @@ def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings |
         await consumer.handle(bodies, records)
 
     service.health_checks["clickhouse"] = usage.ping
+    if diag_settings.analytics_sink:
+        # this process owns the ClickHouse engine (chDB: one process per data path), so the analyst
+        # stream is written here, through the same client and lock
+        from services.tier3_handoff.analytics.routes import analytics_routes
+        from services.tier3_handoff.analytics.sink import register_analytics_sink
+
+        dsn = settings.resolved_clickhouse_dsn()
+        register_analytics_sink(service, LazyClient(dsn), lock=client_lock(dsn))
+        service.routes.extend(analytics_routes(LazyClient(dsn), lock=client_lock(dsn)))
     return service
+
+
+class LazyClient:
+    """Opens the process's ClickHouse client on first use (building a service opens nothing)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get_client(self.dsn), name)

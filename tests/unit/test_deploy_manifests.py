@@ -416,7 +416,10 @@ def test_given_config_and_secret_keys_when_read_then_each_is_a_setting_the_code_
     manifests: list[tuple[Path, dict[str, Any]]], compose: dict[str, Any]
 ) -> None:
     """Given the env var names in ConfigMap, Secret and compose, When compared, Then none is a typo."""
+    from services.diagnostics.settings import DiagnosticsSettings
+
     known = {f"TIERLINE_{name.upper()}" for name in InfraSettings.model_fields} | EXTRA_SETTINGS
+    known |= {f"TIERLINE_DIAGNOSTICS_{name.upper()}" for name in DiagnosticsSettings.model_fields}
     (secret,) = of_kind(manifests, "Secret")
     names = set(configmap_data(manifests)) | set(secret["stringData"])
     names |= set(compose["services"]["router"]["environment"])

@@ -32,8 +32,8 @@ def verify_report(store: AnalyticsStore) -> dict[str, Any]:
                                                          "problem": broken.problem}}
 
 
-def analytics_routes(ch_client: Any, *, database: str = DEFAULT_DATABASE) -> list[Route]:
-    store = AnalyticsStore(ch_client, database)
+def analytics_routes(ch_client: Any, *, database: str = DEFAULT_DATABASE, lock: Any = None) -> list[Route]:
+    store = AnalyticsStore(ch_client, database, lock)
 
     async def report(request: Request) -> Response:
         try:

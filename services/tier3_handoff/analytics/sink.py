@@ -63,9 +63,9 @@ class AnalyticsSink:
 
 
 def register_analytics_sink(service: Service, ch_client: Any, *, database: str = DEFAULT_DATABASE,
-                            drift: bool = True) -> AnalyticsSink:
+                            drift: bool = True, lock: Any = None) -> AnalyticsSink:
     """Subscribe the sink (group `<service group>.analytics`) and, by default, the daily drift job."""
-    store = AnalyticsStore(ch_client, database)
+    store = AnalyticsStore(ch_client, database, lock)
     sink = AnalyticsSink(store)
     group = f"{consumer_group(service.name)}.analytics"
     sub = service.broker.subscriber

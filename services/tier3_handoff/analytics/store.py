@@ -91,12 +91,13 @@ def _dt(value: Any) -> datetime:
 class AnalyticsStore:
     """Synchronous ClickHouse calls behind a lock (one chDB engine per process), awaited in a thread."""
 
-    def __init__(self, client: Any, database: str = DEFAULT_DATABASE) -> None:
+    def __init__(self, client: Any, database: str = DEFAULT_DATABASE, lock: threading.Lock | None = None) -> None:
         if not database.replace("_", "").isalnum():
             raise ValueError(f"bad database name {database!r}")
         self.client = client
         self.db = database
-        self._lock = threading.Lock()
+        # share the process-wide lock of the client when others use it too (chDB is not thread-safe)
+        self._lock = lock or threading.Lock()
         self._ready = False
 
     # ------------------------------------------------------------------ plumbing
