@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
 MODEL := .tierline/models/intent/meta.json
-SCENARIOS ?= ../shared/data/scenarios/public.jsonl
+SCENARIOS ?= $(if $(wildcard ../shared/data/scenarios/public.jsonl),../shared/data/scenarios/public.jsonl,data/scenarios/public.jsonl)
 
 .PHONY: install model browser test test-unit test-integration run up demo eval bench status down lint asyncapi clean
 

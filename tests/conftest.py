@@ -19,7 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = REPO_ROOT.parent / "shared"
+# ../shared beside the checkout when present (CI), else the copies the repo ships in data/
+SHARED = (REPO_ROOT.parent / "shared" if (REPO_ROOT.parent / "shared" / "data" / "scenarios" / "public.jsonl").exists()
+          else REPO_ROOT)
 TEST_OUTPUT = REPO_ROOT / "test-output"
 
 

@@ -15,7 +15,9 @@ from tierline.stack.inproc import start_pipeline, stop_pipeline
 
 pytestmark = pytest.mark.integration
 
-PUBLIC = Path(__file__).resolve().parents[3] / "shared" / "data" / "scenarios" / "public.jsonl"
+from tests.conftest import SHARED  # noqa: E402
+
+PUBLIC = SHARED / "data" / "scenarios" / "public.jsonl"
 
 
 @pytest.fixture(scope="module")
