@@ -10,15 +10,15 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker
 
-from schemas import Action, Tier
+from schemas import Tier
 from schemas.messages import (
     AgentRequestedV1,
     EscalationOpenedPayload,
     KnowledgeArticlePublishedV1,
     OutcomeRecordedPayload,
-    PolicyDecisionRecord,
 )
 from services.tier2_agent.adapters.tools import ExecutorTools
+from services.tier2_agent.domain import amount_at_stake, packet_records
 from services.tier2_agent.guardrails import detect_injection, redact
 from services.tier2_agent.ports import AgentRequest, AgentResult
 from services.tier2_agent.tools import performed_actions, refunded_usd
@@ -77,40 +77,15 @@ async def finish(deps: AgentDeps, msg: AgentRequestedV1, result: AgentResult) ->
             trigger="contact", summary=result.final_answer[:1000]))
         return
     assert result.escalation is not None
-    tried = [*msg.payload.tried]
-    decisions: list[PolicyDecisionRecord] = []
-    for taken in result.actions:
-        data = taken.result.data or {}
-        action = _action_of(taken.tool)
-        if action is None:
-            continue
-        status = "succeeded" if taken.result.ok else ("denied" if taken.result.policy_refused else "failed")
-        from schemas.messages import ActionRecord
-
-        tried.append(ActionRecord(action=action, tier=Tier.TIER2, status=status, idempotency_key=str(
-            data.get("idempotency_key", "")), detail=(taken.result.error or str(data.get("customer_message", "")))[:500],
-            amount_usd=float(data.get("amount_usd") or 0) if taken.result.ok else 0.0,
-            target=str(taken.args.get("charge_id") or taken.args.get("invoice_id") or "") or None))
-        if taken.result.verdict is not None:
-            decisions.append(PolicyDecisionRecord(action=action, verdict=taken.result.verdict,
-                                                  reason=taken.result.error or "", rule=""))
+    tried, decisions = packet_records(result, list(msg.payload.tried))
     plan = ((diagnosis.evidence.get("plan") or {}).get("tier")) if diagnosis else None
-    amount = max((float(a.args.get("amount_usd") or 0) for a in result.actions if a.tool == "refund"), default=0.0)
+    amount = amount_at_stake(result)
     await escalate(deps.broker, cause=msg, payload=EscalationOpenedPayload(
         reason=result.escalation.reason, opened_by=Tier.TIER2, intent=msg.payload.intent, text=msg.payload.text,
         plan=plan, amount_usd=amount, diagnosis=diagnosis, transcript=result.transcript, actions_tried=tried,
         policy_decisions=decisions,
         suggested_next_step=result.escalation.suggested_next_step or result.escalation.note,
         tier_path=tier_path, contact_started_at=None))
-
-
-def _action_of(tool: str) -> Action | None:
-    from services.tier2_agent.tools import TOOL_SPECS
-
-    spec = TOOL_SPECS.get(tool)
-    if spec is None or spec.action in (None, Action.ESCALATE, Action.ANSWER_FROM_KNOWLEDGE):
-        return None
-    return spec.action
 
 
 async def on_article_published(knowledge: Any, msg: KnowledgeArticlePublishedV1) -> None:
