@@ -255,6 +255,6 @@ async def test_given_flat_series_then_no_drift_and_given_spike_then_drift_alert(
     assert "intent:payment_failed" in subjects and "root_cause:card_declined_insufficient_funds" in subjects
     pf = next(a for a in alerts if a.payload.subject == "intent:payment_failed")
     assert pf.payload.observed == pytest.approx(40 / 45, abs=1e-3) and pf.payload.expected == 0.5
-    on_topic = await collect_alerts(infra, lambda b: b["payload"]["kind"] == "drift"
-                                    and b["payload"]["details"].get("database") == spike_db)
+    on_topic = await collect_alerts(infra, lambda b: b.get("payload", {}).get("kind") == "drift"
+                                    and b["payload"].get("details", {}).get("database") == spike_db)
     assert {b["payload"]["subject"] for b in on_topic} == subjects
