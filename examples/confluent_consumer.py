@@ -22,9 +22,11 @@ def describe(message: dict) -> str:  # type: ignore[type-arg]
     p = message.get("payload", {})
     tried = ", ".join(f"{a['action']}:{a['status']}" for a in p.get("actions_tried", [])) or "nothing"
     diagnosis = (p.get("diagnosis") or {}).get("root_cause", "no diagnosis")
-    return (f"ESCALATION contact={message['contact_id']} customer={message['customer_id']} "
-            f"reason={p.get('reason')} by={p.get('opened_by')} diagnosis={diagnosis} tried=[{tried}] "
-            f"next={p.get('suggested_next_step') or '-'}")
+    return (
+        f"ESCALATION contact={message['contact_id']} customer={message['customer_id']} "
+        f"reason={p.get('reason')} by={p.get('opened_by')} diagnosis={diagnosis} tried=[{tried}] "
+        f"next={p.get('suggested_next_step') or '-'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,16 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", default="127.0.0.1:19092")
     ap.add_argument("--group", default="human-desk-example")
     ap.add_argument("--contact", help="only print this contact's escalation")
-    ap.add_argument("--max-messages", type=int, default=0, help="exit after this many printed (0 = run forever)")
+    ap.add_argument(
+        "--max-messages", type=int, default=0, help="exit after this many printed (0 = run forever)"
+    )
     ap.add_argument("--timeout", type=float, default=0, help="give up after this many seconds (0 = never)")
     args = ap.parse_args(argv)
 
-    consumer = Consumer({
-        "bootstrap.servers": args.bootstrap,
-        "group.id": args.group,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([TOPIC])
     printed = 0
     deadline = time.monotonic() + args.timeout if args.timeout else None
@@ -50,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
             msg = consumer.poll(1.0)
             if msg is None:
                 continue
-            if msg.error():
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    print(f"error: {msg.error()}", file=sys.stderr)
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    print(f"error: {error}", file=sys.stderr)
                 continue
             try:
-                body = json.loads(msg.value())
+                body = json.loads(msg.value() or b"")
             except (TypeError, ValueError):
                 print(f"skipping undecodable message at {msg.partition()}:{msg.offset()}", file=sys.stderr)
                 continue

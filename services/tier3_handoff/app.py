@@ -39,13 +39,16 @@ def create_service(
         return holder["handoff"]
 
     service = Service.create(
-        name, settings, http_port=settings.http_port,
+        name,
+        settings,
+        http_port=settings.http_port,
         routes=console_routes(handoff, settings.session_secret.get_secret_value()),
     )
 
     async def on_start(svc: Service) -> None:
-        holder["handoff"] = Tier3Handoff(pool=svc.db, broker=svc.broker, actions=actions or UnwiredHumanActions(),
-                                         settings=tier3)
+        holder["handoff"] = Tier3Handoff(
+            pool=svc.db, broker=svc.broker, actions=actions or UnwiredHumanActions(), settings=tier3
+        )
         svc.state["handoff"] = holder["handoff"]
 
     async def sla_job(svc: Service) -> None:
@@ -66,9 +69,11 @@ def create_service(
 
     group = consumer_group(name)
     service.broker.subscriber(EscalationOpenedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(
-        on_escalation_opened)
+        on_escalation_opened
+    )
     service.broker.subscriber(DeadLetterRecordedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(
-        on_dead_letter_recorded)
+        on_dead_letter_recorded
+    )
     service.on_start.append(on_start)
     service.background.append(sla_job)
     return service

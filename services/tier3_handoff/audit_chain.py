@@ -26,7 +26,9 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
     from services.tier3_handoff.analytics.routes import verify_report
     from services.tier3_handoff.analytics.store import AnalyticsStore
 
-    return verify_report(AnalyticsStore(clickhouse_connect.get_client(dsn=args.clickhouse_dsn), args.database))
+    return verify_report(
+        AnalyticsStore(clickhouse_connect.get_client(dsn=args.clickhouse_dsn), args.database)
+    )
 
 
 def audit_main(argv: list[str] | None = None) -> int:
@@ -49,8 +51,10 @@ def audit_main(argv: list[str] | None = None) -> int:
         print(f"audit chain OK ({result['checked']} records)")
     else:
         b = result["broken"]
-        print(f"audit chain BROKEN at partition {b['partition']} offset {b['offset']} "
-              f"(message {b['message_id']}): {b['problem']}; {result['checked']} records verified before it")
+        print(
+            f"audit chain BROKEN at partition {b['partition']} offset {b['offset']} "
+            f"(message {b['message_id']}): {b['problem']}; {result['checked']} records verified before it"
+        )
     return 0 if result["ok"] else 1
 
 

@@ -28,8 +28,9 @@ def issue_agent_token(secret: str, agent_id: str, queues: list[str], ttl_s: int 
 
 def verify_agent_token(secret: str, token: str) -> Agent:
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], audience=AUDIENCE,
-                            options={"require": ["sub", "exp"]})
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], audience=AUDIENCE, options={"require": ["sub", "exp"]}
+        )
     except jwt.PyJWTError as exc:
         raise InvalidAgentToken(str(exc)) from exc
     queues = claims.get("queues")

@@ -63,14 +63,21 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list
         status = request.query_params.get("status", "open,claimed")
         statuses = [s for s in status.split(",") if s in {c.value for c in domain.CaseStatus}]
         cases = await get_handoff().store.list_queue(queues, statuses)
-        return JSONResponse({"cases": [{**c.summary(), "headline": domain.summarize_packet(c.packet)}
-                                       for c in cases]})
+        return JSONResponse(
+            {"cases": [{**c.summary(), "headline": domain.summarize_packet(c.packet)} for c in cases]}
+        )
 
     async def get_case(request: Request, agent: Agent) -> Response:
         handoff = get_handoff()
         case = await handoff.visible_case(request.path_params["case_id"], agent.queues)
-        return JSONResponse({**case.summary(), "packet": case.packet, "resolution_note": case.resolution_note,
-                             "human_actions": await handoff.store.actions(case.case_id)})
+        return JSONResponse(
+            {
+                **case.summary(),
+                "packet": case.packet,
+                "resolution_note": case.resolution_note,
+                "human_actions": await handoff.store.actions(case.case_id),
+            }
+        )
 
     async def claim(request: Request, agent: Agent) -> Response:
         case = await get_handoff().claim(request.path_params["case_id"], agent.agent_id, agent.queues)
@@ -79,8 +86,11 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list
     async def act(request: Request, agent: Agent) -> Response:
         body: dict[str, Any] = await request.json()
         result = await get_handoff().act(
-            request.path_params["case_id"], agent.agent_id, agent.queues,
-            kind=str(body.get("action", "note")), note=str(body.get("note", "")),
+            request.path_params["case_id"],
+            agent.agent_id,
+            agent.queues,
+            kind=str(body.get("action", "note")),
+            note=str(body.get("note", "")),
             params={k: v for k, v in body.items() if k not in {"action", "note"}},
         )
         return JSONResponse(result)
@@ -96,11 +106,17 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list
             if not title or not text:
                 raise ValueError("publish_article needs title and body")
             article = (title, text, [str(t) for t in body.get("tags") or []])
-        msg = await get_handoff().resolve(request.path_params["case_id"], agent.agent_id, agent.queues,
-                                          note=note, article=article)
-        return JSONResponse({"case_id": msg.payload.case_id, "status": "resolved",
-                             "message_id": str(msg.message_id),
-                             "knowledge_article_id": msg.payload.knowledge_article_id})
+        msg = await get_handoff().resolve(
+            request.path_params["case_id"], agent.agent_id, agent.queues, note=note, article=article
+        )
+        return JSONResponse(
+            {
+                "case_id": msg.payload.case_id,
+                "status": "resolved",
+                "message_id": str(msg.message_id),
+                "knowledge_article_id": msg.payload.knowledge_article_id,
+            }
+        )
 
     async def page(request: Request) -> Response:
         html = (resources.files("services.tier3_handoff") / "static" / "console.html").read_text()

@@ -204,8 +204,13 @@ def sla_breach(
 # --------------------------------------------------------------------------- dead letters
 #: Topics whose poison messages leave a contact without an outcome unless a human takes it.
 CONTACT_FLOW_TOPICS: frozenset[str] = frozenset(
-    {"contact.received.v1", "tier1.selfheal.requested.v1", "tier2.agent.requested.v1",
-     "tier3.escalation.opened.v1", "stripe.event.received.v1"}
+    {
+        "contact.received.v1",
+        "tier1.selfheal.requested.v1",
+        "tier2.agent.requested.v1",
+        "tier3.escalation.opened.v1",
+        "stripe.event.received.v1",
+    }
 )
 
 

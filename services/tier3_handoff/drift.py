@@ -24,8 +24,9 @@ TRAILING_DAYS = 28
 DIMENSIONS = {"intent": "v_intent_by_day", "root_cause": "v_root_cause_by_day"}
 
 
-def compute_drift(store: AnalyticsStore, day: date, thresholds: DriftThresholds | None = None
-                  ) -> list[DriftFinding]:
+def compute_drift(
+    store: AnalyticsStore, day: date, thresholds: DriftThresholds | None = None
+) -> list[DriftFinding]:
     store.ensure_schema()
     findings: list[DriftFinding] = []
     for dimension, view in DIMENSIONS.items():
@@ -35,24 +36,47 @@ def compute_drift(store: AnalyticsStore, day: date, thresholds: DriftThresholds 
     return findings
 
 
-async def run_drift_check(store: AnalyticsStore, broker: KafkaBroker, day: date,
-                          thresholds: DriftThresholds | None = None, *, scope: str = "") -> list[AlertRaisedV1]:
+async def run_drift_check(
+    store: AnalyticsStore,
+    broker: KafkaBroker,
+    day: date,
+    thresholds: DriftThresholds | None = None,
+    *,
+    scope: str = "",
+) -> list[AlertRaisedV1]:
     findings = await store.run(compute_drift, store, day, thresholds)
     th = thresholds or DriftThresholds()
     alerts = []
     for f in findings:
         alert = AlertRaisedV1.build(
-            AlertPayload(kind="drift", subject=f"{f.dimension}:{f.key}", observed=f.observed_share,
-                         expected=f.expected_share, threshold=th.min_share_delta,
-                         details={"day": day.isoformat(), "delta": f.delta, "day_count": f.day_count,
-                                  "day_total": f.day_total, "trailing_days": TRAILING_DAYS,
-                                  "database": store.db}),
-            contact_id=f"drift:{day.isoformat()}", customer_id="ops",
+            AlertPayload(
+                kind="drift",
+                subject=f"{f.dimension}:{f.key}",
+                observed=f.observed_share,
+                expected=f.expected_share,
+                threshold=th.min_share_delta,
+                details={
+                    "day": day.isoformat(),
+                    "delta": f.delta,
+                    "day_count": f.day_count,
+                    "day_total": f.day_total,
+                    "trailing_days": TRAILING_DAYS,
+                    "database": store.db,
+                },
+            ),
+            contact_id=f"drift:{day.isoformat()}",
+            customer_id="ops",
             message_id=derived_id("drift", store.db, scope, day.isoformat(), f.dimension, f.key),
         )
         await publish(broker, alert)
-        log.warning("analytics.drift.detected", dimension=f.dimension, key=f.key, observed=f.observed_share,
-                    expected=f.expected_share, day=day.isoformat())
+        log.warning(
+            "analytics.drift.detected",
+            dimension=f.dimension,
+            key=f.key,
+            observed=f.observed_share,
+            expected=f.expected_share,
+            day=day.isoformat(),
+        )
         alerts.append(alert)
     return alerts
 

@@ -66,26 +66,54 @@ class Tier3Handoff:
         """Open the case (once per contact), then record the contact's terminal outcome."""
         packet = msg.payload
         now = datetime.now(UTC)
-        t = domain.triage(packet.reason.value, plan=packet.plan, amount_usd=packet.amount_usd,
-                          contact_started_at=packet.contact_started_at, now=now)
+        t = domain.triage(
+            packet.reason.value,
+            plan=packet.plan,
+            amount_usd=packet.amount_usd,
+            contact_started_at=packet.contact_started_at,
+            now=now,
+        )
         case = Case(
-            case_id=domain.case_id_for(msg.contact_id), contact_id=msg.contact_id, customer_id=msg.customer_id,
-            reason=packet.reason.value, priority=t.priority, sla_due_at=t.sla_due_at,
-            status=domain.CaseStatus.OPEN, assignee=None, queue=t.queue.value,
+            case_id=domain.case_id_for(msg.contact_id),
+            contact_id=msg.contact_id,
+            customer_id=msg.customer_id,
+            reason=packet.reason.value,
+            priority=t.priority,
+            sla_due_at=t.sla_due_at,
+            status=domain.CaseStatus.OPEN,
+            assignee=None,
+            queue=t.queue.value,
             packet={**packet.model_dump(mode="json"), "triage_factors": list(t.factors)},
-            source_message_id=str(msg.message_id), opened_at=now, claimed_at=None, resolved_at=None,
-            resolution_note=None, sla_alerted_at=None,
+            source_message_id=str(msg.message_id),
+            opened_at=now,
+            claimed_at=None,
+            resolved_at=None,
+            resolution_note=None,
+            sla_alerted_at=None,
         )
         inserted = await self.store.insert(case)
         if inserted:
-            log.info("tier3.case.opened", contact_id=msg.contact_id, case_id=case.case_id,
-                     priority=t.priority, queue=t.queue.value, reason=packet.reason.value)
-            await audit(self.broker, cause=msg, actor=ACTOR, action="case.opened", target=case.case_id,
-                        decision=f"P{t.priority}:{t.queue.value}")
+            log.info(
+                "tier3.case.opened",
+                contact_id=msg.contact_id,
+                case_id=case.case_id,
+                priority=t.priority,
+                queue=t.queue.value,
+                reason=packet.reason.value,
+            )
+            await audit(
+                self.broker,
+                cause=msg,
+                actor=ACTOR,
+                action="case.opened",
+                target=case.case_id,
+                decision=f"P{t.priority}:{t.queue.value}",
+            )
         else:
             log.info("tier3.case.duplicate_escalation", contact_id=msg.contact_id, case_id=case.case_id)
-        await record_outcome(self.pool, self.broker, cause=msg, payload=domain.handoff_outcome(packet),
-                             costs=self.costs)
+        await record_outcome(
+            self.pool, self.broker, cause=msg, payload=domain.handoff_outcome(packet), costs=self.costs
+        )
         stored = await self.store.get(case.case_id)
         assert stored is not None, "case vanished after insert"
         return stored
@@ -97,27 +125,57 @@ class Tier3Handoff:
         t = domain.triage("dead_letter", plan=None, amount_usd=0.0, contact_started_at=None, now=now)
         contact_key = domain.dead_letter_case_contact(str(msg.message_id))
         case = Case(
-            case_id=domain.case_id_for(contact_key), contact_id=contact_key, customer_id=msg.customer_id,
-            reason="dead_letter", priority=t.priority, sla_due_at=t.sla_due_at, status=domain.CaseStatus.OPEN,
-            assignee=None, queue=domain.Queue.OPS.value,
+            case_id=domain.case_id_for(contact_key),
+            contact_id=contact_key,
+            customer_id=msg.customer_id,
+            reason="dead_letter",
+            priority=t.priority,
+            sla_due_at=t.sla_due_at,
+            status=domain.CaseStatus.OPEN,
+            assignee=None,
+            queue=domain.Queue.OPS.value,
             packet={
-                "reason": "dead_letter", "original_contact_id": msg.contact_id, "dead_letter": dl.model_dump(),
+                "reason": "dead_letter",
+                "original_contact_id": msg.contact_id,
+                "dead_letter": dl.model_dump(),
                 "text": f"{dl.original_topic} @ {dl.partition}:{dl.offset}: {dl.error_type}",
-                "suggested_next_step": domain.suggested_step_for_dead_letter(dl.error_type, dl.original_topic),
-                "transcript": [], "actions_tried": [], "policy_decisions": [], "tier_path": [],
+                "suggested_next_step": domain.suggested_step_for_dead_letter(
+                    dl.error_type, dl.original_topic
+                ),
+                "transcript": [],
+                "actions_tried": [],
+                "policy_decisions": [],
+                "tier_path": [],
             },
-            source_message_id=str(msg.message_id), opened_at=now, claimed_at=None, resolved_at=None,
-            resolution_note=None, sla_alerted_at=None,
+            source_message_id=str(msg.message_id),
+            opened_at=now,
+            claimed_at=None,
+            resolved_at=None,
+            resolution_note=None,
+            sla_alerted_at=None,
         )
         if await self.store.insert(case):
-            log.warning("tier3.case.dead_letter_opened", case_id=case.case_id, topic=dl.original_topic,
-                        error_type=dl.error_type)
+            log.warning(
+                "tier3.case.dead_letter_opened",
+                case_id=case.case_id,
+                topic=dl.original_topic,
+                error_type=dl.error_type,
+            )
         if dl.original_topic in domain.CONTACT_FLOW_TOPICS and dl.headers.get("contact-id"):
             # The contact was waiting on the poisoned message: a human now owns it (never a dead end).
-            await record_outcome(self.pool, self.broker, cause=msg, costs=self.costs, payload=OutcomeRecordedPayload(
-                resolved_by=Tier.TIER3, tier_path=[Tier.TIER3], actions=[Action.ESCALATE],
-                escalation_reason=EscalationReason.ERROR, summary=f"poison message on {dl.original_topic}",
-            ))
+            await record_outcome(
+                self.pool,
+                self.broker,
+                cause=msg,
+                costs=self.costs,
+                payload=OutcomeRecordedPayload(
+                    resolved_by=Tier.TIER3,
+                    tier_path=[Tier.TIER3],
+                    actions=[Action.ESCALATE],
+                    escalation_reason=EscalationReason.ERROR,
+                    summary=f"poison message on {dl.original_topic}",
+                ),
+            )
         stored = await self.store.get(case.case_id)
         assert stored is not None
         return stored
@@ -138,14 +196,27 @@ class Tier3Handoff:
                 assert latest is not None
                 domain.decide_claim(_view(latest), agent_id, agent_queues)  # raises the conflict
             log.info("tier3.case.claimed", case_id=case_id, agent_id=agent_id)
-            await audit(self.broker, cause=self._cause(case), actor=f"agent:{agent_id}", action="case.claimed",
-                        target=case_id)
+            await audit(
+                self.broker,
+                cause=self._cause(case),
+                actor=f"agent:{agent_id}",
+                action="case.claimed",
+                target=case_id,
+            )
         latest = await self.store.get(case_id)
         assert latest is not None
         return latest
 
-    async def act(self, case_id: str, agent_id: str, agent_queues: frozenset[str], *, kind: str, note: str,
-                  params: dict[str, Any]) -> dict[str, Any]:
+    async def act(
+        self,
+        case_id: str,
+        agent_id: str,
+        agent_queues: frozenset[str],
+        *,
+        kind: str,
+        note: str,
+        params: dict[str, Any],
+    ) -> dict[str, Any]:
         """Record a human action on a held case (a note, or a tool call through the HumanActions port)."""
         case = await self.visible_case(case_id, agent_queues)
         domain.require_holder(_view(case), agent_id, agent_queues)
@@ -154,33 +225,66 @@ class Tier3Handoff:
         target = f"{case_id}/action/{len(await self.store.actions(case_id)) + 1}"
         try:
             if kind == "refund":
-                record = await self.actions.refund(case, agent_id=agent_id, charge_id=str(params["charge_id"]),
-                                                   amount_usd=float(params["amount_usd"]), note=note)
+                record = await self.actions.refund(
+                    case,
+                    agent_id=agent_id,
+                    charge_id=str(params["charge_id"]),
+                    amount_usd=float(params["amount_usd"]),
+                    note=note,
+                )
             elif kind == "retry_payment":
-                record = await self.actions.retry_payment(case, agent_id=agent_id,
-                                                          invoice_id=str(params["invoice_id"]), note=note)
+                record = await self.actions.retry_payment(
+                    case, agent_id=agent_id, invoice_id=str(params["invoice_id"]), note=note
+                )
             elif kind == "send_update_card_link":
                 record = await self.actions.send_update_card_link(case, agent_id=agent_id, note=note)
             elif kind != "note":
                 raise UnknownHumanAction(kind)
         except HumanActionDenied as exc:
             decision = f"denied: {exc}"
-            await self.store.add_action(case_id, agent_id, kind, note, {"status": "denied", "detail": str(exc)})
-            await audit(self.broker, cause=self._cause(case), actor=f"agent:{agent_id}", action=f"case.{kind}",
-                        target=target, decision="denied", details={"reason": str(exc)})
+            await self.store.add_action(
+                case_id, agent_id, kind, note, {"status": "denied", "detail": str(exc)}
+            )
+            await audit(
+                self.broker,
+                cause=self._cause(case),
+                actor=f"agent:{agent_id}",
+                action=f"case.{kind}",
+                target=target,
+                decision="denied",
+                details={"reason": str(exc)},
+            )
             raise
         if record is not None:
             decision = record.status
-        await self.store.add_action(case_id, agent_id, kind, note,
-                                    record.model_dump(mode="json") if record else None)
-        await audit(self.broker, cause=self._cause(case), actor=f"agent:{agent_id}", action=f"case.{kind}",
-                    target=target, decision=decision)
+        await self.store.add_action(
+            case_id, agent_id, kind, note, record.model_dump(mode="json") if record else None
+        )
+        await audit(
+            self.broker,
+            cause=self._cause(case),
+            actor=f"agent:{agent_id}",
+            action=f"case.{kind}",
+            target=target,
+            decision=decision,
+        )
         log.info("tier3.case.acted", case_id=case_id, agent_id=agent_id, kind=kind, decision=decision)
-        return {"kind": kind, "note": note, "decision": decision,
-                "record": record.model_dump(mode="json") if record else None}
+        return {
+            "kind": kind,
+            "note": note,
+            "decision": decision,
+            "record": record.model_dump(mode="json") if record else None,
+        }
 
-    async def resolve(self, case_id: str, agent_id: str, agent_queues: frozenset[str], *, note: str,
-                      article: tuple[str, str, list[str]] | None = None) -> CaseResolvedV1:
+    async def resolve(
+        self,
+        case_id: str,
+        agent_id: str,
+        agent_queues: frozenset[str],
+        *,
+        note: str,
+        article: tuple[str, str, list[str]] | None = None,
+    ) -> CaseResolvedV1:
         """Resolve a held case: tier3.case.resolved.v1, and optionally a KCS knowledge article."""
         case = await self.visible_case(case_id, agent_queues)
         if case.status == domain.CaseStatus.RESOLVED and case.assignee == agent_id:
@@ -191,31 +295,58 @@ class Tier3Handoff:
                 latest = await self.store.get(case_id)
                 assert latest is not None
                 domain.require_holder(_view(latest), agent_id, agent_queues)
-        case = await self.store.get(case_id)
-        assert case is not None
-        records = [ActionRecord.model_validate(a["record"]) for a in await self.store.actions(case_id)
-                   if a["record"] and "action" in a["record"]]
-        refund = round(sum(r.amount_usd for r in records if r.action is Action.REFUND and r.status == "succeeded"),
-                       2)
+        latest = await self.store.get(case_id)
+        assert latest is not None
+        case = latest
+        records = [
+            ActionRecord.model_validate(a["record"])
+            for a in await self.store.actions(case_id)
+            if a["record"] and "action" in a["record"]
+        ]
+        refund = round(
+            sum(r.amount_usd for r in records if r.action is Action.REFUND and r.status == "succeeded"), 2
+        )
         article_id = f"kb_{derived_id('kcs', case_id).hex[:16]}" if article else None
         resolved = CaseResolvedV1.build(
-            CaseResolvedPayload(case_id=case_id, agent_id=agent_id, resolution_note=case.resolution_note or note,
-                                actions=records, refund_usd=refund, knowledge_article_id=article_id),
-            contact_id=case.contact_id, customer_id=case.customer_id,
+            CaseResolvedPayload(
+                case_id=case_id,
+                agent_id=agent_id,
+                resolution_note=case.resolution_note or note,
+                actions=records,
+                refund_usd=refund,
+                knowledge_article_id=article_id,
+            ),
+            contact_id=case.contact_id,
+            customer_id=case.customer_id,
             message_id=derived_id("tier3-case-resolved", case_id),
         ).model_copy(update={"causation_id": _uuid(case.source_message_id)})
         await publish(self.broker, resolved)
         if article is not None and article_id is not None:
             title, body, tags = article
             kb = KnowledgeArticlePublishedV1.build(
-                KnowledgeArticlePayload(article_id=article_id, title=title, body_markdown=body,
-                                        tags=tags or [case.reason], source="tier3", author=agent_id),
-                contact_id=case.contact_id, customer_id=case.customer_id, cause=resolved, role="kcs",
+                KnowledgeArticlePayload(
+                    article_id=article_id,
+                    title=title,
+                    body_markdown=body,
+                    tags=tags or [case.reason],
+                    source="tier3",
+                    author=agent_id,
+                ),
+                contact_id=case.contact_id,
+                customer_id=case.customer_id,
+                cause=resolved,
+                role="kcs",
             )
             await publish(self.broker, kb)
             log.info("tier3.knowledge.published", case_id=case_id, article_id=article_id)
-        await audit(self.broker, cause=resolved, actor=f"agent:{agent_id}", action="case.resolved", target=case_id,
-                    details={"knowledge_article_id": article_id} if article_id else {})
+        await audit(
+            self.broker,
+            cause=resolved,
+            actor=f"agent:{agent_id}",
+            action="case.resolved",
+            target=case_id,
+            details={"knowledge_article_id": article_id} if article_id else {},
+        )
         log.info("tier3.case.resolved", case_id=case_id, agent_id=agent_id, refund_usd=refund)
         return resolved
 
@@ -225,28 +356,49 @@ class Tier3Handoff:
         now = now or datetime.now(UTC)
         announced: list[str] = []
         for case in await self.store.due_for_sla_alert(now):
-            breach = domain.sla_breach(case_id=case.case_id, status=case.status, sla_due_at=case.sla_due_at,
-                                       opened_at=case.opened_at, alerted=case.sla_alerted_at is not None, now=now)
+            breach = domain.sla_breach(
+                case_id=case.case_id,
+                status=case.status,
+                sla_due_at=case.sla_due_at,
+                opened_at=case.opened_at,
+                alerted=case.sla_alerted_at is not None,
+                now=now,
+            )
             if breach is None:
                 continue
             alert = AlertRaisedV1.build(
-                AlertPayload(kind="sla_breach", subject=case.case_id, observed=breach.overdue_minutes,
-                             expected=0.0, threshold=breach.sla_minutes,
-                             details={"queue": case.queue, "priority": case.priority, "status": case.status,
-                                      "assignee": case.assignee, "sla_due_at": case.sla_due_at.isoformat()}),
-                contact_id=case.contact_id, customer_id=case.customer_id,
+                AlertPayload(
+                    kind="sla_breach",
+                    subject=case.case_id,
+                    observed=breach.overdue_minutes,
+                    expected=0.0,
+                    threshold=breach.sla_minutes,
+                    details={
+                        "queue": case.queue,
+                        "priority": case.priority,
+                        "status": case.status,
+                        "assignee": case.assignee,
+                        "sla_due_at": case.sla_due_at.isoformat(),
+                    },
+                ),
+                contact_id=case.contact_id,
+                customer_id=case.customer_id,
                 message_id=derived_id("tier3-sla-breach", case.case_id),
             )
             note = NotificationRequestedV1.build(
                 NotificationRequestedPayload(
-                    to=self.settings.ops_email, template="sla_breach",
+                    to=self.settings.ops_email,
+                    template="sla_breach",
                     subject=f"SLA breached: {case.case_id} (P{case.priority}, {case.queue})",
-                    body=(f"Case {case.case_id} ({case.reason}) was due {case.sla_due_at.isoformat()} and is "
-                          f"{case.status}; {breach.overdue_minutes:.0f} min overdue."),
+                    body=(
+                        f"Case {case.case_id} ({case.reason}) was due {case.sla_due_at.isoformat()} and is "
+                        f"{case.status}; {breach.overdue_minutes:.0f} min overdue."
+                    ),
                     dedupe_key=f"sla_breach:{case.case_id}",
                     link=f"{self.settings.console_base_url}#case={case.case_id}",
                 ),
-                contact_id=case.contact_id, customer_id=case.customer_id,
+                contact_id=case.contact_id,
+                customer_id=case.customer_id,
                 message_id=derived_id("tier3-sla-notification", case.case_id),
             )
             await publish(self.broker, alert)
@@ -266,12 +418,18 @@ class Tier3Handoff:
 
     def _cause(self, case: Case) -> EscalationOpenedV1:
         """A stand-in cause for audit ids: the escalation that opened the case."""
-        payload = EscalationOpenedPayload(reason=EscalationReason.ERROR, opened_by=Tier.TIER3) \
-            if case.reason == "dead_letter" else EscalationOpenedPayload.model_validate(
-                {k: v for k, v in case.packet.items() if k in EscalationOpenedPayload.model_fields})
+        payload = (
+            EscalationOpenedPayload(reason=EscalationReason.ERROR, opened_by=Tier.TIER3)
+            if case.reason == "dead_letter"
+            else EscalationOpenedPayload.model_validate(
+                {k: v for k, v in case.packet.items() if k in EscalationOpenedPayload.model_fields}
+            )
+        )
         return EscalationOpenedV1(
             message_id=_uuid(case.source_message_id) or derived_id("case", case.case_id),
-            type=EscalationOpenedV1.TOPIC, contact_id=case.contact_id, customer_id=case.customer_id,
+            type=EscalationOpenedV1.TOPIC,
+            contact_id=case.contact_id,
+            customer_id=case.customer_id,
             payload=payload,
         )
 

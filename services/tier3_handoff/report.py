@@ -44,31 +44,51 @@ def render_tables(report: dict[str, Any], source: str) -> None:
 
     console = Console()
     t = report["totals"]
-    console.print(f"[bold]tierline report[/] {report['period']['start']} → {report['period']['end']} ({source})")
+    console.print(
+        f"[bold]tierline report[/] {report['period']['start']} → {report['period']['end']} ({source})"
+    )
     summary = Table(title="Totals")
     for col in ("contacts", "automated rate", "cost", "cost / contact", "recovered", "repeat rate 7d"):
         summary.add_column(col, justify="right")
-    summary.add_row(str(t["contacts"]), f"{t['automated_rate']:.1%}", f"${t['cost_usd']:,.2f}",
-                    f"${t['cost_per_contact_usd']:.2f}", f"${t['recovered_usd']:,.2f}",
-                    f"{t['repeat_contact_rate_7d']:.1%}")
+    summary.add_row(
+        str(t["contacts"]),
+        f"{t['automated_rate']:.1%}",
+        f"${t['cost_usd']:,.2f}",
+        f"${t['cost_per_contact_usd']:.2f}",
+        f"${t['recovered_usd']:,.2f}",
+        f"{t['repeat_contact_rate_7d']:.1%}",
+    )
     console.print(summary)
 
     def table(title: str, rows: list[dict[str, Any]], cols: list[str]) -> None:
         tab = Table(title=title)
         for c in cols:
-            tab.add_column(c, justify="left" if c in {"tier", "intent", "reason", "month", "day"} else "right")
+            tab.add_column(
+                c, justify="left" if c in {"tier", "intent", "reason", "month", "day"} else "right"
+            )
         for r in rows:
             tab.add_row(*[f"{r[c]:.1%}" if c.endswith(("rate", "share")) else str(r[c]) for c in cols])
         console.print(tab)
 
     table("Resolution by tier", report["resolution_by_tier"], ["tier", "contacts", "share"])
-    table("Resolution by intent", report["resolution_by_intent"], ["intent", "contacts", "automated",
-                                                                    "automated_rate"])
-    table("Resolution by day", report["resolution_by_day"],
-          ["day", "contacts", "tier0", "tier1", "tier2", "tier3", "automated_rate"])
-    table("Cost per month", report["cost_by_month"], ["month", "contacts", "cost_usd", "cost_per_contact_usd"])
-    table("Recovered revenue (tier 0/1 payment fixes)", report["recovered_revenue"],
-          ["tier", "recoveries", "recovered_usd"])
+    table(
+        "Resolution by intent",
+        report["resolution_by_intent"],
+        ["intent", "contacts", "automated", "automated_rate"],
+    )
+    table(
+        "Resolution by day",
+        report["resolution_by_day"],
+        ["day", "contacts", "tier0", "tier1", "tier2", "tier3", "automated_rate"],
+    )
+    table(
+        "Cost per month", report["cost_by_month"], ["month", "contacts", "cost_usd", "cost_per_contact_usd"]
+    )
+    table(
+        "Recovered revenue (tier 0/1 payment fixes)",
+        report["recovered_revenue"],
+        ["tier", "recoveries", "recovered_usd"],
+    )
     table("Escalation reasons", report["escalation_reasons"], ["reason", "escalations", "share"])
 
 

@@ -21,8 +21,16 @@ from tierline.messaging import publish
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -42,14 +50,27 @@ async def console(infra: Any) -> AsyncIterator[Any]:
 
 def packet(reason: EscalationReason, plan: str, amount: float) -> EscalationOpenedPayload:
     return EscalationOpenedPayload(
-        reason=reason, opened_by=Tier.TIER2, intent=Intent.UNRECOGNIZED_CHARGE, plan=plan, amount_usd=amount,
+        reason=reason,
+        opened_by=Tier.TIER2,
+        intent=Intent.UNRECOGNIZED_CHARGE,
+        plan=plan,
+        amount_usd=amount,
         text="There is a charge I never made",
-        diagnosis=DiagnosisView(customer_id="x", status=HealthStatus.RED, root_cause=RootCause.CARD_DECLINED_FRAUD,
-                                explanation="Three declines flagged as fraudulent since Monday"),
-        transcript=[Turn(role="customer", text="There is a charge I never made"),
-                    Turn(role="assistant", text="I am handing this to a specialist")],
-        actions_tried=[ActionRecord(action=Action.EXPLAIN_CHARGE, tier=Tier.TIER2, status="succeeded",
-                                    idempotency_key="k-explain")],
+        diagnosis=DiagnosisView(
+            customer_id="x",
+            status=HealthStatus.RED,
+            root_cause=RootCause.CARD_DECLINED_FRAUD,
+            explanation="Three declines flagged as fraudulent since Monday",
+        ),
+        transcript=[
+            Turn(role="customer", text="There is a charge I never made"),
+            Turn(role="assistant", text="I am handing this to a specialist"),
+        ],
+        actions_tried=[
+            ActionRecord(
+                action=Action.EXPLAIN_CHARGE, tier=Tier.TIER2, status="succeeded", idempotency_key="k-explain"
+            )
+        ],
         suggested_next_step="Confirm the charge with the customer, then block the card",
         tier_path=[Tier.TIER2],
     )
@@ -69,20 +90,33 @@ async def test_given_agent_when_signing_in_claiming_and_resolving_top_case_then_
 ):
     from playwright.async_api import async_playwright
 
-    high = EscalationOpenedV1.build(packet(EscalationReason.FRAUD, "enterprise", 900.0),
-                                    contact_id=f"br-hi-{unique}", customer_id=f"cus_{unique}")
-    low = EscalationOpenedV1.build(packet(EscalationReason.CUSTOMER_ASKED, "starter", 10.0),
-                                   contact_id=f"br-lo-{unique}", customer_id=f"cus_{unique}")
+    high = EscalationOpenedV1.build(
+        packet(EscalationReason.FRAUD, "enterprise", 900.0),
+        contact_id=f"br-hi-{unique}",
+        customer_id=f"cus_{unique}",
+    )
+    low = EscalationOpenedV1.build(
+        packet(EscalationReason.CUSTOMER_ASKED, "starter", 10.0),
+        contact_id=f"br-lo-{unique}",
+        customer_id=f"cus_{unique}",
+    )
     await publish(console.broker, low)
     await publish(console.broker, high)
     hi_row, lo_row = await wait_case(pg_pool, high.contact_id), await wait_case(pg_pool, low.contact_id)
-    assert hi_row["priority"] == 1 and lo_row["priority"] > 1
+    assert hi_row["priority"] == 1
+    assert lo_row["priority"] > 1
     # make ours the oldest high-priority case of the shared session database
     old = datetime(2001, 1, 1, tzinfo=UTC)
-    await pg_pool.execute("UPDATE cases SET opened_at=$2, sla_due_at=$3, sla_alerted_at=now() WHERE case_id=$1",
-                          hi_row["case_id"], old, old + timedelta(hours=1))
+    await pg_pool.execute(
+        "UPDATE cases SET opened_at=$2, sla_due_at=$3, sla_alerted_at=now() WHERE case_id=$1",
+        hi_row["case_id"],
+        old,
+        old + timedelta(hours=1),
+    )
     agent = f"ana-{unique}"
-    token = issue_agent_token(infra.session_secret.get_secret_value(), agent, ["risk", "billing", "enterprise"])
+    token = issue_agent_token(
+        infra.session_secret.get_secret_value(), agent, ["risk", "billing", "enterprise"]
+    )
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
@@ -103,16 +137,21 @@ async def test_given_agent_when_signing_in_claiming_and_resolving_top_case_then_
         assert "block the card" in await page.inner_text("#next-step")
         await page.click("#claim")
         await page.wait_for_function("document.getElementById('claim-status').textContent.includes('you')")
-        await page.fill("#resolution-note", "Confirmed fraud with the customer; card blocked, charge disputed")
+        await page.fill(
+            "#resolution-note", "Confirmed fraud with the customer; card blocked, charge disputed"
+        )
         await page.check("#publish-article")
         await page.fill("#article-title", f"Unrecognized charge flagged as fraud {unique}")
         await page.fill("#article-body", "Confirm with the customer, block the card, open a dispute.")
         await page.click("#resolve-button")
-        await page.wait_for_function("document.getElementById('resolve-status').textContent.includes('resolved')")
+        await page.wait_for_function(
+            "document.getElementById('resolve-status').textContent.includes('resolved')"
+        )
         await page.screenshot(path=str(test_output / "console.png"), full_page=True)
         await browser.close()
 
     row = await pg_pool.fetchrow("SELECT * FROM cases WHERE case_id=$1", hi_row["case_id"])
-    assert row["status"] == "resolved" and row["assignee"] == agent
+    assert row["status"] == "resolved"
+    assert row["assignee"] == agent
     assert row["resolution_note"].startswith("Confirmed fraud")
     assert (test_output / "console.png").stat().st_size > 10_000

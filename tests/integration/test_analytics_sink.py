@@ -1,4 +1,7 @@
-"""The analyst stream on the real broker and chDB: Given messages on the topics, When the sink runs, Then ..."""
+"""The analyst stream on the real broker and chDB.
+
+Given messages on the topics, When the sink runs, Then ClickHouse, the report and the chain say ...
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import Tier
-from schemas.messages import AuditEventPayload, AuditEventRecordedV1, OutcomeRecordedPayload, OutcomeRecordedV1
+from schemas.messages import (
+    AuditEventPayload,
+    AuditEventRecordedV1,
+    OutcomeRecordedPayload,
+    OutcomeRecordedV1,
+)
 from schemas.vocab import EscalationReason, Intent, RootCause
 from services.tier3_handoff.analytics.domain import DriftThresholds
 from services.tier3_handoff.analytics.routes import analytics_routes
@@ -50,17 +58,22 @@ def database() -> str:
 async def analytics(infra: Any, ch_client: Any, database: str) -> AsyncIterator[Service]:
     name = f"analytics_test_{uuid.uuid4().hex[:8]}"  # its own consumer group, reads from the start
     settings = infra.model_copy(update={"http_port": free_port()})
-    service = Service.create(name, settings, http_port=settings.http_port, needs_postgres=False,
-                             routes=analytics_routes(ch_client, database=database))
+    service = Service.create(
+        name,
+        settings,
+        http_port=settings.http_port,
+        needs_postgres=False,
+        routes=analytics_routes(ch_client, database=database),
+    )
     register_analytics_sink(service, ch_client, database=database, drift=False)
     await service.start()
     yield service
     await service.stop()
 
 
-async def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+async def wait_for(check: Callable[[], Any], within: float = 60.0) -> Any:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         result = await check()
         if result:
@@ -72,16 +85,34 @@ async def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> Any:
 
 def json_in(out: str) -> Any:
     """The JSON document printed by a CLI (stdout may also carry the process's event log lines)."""
-    return json.JSONDecoder().raw_decode(out[out.index("{\n"):])[0]
+    return json.JSONDecoder().raw_decode(out[out.index("{\n") :])[0]
 
 
-def outcome(contact: str, customer: str, at: datetime, tier: Tier, *, cost: float, intent: Intent | None = None,
-            recovered: float = 0.0, reason: EscalationReason | None = None,
-            root: RootCause | None = None) -> OutcomeRecordedV1:
+def outcome(
+    contact: str,
+    customer: str,
+    at: datetime,
+    tier: Tier,
+    *,
+    cost: float,
+    intent: Intent | None = None,
+    recovered: float = 0.0,
+    reason: EscalationReason | None = None,
+    root: RootCause | None = None,
+) -> OutcomeRecordedV1:
     return OutcomeRecordedV1.build(
-        OutcomeRecordedPayload(resolved_by=tier, tier_path=[tier], intent=intent, root_cause=root,
-                               recovered_usd=recovered, escalation_reason=reason, cost_usd=cost),
-        contact_id=contact, customer_id=customer, message_id=uuid.uuid5(uuid.NAMESPACE_URL, contact),
+        OutcomeRecordedPayload(
+            resolved_by=tier,
+            tier_path=[tier],
+            intent=intent,
+            root_cause=root,
+            recovered_usd=recovered,
+            escalation_reason=reason,
+            cost_usd=cost,
+        ),
+        contact_id=contact,
+        customer_id=customer,
+        message_id=uuid.uuid5(uuid.NAMESPACE_URL, contact),
         occurred_at=at,
     )
 
@@ -92,27 +123,41 @@ async def test_given_same_outcome_published_twice_when_sunk_then_one_row_counted
 ):
     store = AnalyticsStore(ch_client, database)
     at = datetime(2018, 6, 5, 12, tzinfo=UTC)
-    msg = outcome(f"eo-{unique}", f"cus_{unique}", at, Tier.TIER1, cost=0.1, intent=Intent.PAYMENT_FAILED,
-                  recovered=42.0)
+    msg = outcome(
+        f"eo-{unique}",
+        f"cus_{unique}",
+        at,
+        Tier.TIER1,
+        cost=0.1,
+        intent=Intent.PAYMENT_FAILED,
+        recovered=42.0,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
     await producer.start()
     try:
         for _ in range(2):
-            await producer.send_and_wait(msg.TOPIC, encode(msg), key=msg.key(),
-                                         headers=[(k, v.encode()) for k, v in headers_for(msg).items()])
+            await producer.send_and_wait(
+                msg.TOPIC,
+                encode(msg),
+                key=msg.key(),
+                headers=[(k, v.encode()) for k, v in headers_for(msg).items()],
+            )
         marker = outcome(f"eo2-{unique}", f"cus_{unique}", at, Tier.TIER0, cost=0.0)  # published after both
         await producer.send_and_wait(marker.TOPIC, encode(marker), key=marker.key())
     finally:
         await producer.stop()
     await wait_for(lambda: store.run(store.outcome_exists, marker.contact_id))
     assert await store.run(store.outcome_count, msg.contact_id) == 1
-    raw = ch_client.query(f"SELECT count() FROM {database}.outcomes WHERE contact_id = {{c:String}}",
-                          parameters={"c": msg.contact_id}).result_rows[0][0]
+    raw = ch_client.query(
+        f"SELECT count() FROM {database}.outcomes WHERE contact_id = {{c:String}}",
+        parameters={"c": msg.contact_id},
+    ).result_rows[0][0]
     assert raw == 1  # the explicit check kept the duplicate out; FINAL would hide it anyway
     from services.tier3_handoff.analytics.queries import build_report
 
     report = await store.run(build_report, store, date(2018, 6, 5), date(2018, 6, 5))
-    assert report["totals"]["contacts"] == 2 and report["totals"]["recovered_usd"] == 42.0
+    assert report["totals"]["contacts"] == 2
+    assert report["totals"]["recovered_usd"] == 42.0
 
 
 # --------------------------------------------------------------------------- report numbers
@@ -125,12 +170,33 @@ async def test_given_hand_computed_fixture_when_reporting_then_every_number_matc
         outcome(f"r1-{unique}", a, d(1), Tier.TIER0, cost=0.0, intent=Intent.PAYMENT_FAILED, recovered=50.0),
         outcome(f"r2-{unique}", a, d(3), Tier.TIER1, cost=0.10, intent=Intent.PAYMENT_FAILED, recovered=30.0),
         outcome(f"r3-{unique}", b, d(1, 11), Tier.TIER2, cost=0.30, intent=Intent.REFUND_REQUEST),
-        outcome(f"r4-{unique}", b, d(20), Tier.TIER3, cost=8.30, intent=Intent.REFUND_REQUEST,
-                reason=EscalationReason.DISPUTE),
-        outcome(f"r5-{unique}", c, d(2), Tier.TIER3, cost=8.00, intent=Intent.FRAUD_COMPROMISED,
-                reason=EscalationReason.FRAUD),
-        outcome(f"r6-{unique}", c, datetime(2019, 4, 2, tzinfo=UTC), Tier.TIER1, cost=0.10,
-                intent=Intent.CARD_EXPIRING, recovered=99.0),  # outside the period
+        outcome(
+            f"r4-{unique}",
+            b,
+            d(20),
+            Tier.TIER3,
+            cost=8.30,
+            intent=Intent.REFUND_REQUEST,
+            reason=EscalationReason.DISPUTE,
+        ),
+        outcome(
+            f"r5-{unique}",
+            c,
+            d(2),
+            Tier.TIER3,
+            cost=8.00,
+            intent=Intent.FRAUD_COMPROMISED,
+            reason=EscalationReason.FRAUD,
+        ),
+        outcome(
+            f"r6-{unique}",
+            c,
+            datetime(2019, 4, 2, tzinfo=UTC),
+            Tier.TIER1,
+            cost=0.10,
+            intent=Intent.CARD_EXPIRING,
+            recovered=99.0,
+        ),  # outside the period
     ]
     for m in fixture:
         await publish(analytics.broker, m)
@@ -140,40 +206,74 @@ async def test_given_hand_computed_fixture_when_reporting_then_every_number_matc
 
     png = tmp_path / "report.png"
     url = f"http://127.0.0.1:{analytics.http_port}"
-    assert await asyncio.to_thread(report_main, ["--start", "2019-03-01", "--end", "2019-03-31", "--json", "--url", url,
-                        "--plot", str(png)]) == 0
+    assert (
+        await asyncio.to_thread(
+            report_main,
+            ["--start", "2019-03-01", "--end", "2019-03-31", "--json", "--url", url, "--plot", str(png)],
+        )
+        == 0
+    )
     report = json_in(capsys.readouterr().out)
     t = report["totals"]
-    assert t["contacts"] == 5 and t["automated"] == 3 and t["automated_rate"] == 0.6
-    assert t["cost_usd"] == pytest.approx(16.70) and t["cost_per_contact_usd"] == pytest.approx(3.34)
-    assert t["recovered_usd"] == 80.0 and t["escalations"] == 2
+    assert t["contacts"] == 5
+    assert t["automated"] == 3
+    assert t["automated_rate"] == 0.6
+    assert t["cost_usd"] == pytest.approx(16.70)
+    assert t["cost_per_contact_usd"] == pytest.approx(3.34)
+    assert t["recovered_usd"] == 80.0
+    assert t["escalations"] == 2
     assert t["repeat_contact_rate_7d"] == 0.2  # only r2 (A again within 7 days); r4 came 19 days later
     assert {r["tier"]: r["contacts"] for r in report["resolution_by_tier"]} == {
-        "tier0": 1, "tier1": 1, "tier2": 1, "tier3": 2}
+        "tier0": 1,
+        "tier1": 1,
+        "tier2": 1,
+        "tier3": 2,
+    }
     by_intent = {r["intent"]: r for r in report["resolution_by_intent"]}
     assert by_intent["payment_failed"]["automated_rate"] == 1.0
-    assert by_intent["refund_request"]["contacts"] == 2 and by_intent["refund_request"]["automated_rate"] == 0.5
-    assert {r["tier"]: r["recovered_usd"] for r in report["recovered_revenue"]} == {"tier0": 50.0, "tier1": 30.0}
+    assert by_intent["refund_request"]["contacts"] == 2
+    assert by_intent["refund_request"]["automated_rate"] == 0.5
+    assert {r["tier"]: r["recovered_usd"] for r in report["recovered_revenue"]} == {
+        "tier0": 50.0,
+        "tier1": 30.0,
+    }
     assert {r["reason"]: r["escalations"] for r in report["escalation_reasons"]} == {"dispute": 1, "fraud": 1}
-    assert report["cost_by_month"] == [{"month": "2019-03-01", "contacts": 5, "cost_usd": 16.7,
-                                        "cost_per_contact_usd": 3.34}]
+    assert report["cost_by_month"] == [
+        {"month": "2019-03-01", "contacts": 5, "cost_usd": 16.7, "cost_per_contact_usd": 3.34}
+    ]
     day1 = next(r for r in report["resolution_by_day"] if r["day"] == "2019-03-01")
-    assert day1["contacts"] == 2 and day1["tier0"] == 1 and day1["tier2"] == 1
+    assert day1["contacts"] == 2
+    assert day1["tier0"] == 1
+    assert day1["tier2"] == 1
     assert png.stat().st_size > 5000
 
-    assert await asyncio.to_thread(report_main, ["--start", "2019-03-01", "--end", "2019-03-31", "--url", url]) == 0
+    assert (
+        await asyncio.to_thread(report_main, ["--start", "2019-03-01", "--end", "2019-03-31", "--url", url])
+        == 0
+    )
     table = capsys.readouterr().out
-    assert "Escalation reasons" in table and "16.70" in table
+    assert "Escalation reasons" in table
+    assert "16.70" in table
 
 
 # --------------------------------------------------------------------------- audit chain
 async def test_given_chained_audit_records_when_one_is_altered_then_verify_reports_that_link(
     analytics, ch_client, database, unique, capsys
 ):
-    msgs = [AuditEventRecordedV1.build(AuditEventPayload(actor="tier2_agent", action="refund", target=f"ch_{i}",
-                                                         decision="allow", details={"amount_usd": 10 + i}),
-                                       contact_id=f"au-{unique}-{i}", customer_id=f"cus_{unique}")
-            for i in range(5)]
+    msgs = [
+        AuditEventRecordedV1.build(
+            AuditEventPayload(
+                actor="tier2_agent",
+                action="refund",
+                target=f"ch_{i}",
+                decision="allow",
+                details={"amount_usd": 10 + i},
+            ),
+            contact_id=f"au-{unique}-{i}",
+            customer_id=f"cus_{unique}",
+        )
+        for i in range(5)
+    ]
     for m in msgs:
         await publish(analytics.broker, m)
     store = AnalyticsStore(ch_client, database)
@@ -185,8 +285,10 @@ async def test_given_chained_audit_records_when_one_is_altered_then_verify_repor
     assert "audit chain OK" in capsys.readouterr().out
 
     victim = msgs[3]
-    row = ch_client.query(f"SELECT partition, offset, record FROM {database}.audit_events FINAL "
-                          "WHERE message_id = {m:UUID}", parameters={"m": str(victim.message_id)}).result_rows[0]
+    row = ch_client.query(
+        f"SELECT partition, offset, record FROM {database}.audit_events FINAL WHERE message_id = {{m:UUID}}",
+        parameters={"m": str(victim.message_id)},
+    ).result_rows[0]
     altered = row[2].replace('"decision":"allow"', '"decision":"deny"')
     assert altered != row[2]
     await store.run(store.tamper_audit_record, str(victim.message_id), altered)
@@ -204,18 +306,30 @@ def synthetic(store: AnalyticsStore, day: date, shares: dict[Intent, int], tag: 
     msgs = []
     for intent, n in shares.items():
         for i in range(n):
-            m = outcome(f"dr-{tag}-{day}-{intent}-{i}", f"cus_{tag}_{i}", datetime.combine(day, datetime.min.time(),
-                        UTC) + timedelta(hours=1), Tier.TIER1, cost=0.1, intent=intent,
-                        root=RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS if intent is Intent.PAYMENT_FAILED
-                        else RootCause.INVOICE_LINK_EXPIRED)
+            m = outcome(
+                f"dr-{tag}-{day}-{intent}-{i}",
+                f"cus_{tag}_{i}",
+                datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=1),
+                Tier.TIER1,
+                cost=0.1,
+                intent=intent,
+                root=RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS
+                if intent is Intent.PAYMENT_FAILED
+                else RootCause.INVOICE_LINK_EXPIRED,
+            )
             msgs.append(m.model_dump(mode="json"))
     store.insert_outcomes(msgs)
 
 
-async def collect_alerts(infra: Any, match: Callable[[dict[str, Any]], bool], settle: float = 3.0
-                         ) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer("ops.alert.raised.v1", bootstrap_servers=infra.kafka_bootstrap,
-                                group_id=f"t-{uuid.uuid4().hex}", auto_offset_reset="earliest")
+async def collect_alerts(
+    infra: Any, match: Callable[[dict[str, Any]], bool], settle: float = 3.0
+) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(
+        "ops.alert.raised.v1",
+        bootstrap_servers=infra.kafka_bootstrap,
+        group_id=f"t-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:
@@ -237,8 +351,13 @@ async def test_given_flat_series_then_no_drift_and_given_spike_then_drift_alert(
     await store.run(store.ensure_schema)
     day = date(2020, 2, 29)
     for back in range(1, 29):
-        await store.run(synthetic, store, day - timedelta(days=back),
-                        {Intent.PAYMENT_FAILED: 5, Intent.INVOICE_REQUEST: 5}, unique)
+        await store.run(
+            synthetic,
+            store,
+            day - timedelta(days=back),
+            {Intent.PAYMENT_FAILED: 5, Intent.INVOICE_REQUEST: 5},
+            unique,
+        )
     flat_day = day - timedelta(days=0)
     await store.run(synthetic, store, flat_day, {Intent.PAYMENT_FAILED: 6, Intent.INVOICE_REQUEST: 6}, unique)
     assert await run_drift_check(store, analytics.broker, flat_day, DriftThresholds()) == []
@@ -247,14 +366,26 @@ async def test_given_flat_series_then_no_drift_and_given_spike_then_drift_alert(
     spike = AnalyticsStore(ch_client, spike_db)
     await spike.run(spike.ensure_schema)
     for back in range(1, 29):
-        await spike.run(synthetic, spike, day - timedelta(days=back),
-                        {Intent.PAYMENT_FAILED: 5, Intent.INVOICE_REQUEST: 5}, unique)
+        await spike.run(
+            synthetic,
+            spike,
+            day - timedelta(days=back),
+            {Intent.PAYMENT_FAILED: 5, Intent.INVOICE_REQUEST: 5},
+            unique,
+        )
     await spike.run(synthetic, spike, day, {Intent.PAYMENT_FAILED: 40, Intent.INVOICE_REQUEST: 5}, unique)
     alerts = await run_drift_check(spike, analytics.broker, day, DriftThresholds())
     subjects = {a.payload.subject for a in alerts}
-    assert "intent:payment_failed" in subjects and "root_cause:card_declined_insufficient_funds" in subjects
+    assert "intent:payment_failed" in subjects
+    assert "root_cause:card_declined_insufficient_funds" in subjects
     pf = next(a for a in alerts if a.payload.subject == "intent:payment_failed")
-    assert pf.payload.observed == pytest.approx(40 / 45, abs=1e-3) and pf.payload.expected == 0.5
-    on_topic = await collect_alerts(infra, lambda b: b.get("payload", {}).get("kind") == "drift"
-                                    and b["payload"].get("details", {}).get("database") == spike_db)
+    assert pf.payload.observed == pytest.approx(40 / 45, abs=1e-3)
+    assert pf.payload.expected == 0.5
+    on_topic = await collect_alerts(
+        infra,
+        lambda b: (
+            b.get("payload", {}).get("kind") == "drift"
+            and b["payload"].get("details", {}).get("database") == spike_db
+        ),
+    )
     assert {b["payload"]["subject"] for b in on_topic} == subjects

@@ -54,33 +54,67 @@ def token(infra: Any, agent: str, queues: list[str]) -> str:
     return issue_agent_token(infra.session_secret.get_secret_value(), agent, queues)
 
 
-def escalation(unique: str, *, reason: EscalationReason = EscalationReason.REFUND_OVER_POLICY,
-               plan: str = "pro", amount: float = 120.0, suffix: str = "") -> EscalationOpenedV1:
+def escalation(
+    unique: str,
+    *,
+    reason: EscalationReason = EscalationReason.REFUND_OVER_POLICY,
+    plan: str = "pro",
+    amount: float = 120.0,
+    suffix: str = "",
+) -> EscalationOpenedV1:
     contact = f"c-{unique}{suffix}"
     return EscalationOpenedV1.build(
         EscalationOpenedPayload(
-            reason=reason, opened_by=Tier.TIER2, intent=Intent.REFUND_REQUEST, text="I want my money back",
-            plan=plan, amount_usd=amount,
-            diagnosis=DiagnosisView(customer_id=f"cus_{unique}", status=HealthStatus.AMBER,
-                                    root_cause=RootCause.DUPLICATE_CHARGE, explanation="Charged twice on 3 May"),
-            transcript=[Turn(role="customer", text="I was charged twice"), Turn(role="assistant", text="Checking")],
-            actions_tried=[
-                ActionRecord(action=Action.REFUND, tier=Tier.TIER2, status="succeeded", idempotency_key="k1",
-                             amount_usd=20.0, target="ch_1"),
-                ActionRecord(action=Action.REFUND, tier=Tier.TIER2, status="denied", idempotency_key="k2",
-                             amount_usd=100.0, target="ch_2"),
-                ActionRecord(action=Action.SEND_INVOICE, tier=Tier.TIER2, status="succeeded", idempotency_key="k3"),
+            reason=reason,
+            opened_by=Tier.TIER2,
+            intent=Intent.REFUND_REQUEST,
+            text="I want my money back",
+            plan=plan,
+            amount_usd=amount,
+            diagnosis=DiagnosisView(
+                customer_id=f"cus_{unique}",
+                status=HealthStatus.AMBER,
+                root_cause=RootCause.DUPLICATE_CHARGE,
+                explanation="Charged twice on 3 May",
+            ),
+            transcript=[
+                Turn(role="customer", text="I was charged twice"),
+                Turn(role="assistant", text="Checking"),
             ],
-            policy_decisions=[PolicyDecisionRecord(action=Action.REFUND, verdict="needs_human", rule="refund_cap")],
+            actions_tried=[
+                ActionRecord(
+                    action=Action.REFUND,
+                    tier=Tier.TIER2,
+                    status="succeeded",
+                    idempotency_key="k1",
+                    amount_usd=20.0,
+                    target="ch_1",
+                ),
+                ActionRecord(
+                    action=Action.REFUND,
+                    tier=Tier.TIER2,
+                    status="denied",
+                    idempotency_key="k2",
+                    amount_usd=100.0,
+                    target="ch_2",
+                ),
+                ActionRecord(
+                    action=Action.SEND_INVOICE, tier=Tier.TIER2, status="succeeded", idempotency_key="k3"
+                ),
+            ],
+            policy_decisions=[
+                PolicyDecisionRecord(action=Action.REFUND, verdict="needs_human", rule="refund_cap")
+            ],
             suggested_next_step="Refund the remaining $100 if the duplicate is confirmed",
             tier_path=[Tier.TIER1, Tier.TIER2],
         ),
-        contact_id=contact, customer_id=f"cus_{unique}",
+        contact_id=contact,
+        customer_id=f"cus_{unique}",
     )
 
 
-async def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def wait_for(check: Callable[[], Any], within: float = 30.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = await check()
         if result:
@@ -90,15 +124,27 @@ async def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
         await asyncio.sleep(0.25)
 
 
-async def collect(infra: Any, topic: str, match: Callable[[dict[str, Any]], bool], *, expect: int,
-                  settle: float = 3.0, timeout: float = 30.0) -> list[dict[str, Any]]:
+async def collect(
+    infra: Any,
+    topic: str,
+    match: Callable[[dict[str, Any]], bool],
+    *,
+    expect: int,
+    settle: float = 3.0,
+    within: float = 30.0,
+) -> list[dict[str, Any]]:
     """Read a topic from the start with a fresh group; return matching messages after `settle` s quiet."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=infra.kafka_bootstrap, group_id=f"t-{uuid.uuid4().hex}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=infra.kafka_bootstrap,
+        group_id=f"t-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     found: list[dict[str, Any]] = []
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     quiet_until: float | None = None
     try:
         while loop.time() < deadline:
@@ -128,14 +174,21 @@ async def test_given_escalation_when_agent_claims_acts_and_resolves_then_case_ou
     msg = escalation(unique)
     await publish(tier3.broker, msg)
     row = await wait_for(lambda: case_for(pg_pool, msg.contact_id))
-    assert row["status"] == "open" and row["queue"] == "billing" and row["priority"] == 2
-    outcome = await wait_for(lambda: pg_pool.fetchval("SELECT message FROM outcomes WHERE contact_id=$1",
-                                                      msg.contact_id))
+    assert row["status"] == "open"
+    assert row["queue"] == "billing"
+    assert row["priority"] == 2
+    outcome = await wait_for(
+        lambda: pg_pool.fetchval("SELECT message FROM outcomes WHERE contact_id=$1", msg.contact_id)
+    )
     p = outcome["payload"]
-    assert p["resolved_by"] == "tier3" and p["tier_path"] == ["tier1", "tier2", "tier3"]
-    assert p["actions"] == ["refund", "send_invoice", "escalate"] and p["refund_usd"] == 20.0
-    assert p["escalation_reason"] == "refund_over_policy" and p["root_cause"] == "duplicate_charge"
-    assert p["intent"] == "refund_request" and p["cost_usd"] == pytest.approx(8.30)
+    assert p["resolved_by"] == "tier3"
+    assert p["tier_path"] == ["tier1", "tier2", "tier3"]
+    assert p["actions"] == ["refund", "send_invoice", "escalate"]
+    assert p["refund_usd"] == 20.0
+    assert p["escalation_reason"] == "refund_over_policy"
+    assert p["root_cause"] == "duplicate_charge"
+    assert p["intent"] == "refund_request"
+    assert p["cost_usd"] == pytest.approx(8.30)
 
     base = f"http://127.0.0.1:{tier3.http_port}"
     auth = {"Authorization": f"Bearer {token(infra, f'ana-{unique}', ['billing'])}"}
@@ -146,22 +199,34 @@ async def test_given_escalation_when_agent_claims_acts_and_resolves_then_case_ou
         assert keys == sorted(keys)
         detail = (await http.get(f"/v1/cases/{row['case_id']}")).json()
         assert detail["packet"]["diagnosis"]["root_cause"] == "duplicate_charge"
-        assert len(detail["packet"]["transcript"]) == 2 and len(detail["packet"]["actions_tried"]) == 3
+        assert len(detail["packet"]["transcript"]) == 2
+        assert len(detail["packet"]["actions_tried"]) == 3
         assert detail["packet"]["suggested_next_step"].startswith("Refund")
-        assert (await http.post(f"/v1/cases/{row['case_id']}/resolve", json={"resolution_note": "x"})).status_code == 409
+        assert (
+            await http.post(f"/v1/cases/{row['case_id']}/resolve", json={"resolution_note": "x"})
+        ).status_code == 409
         assert (await http.post(f"/v1/cases/{row['case_id']}/claim")).status_code == 200
-        acted = await http.post(f"/v1/cases/{row['case_id']}/actions",
-                                json={"action": "refund", "charge_id": "ch_2", "amount_usd": 100, "note": "ok"})
-        assert acted.status_code == 200 and acted.json()["record"]["tier"] == "tier3"
-        resolved = await http.post(f"/v1/cases/{row['case_id']}/resolve",
-                                   json={"resolution_note": "Duplicate confirmed, refunded"})
+        acted = await http.post(
+            f"/v1/cases/{row['case_id']}/actions",
+            json={"action": "refund", "charge_id": "ch_2", "amount_usd": 100, "note": "ok"},
+        )
+        assert acted.status_code == 200
+        assert acted.json()["record"]["tier"] == "tier3"
+        resolved = await http.post(
+            f"/v1/cases/{row['case_id']}/resolve", json={"resolution_note": "Duplicate confirmed, refunded"}
+        )
         assert resolved.status_code == 200
     final = await case_for(pg_pool, msg.contact_id)
-    assert final["status"] == "resolved" and final["resolution_note"] == "Duplicate confirmed, refunded"
-    assert final["assignee"] == f"ana-{unique}" and final["resolved_at"] is not None
-    found = await collect(infra, "tier3.case.resolved.v1", lambda b: b["contact_id"] == msg.contact_id, expect=1)
+    assert final["status"] == "resolved"
+    assert final["resolution_note"] == "Duplicate confirmed, refunded"
+    assert final["assignee"] == f"ana-{unique}"
+    assert final["resolved_at"] is not None
+    found = await collect(
+        infra, "tier3.case.resolved.v1", lambda b: b["contact_id"] == msg.contact_id, expect=1
+    )
     assert len(found) == 1
-    assert found[0]["payload"]["agent_id"] == f"ana-{unique}" and found[0]["payload"]["actions"][0]["action"] == "refund"
+    assert found[0]["payload"]["agent_id"] == f"ana-{unique}"
+    assert found[0]["payload"]["actions"][0]["action"] == "refund"
 
 
 async def test_given_same_escalation_delivered_three_times_when_consumed_then_one_case_and_one_outcome(
@@ -172,16 +237,22 @@ async def test_given_same_escalation_delivered_three_times_when_consumed_then_on
     await producer.start()
     try:
         for _ in range(3):  # byte-identical redeliveries (same message id)
-            await producer.send_and_wait(msg.TOPIC, encode(msg), key=msg.key(),
-                                         headers=[(k, v.encode()) for k, v in headers_for(msg).items()])
+            await producer.send_and_wait(
+                msg.TOPIC,
+                encode(msg),
+                key=msg.key(),
+                headers=[(k, v.encode()) for k, v in headers_for(msg).items()],
+            )
         other = msg.model_copy(update={"message_id": uuid.uuid4()})  # a second escalation of the same contact
         await producer.send_and_wait(msg.TOPIC, encode(other), key=msg.key())
     finally:
         await producer.stop()
     row = await wait_for(lambda: case_for(pg_pool, msg.contact_id))
-    assert row["queue"] == "risk" and row["priority"] == 1
-    outcomes = await collect(infra, "contact.outcome.recorded.v1", lambda b: b["contact_id"] == msg.contact_id,
-                             expect=4)
+    assert row["queue"] == "risk"
+    assert row["priority"] == 1
+    outcomes = await collect(
+        infra, "contact.outcome.recorded.v1", lambda b: b["contact_id"] == msg.contact_id, expect=4
+    )
     assert await pg_pool.fetchval("SELECT count(*) FROM cases WHERE contact_id=$1", msg.contact_id) == 1
     assert await pg_pool.fetchval("SELECT count(*) FROM outcomes WHERE contact_id=$1", msg.contact_id) == 1
     assert len({o["message_id"] for o in outcomes}) == 1  # republished, never a second outcome
@@ -207,7 +278,9 @@ async def test_given_agents_when_reading_other_queue_or_with_bad_tokens_then_403
         forged = issue_agent_token("not-the-secret-at-all-but-long-enough-for-hs256", "eve", ["risk"])
         assert (await http.get("/v1/cases", headers={"Authorization": f"Bearer {forged}"})).status_code == 401
         expired = issue_agent_token(infra.session_secret.get_secret_value(), "eve", ["risk"], ttl_s=-60)
-        assert (await http.get("/v1/cases", headers={"Authorization": f"Bearer {expired}"})).status_code == 401
+        assert (
+            await http.get("/v1/cases", headers={"Authorization": f"Bearer {expired}"})
+        ).status_code == 401
         assert (await http.get("/v1/cases", headers={"Authorization": "Bearer garbage"})).status_code == 401
 
 
@@ -219,13 +292,18 @@ async def test_given_case_claimed_by_one_agent_when_another_claims_then_409(tier
     ana = {"Authorization": f"Bearer {token(infra, 'ana', ['billing'])}"}
     cy = {"Authorization": f"Bearer {token(infra, 'cy', ['billing'])}"}
     async with httpx.AsyncClient(base_url=base, timeout=10) as http:
-        first, second = await asyncio.gather(http.post(f"/v1/cases/{row['case_id']}/claim", headers=ana),
-                                             http.post(f"/v1/cases/{row['case_id']}/claim", headers=cy))
+        first, second = await asyncio.gather(
+            http.post(f"/v1/cases/{row['case_id']}/claim", headers=ana),
+            http.post(f"/v1/cases/{row['case_id']}/claim", headers=cy),
+        )
         assert sorted([first.status_code, second.status_code]) == [200, 409]
         winner, loser = (ana, cy) if first.status_code == 200 else (cy, ana)
         assert (await http.post(f"/v1/cases/{row['case_id']}/claim", headers=winner)).status_code == 200
-        assert (await http.post(f"/v1/cases/{row['case_id']}/actions", headers=loser,
-                                json={"action": "note", "note": "mine"})).status_code == 409
+        assert (
+            await http.post(
+                f"/v1/cases/{row['case_id']}/actions", headers=loser, json={"action": "note", "note": "mine"}
+            )
+        ).status_code == 409
 
 
 # --------------------------------------------------------------------------- SLA
@@ -235,18 +313,31 @@ async def test_given_case_past_sla_when_sweeps_run_then_one_alert_and_one_notifi
     msg = escalation(unique)
     await publish(tier3.broker, msg)
     row = await wait_for(lambda: case_for(pg_pool, msg.contact_id))
-    await pg_pool.execute("UPDATE cases SET sla_due_at = now() - interval '1 hour' WHERE case_id=$1",
-                          row["case_id"])
-    await wait_for(lambda: pg_pool.fetchval("SELECT sla_alerted_at FROM cases WHERE case_id=$1", row["case_id"]))
+    await pg_pool.execute(
+        "UPDATE cases SET sla_due_at = now() - interval '1 hour' WHERE case_id=$1", row["case_id"]
+    )
+    await wait_for(
+        lambda: pg_pool.fetchval("SELECT sla_alerted_at FROM cases WHERE case_id=$1", row["case_id"])
+    )
     again = await tier3.state["handoff"].sweep_sla(datetime.now(UTC) + timedelta(minutes=1))
     assert row["case_id"] not in again
-    alerts = await collect(infra, "ops.alert.raised.v1", lambda b: b.get("payload", {}).get("subject") == row["case_id"],
-                           expect=1)
-    notes = await collect(infra, "notification.requested.v1",
-                          lambda b: b.get("payload", {}).get("dedupe_key") == f"sla_breach:{row['case_id']}", expect=1)
-    assert len(alerts) == 1 and alerts[0]["payload"]["kind"] == "sla_breach"
+    alerts = await collect(
+        infra,
+        "ops.alert.raised.v1",
+        lambda b: b.get("payload", {}).get("subject") == row["case_id"],
+        expect=1,
+    )
+    notes = await collect(
+        infra,
+        "notification.requested.v1",
+        lambda b: b.get("payload", {}).get("dedupe_key") == f"sla_breach:{row['case_id']}",
+        expect=1,
+    )
+    assert len(alerts) == 1
+    assert alerts[0]["payload"]["kind"] == "sla_breach"
     assert alerts[0]["payload"]["observed"] >= 59
-    assert len(notes) == 1 and notes[0]["payload"]["template"] == "sla_breach"
+    assert len(notes) == 1
+    assert notes[0]["payload"]["template"] == "sla_breach"
 
 
 # --------------------------------------------------------------------------- knowledge capture
@@ -260,34 +351,61 @@ async def test_given_claimed_case_when_resolved_with_publish_article_then_knowle
     auth = {"Authorization": f"Bearer {token(infra, 'kim', ['billing'])}"}
     async with httpx.AsyncClient(base_url=base, headers=auth, timeout=10) as http:
         await http.post(f"/v1/cases/{row['case_id']}/claim")
-        bad = await http.post(f"/v1/cases/{row['case_id']}/resolve",
-                              json={"resolution_note": "done", "publish_article": True})
+        bad = await http.post(
+            f"/v1/cases/{row['case_id']}/resolve", json={"resolution_note": "done", "publish_article": True}
+        )
         assert bad.status_code == 400
-        res = await http.post(f"/v1/cases/{row['case_id']}/resolve", json={
-            "resolution_note": "Refunded the duplicate", "publish_article": True,
-            "title": f"Duplicate charge after plan change {unique}", "body": "Refund the second charge.",
-            "tags": ["duplicate_charge"]})
+        res = await http.post(
+            f"/v1/cases/{row['case_id']}/resolve",
+            json={
+                "resolution_note": "Refunded the duplicate",
+                "publish_article": True,
+                "title": f"Duplicate charge after plan change {unique}",
+                "body": "Refund the second charge.",
+                "tags": ["duplicate_charge"],
+            },
+        )
         assert res.status_code == 200
         article_id = res.json()["knowledge_article_id"]
-    articles = await collect(infra, "knowledge.article.published.v1",
-                             lambda b: b.get("payload", {}).get("article_id") == article_id, expect=1)
+    articles = await collect(
+        infra,
+        "knowledge.article.published.v1",
+        lambda b: b.get("payload", {}).get("article_id") == article_id,
+        expect=1,
+    )
     assert len(articles) == 1
-    assert articles[0]["payload"]["title"].endswith(unique) and articles[0]["payload"]["source"] == "tier3"
+    assert articles[0]["payload"]["title"].endswith(unique)
+    assert articles[0]["payload"]["source"] == "tier3"
     assert articles[0]["payload"]["author"] == "kim"
 
 
 # --------------------------------------------------------------------------- dead letters
-async def test_given_dead_letter_when_recorded_then_ops_case_and_contact_outcome(tier3, infra, pg_pool, unique):
+async def test_given_dead_letter_when_recorded_then_ops_case_and_contact_outcome(
+    tier3, infra, pg_pool, unique
+):
     dl = DeadLetterRecordedV1.build(
-        DeadLetterPayload(original_topic="contact.received.v1", partition=1, offset=7, key=f"cus_{unique}",
-                          value="{bad", headers={"contact-id": f"c-{unique}"}, consumer="router",
-                          error_type="ValidationError", error="validation failed"),
-        contact_id=f"c-{unique}", customer_id=f"cus_{unique}",
+        DeadLetterPayload(
+            original_topic="contact.received.v1",
+            partition=1,
+            offset=7,
+            key=f"cus_{unique}",
+            value="{bad",
+            headers={"contact-id": f"c-{unique}"},
+            consumer="router",
+            error_type="ValidationError",
+            error="validation failed",
+        ),
+        contact_id=f"c-{unique}",
+        customer_id=f"cus_{unique}",
     )
     await publish(tier3.broker, dl)
-    row = await wait_for(lambda: pg_pool.fetchrow("SELECT * FROM cases WHERE contact_id=$1",
-                                                  f"deadletter:{dl.message_id}"))
-    assert row["queue"] == "ops" and row["packet"]["original_contact_id"] == f"c-{unique}"
-    outcome = await wait_for(lambda: pg_pool.fetchval("SELECT message FROM outcomes WHERE contact_id=$1",
-                                                      f"c-{unique}"))
-    assert outcome["payload"]["resolved_by"] == "tier3" and outcome["payload"]["escalation_reason"] == "error"
+    row = await wait_for(
+        lambda: pg_pool.fetchrow("SELECT * FROM cases WHERE contact_id=$1", f"deadletter:{dl.message_id}")
+    )
+    assert row["queue"] == "ops"
+    assert row["packet"]["original_contact_id"] == f"c-{unique}"
+    outcome = await wait_for(
+        lambda: pg_pool.fetchval("SELECT message FROM outcomes WHERE contact_id=$1", f"c-{unique}")
+    )
+    assert outcome["payload"]["resolved_by"] == "tier3"
+    assert outcome["payload"]["escalation_reason"] == "error"

@@ -16,8 +16,9 @@ from tierline.ledger import idempotency_key
 class UnwiredHumanActions:
     """Seam: replace with an adapter over services.tier2_agent.tools (human actor, human limits)."""
 
-    def _skipped(self, case: Case, action: Action, target: str | None, note: str, amount: float = 0.0
-                 ) -> ActionRecord:
+    def _skipped(
+        self, case: Case, action: Action, target: str | None, note: str, amount: float = 0.0
+    ) -> ActionRecord:
         return ActionRecord(
             action=action,
             tier=Tier.TIER3,
@@ -28,8 +29,9 @@ class UnwiredHumanActions:
             target=target,
         )
 
-    async def refund(self, case: Case, *, agent_id: str, charge_id: str, amount_usd: float,
-                     note: str) -> ActionRecord:
+    async def refund(
+        self, case: Case, *, agent_id: str, charge_id: str, amount_usd: float, note: str
+    ) -> ActionRecord:
         return self._skipped(case, Action.REFUND, charge_id, note, amount_usd)
 
     async def retry_payment(self, case: Case, *, agent_id: str, invoice_id: str, note: str) -> ActionRecord:

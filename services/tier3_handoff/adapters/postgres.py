@@ -31,10 +31,22 @@ class PostgresCaseStore:
         row = await self.pool.fetchrow(
             f"""INSERT INTO cases ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
                 ON CONFLICT DO NOTHING RETURNING case_id""",
-            case.case_id, case.contact_id, case.customer_id, case.reason, case.priority, case.sla_due_at,
-            case.status, case.assignee, case.queue, case.packet,
+            case.case_id,
+            case.contact_id,
+            case.customer_id,
+            case.reason,
+            case.priority,
+            case.sla_due_at,
+            case.status,
+            case.assignee,
+            case.queue,
+            case.packet,
             uuid.UUID(case.source_message_id) if case.source_message_id else None,
-            case.opened_at, case.claimed_at, case.resolved_at, case.resolution_note, case.sla_alerted_at,
+            case.opened_at,
+            case.claimed_at,
+            case.resolved_at,
+            case.resolution_note,
+            case.sla_alerted_at,
         )
         return row is not None
 
@@ -50,23 +62,32 @@ class PostgresCaseStore:
         rows = await self.pool.fetch(
             f"""SELECT {_COLUMNS} FROM cases WHERE queue = ANY($1::text[]) AND status = ANY($2::text[])
                 ORDER BY priority, sla_due_at, opened_at LIMIT $3""",
-            queues, statuses, limit,
+            queues,
+            statuses,
+            limit,
         )
         return [_case(r) for r in rows]
 
     async def claim(self, case_id: str, agent_id: str) -> bool:
         """Atomic: only an open case can be claimed (two agents racing: exactly one wins)."""
         status = await self.pool.execute(
-            "UPDATE cases SET status='claimed', assignee=$2, claimed_at=now() WHERE case_id=$1 AND status='open'",
-            case_id, agent_id,
+            "UPDATE cases SET status='claimed', assignee=$2, claimed_at=now() "
+            "WHERE case_id=$1 AND status='open'",
+            case_id,
+            agent_id,
         )
         return status.endswith(" 1")
 
-    async def add_action(self, case_id: str, agent_id: str, kind: str, note: str,
-                         record: dict[str, Any] | None) -> None:
+    async def add_action(
+        self, case_id: str, agent_id: str, kind: str, note: str, record: dict[str, Any] | None
+    ) -> None:
         await self.pool.execute(
             "INSERT INTO case_actions (case_id, agent_id, kind, note, record) VALUES ($1,$2,$3,$4,$5)",
-            case_id, agent_id, kind, note, record,
+            case_id,
+            agent_id,
+            kind,
+            note,
+            record,
         )
 
     async def actions(self, case_id: str) -> list[dict[str, Any]]:
@@ -80,7 +101,9 @@ class PostgresCaseStore:
         status = await self.pool.execute(
             """UPDATE cases SET status='resolved', resolved_at=now(), resolution_note=$3
                WHERE case_id=$1 AND status='claimed' AND assignee=$2""",
-            case_id, agent_id, note,
+            case_id,
+            agent_id,
+            note,
         )
         return status.endswith(" 1")
 
@@ -88,7 +111,8 @@ class PostgresCaseStore:
         rows = await self.pool.fetch(
             f"""SELECT {_COLUMNS} FROM cases WHERE status <> 'resolved' AND sla_alerted_at IS NULL
                 AND sla_due_at < $1 ORDER BY sla_due_at LIMIT $2""",
-            now, limit,
+            now,
+            limit,
         )
         return [_case(r) for r in rows]
 

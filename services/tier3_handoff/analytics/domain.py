@@ -50,11 +50,16 @@ def verify_chain(rows: Iterable[ChainRow]) -> tuple[int, BrokenLink | None]:
     last: dict[int, str] = {}
     for row in rows:
         if row.prev_hash != last.get(row.partition, GENESIS):
-            return checked, BrokenLink(row.partition, row.offset, row.message_id,
-                                       "prev_hash does not match the previous record's hash")
+            return checked, BrokenLink(
+                row.partition,
+                row.offset,
+                row.message_id,
+                "prev_hash does not match the previous record's hash",
+            )
         if chain_hash(row.prev_hash, row.record) != row.hash:
-            return checked, BrokenLink(row.partition, row.offset, row.message_id,
-                                       "record does not match its hash (altered)")
+            return checked, BrokenLink(
+                row.partition, row.offset, row.message_id, "record does not match its hash (altered)"
+            )
         last[row.partition] = row.hash
         checked += 1
     return checked, None
@@ -95,6 +100,15 @@ def detect_drift(
         observed = day.get(key, 0) / day_total
         expected = trailing.get(key, 0) / base_total
         if abs(observed - expected) >= th.min_share_delta:
-            findings.append(DriftFinding(dimension, key, round(observed, 4), round(expected, 4),
-                                         round(observed - expected, 4), day.get(key, 0), day_total))
+            findings.append(
+                DriftFinding(
+                    dimension,
+                    key,
+                    round(observed, 4),
+                    round(expected, 4),
+                    round(observed - expected, 4),
+                    day.get(key, 0),
+                    day_total,
+                )
+            )
     return sorted(findings, key=lambda f: -abs(f.delta))

@@ -16,10 +16,14 @@ def _rate(num: float, den: float) -> float:
 
 def build_report(store: AnalyticsStore, start: date, end: date) -> dict[str, Any]:
     store.ensure_schema()
-    by_tid = store.period("v_resolution_by_tier_intent_day", start, end,
-                          "toString(day) AS d, resolved_by, intent, sum(contacts) AS contacts, "
-                          "sum(automated) AS automated", group="d, resolved_by, intent",
-                          order="d, resolved_by, intent")
+    by_tid = store.period(
+        "v_resolution_by_tier_intent_day",
+        start,
+        end,
+        "toString(day) AS d, resolved_by, intent, sum(contacts) AS contacts, sum(automated) AS automated",
+        group="d, resolved_by, intent",
+        order="d, resolved_by, intent",
+    )
     total = sum(int(r["contacts"]) for r in by_tid)
     automated = sum(int(r["automated"]) for r in by_tid)
 
@@ -37,16 +41,30 @@ def build_report(store: AnalyticsStore, start: date, end: date) -> dict[str, Any
         d["automated"] += int(r["automated"])
         d[r["resolved_by"]] = d.get(r["resolved_by"], 0) + n
 
-    cost_rows = store.period("v_cost_by_day", start, end, "sum(contacts) AS contacts, sum(cost_total) AS cost")
+    cost_rows = store.period(
+        "v_cost_by_day", start, end, "sum(contacts) AS contacts, sum(cost_total) AS cost"
+    )
     cost = float(cost_rows[0]["cost"] or 0) if cost_rows else 0.0
-    recovered = store.period("v_recovered_revenue_by_day", start, end,
-                             "resolved_by, sum(recoveries) AS recoveries, sum(recovered_total) AS recovered_usd",
-                             group="resolved_by", order="resolved_by")
-    reasons = store.period("v_escalation_reasons_by_day", start, end, "reason, sum(escalations) AS escalations",
-                           group="reason", order="escalations DESC, reason")
+    recovered = store.period(
+        "v_recovered_revenue_by_day",
+        start,
+        end,
+        "resolved_by, sum(recoveries) AS recoveries, sum(recovered_total) AS recovered_usd",
+        group="resolved_by",
+        order="resolved_by",
+    )
+    reasons = store.period(
+        "v_escalation_reasons_by_day",
+        start,
+        end,
+        "reason, sum(escalations) AS escalations",
+        group="reason",
+        order="escalations DESC, reason",
+    )
     escalations = sum(int(r["escalations"]) for r in reasons)
-    repeat = store.period("v_repeat_contacts_by_day", start, end,
-                          "sum(contacts) AS contacts, sum(repeats) AS repeats")
+    repeat = store.period(
+        "v_repeat_contacts_by_day", start, end, "sum(contacts) AS contacts, sum(repeats) AS repeats"
+    )
     rep_contacts = int(repeat[0]["contacts"] or 0) if repeat else 0
     rep_repeats = int(repeat[0]["repeats"] or 0) if repeat else 0
     recovered_total = round(sum(float(r["recovered_usd"]) for r in recovered), 2)
@@ -63,31 +81,58 @@ def build_report(store: AnalyticsStore, start: date, end: date) -> dict[str, Any
             "escalations": escalations,
             "repeat_contact_rate_7d": _rate(rep_repeats, rep_contacts),
         },
-        "resolution_by_tier": [{"tier": t, "contacts": n, "share": _rate(n, total)} for t, n in tiers.items()],
+        "resolution_by_tier": [
+            {"tier": t, "contacts": n, "share": _rate(n, total)} for t, n in tiers.items()
+        ],
         "resolution_by_intent": [
-            {"intent": k, "contacts": v["contacts"], "automated": v["automated"],
-             "automated_rate": _rate(v["automated"], v["contacts"])}
+            {
+                "intent": k,
+                "contacts": v["contacts"],
+                "automated": v["automated"],
+                "automated_rate": _rate(v["automated"], v["contacts"]),
+            }
             for k, v in sorted(intents.items(), key=lambda kv: (-kv[1]["contacts"], kv[0]))
         ],
-        "resolution_by_day": [{**d, "automated_rate": _rate(d["automated"], d["contacts"])}
-                              for _, d in sorted(days.items())],
+        "resolution_by_day": [
+            {**d, "automated_rate": _rate(d["automated"], d["contacts"])} for _, d in sorted(days.items())
+        ],
         "resolution_by_tier_intent_day": [
-            {"day": r["d"], "tier": r["resolved_by"], "intent": r["intent"] or "(none)",
-             "contacts": int(r["contacts"])} for r in by_tid
+            {
+                "day": r["d"],
+                "tier": r["resolved_by"],
+                "intent": r["intent"] or "(none)",
+                "contacts": int(r["contacts"]),
+            }
+            for r in by_tid
         ],
         "cost_by_month": [
-            {"month": r["month"], "contacts": int(r["contacts"]), "cost_usd": round(float(r["cost_total"]), 2),
-             "cost_per_contact_usd": round(float(r["cost_total"]) / int(r["contacts"]), 4)}
+            {
+                "month": r["month"],
+                "contacts": int(r["contacts"]),
+                "cost_usd": round(float(r["cost_total"]), 2),
+                "cost_per_contact_usd": round(float(r["cost_total"]) / int(r["contacts"]), 4),
+            }
             for r in store.cost_by_month(start, end)
         ],
         "recovered_revenue": [
-            {"tier": r["resolved_by"], "recoveries": int(r["recoveries"]),
-             "recovered_usd": round(float(r["recovered_usd"]), 2)} for r in recovered
+            {
+                "tier": r["resolved_by"],
+                "recoveries": int(r["recoveries"]),
+                "recovered_usd": round(float(r["recovered_usd"]), 2),
+            }
+            for r in recovered
         ],
         "escalation_reasons": [
-            {"reason": r["reason"] or "(none)", "escalations": int(r["escalations"]),
-             "share": _rate(int(r["escalations"]), escalations)} for r in reasons
+            {
+                "reason": r["reason"] or "(none)",
+                "escalations": int(r["escalations"]),
+                "share": _rate(int(r["escalations"]), escalations),
+            }
+            for r in reasons
         ],
-        "repeat_contacts": {"contacts": rep_contacts, "repeats_within_7d": rep_repeats,
-                            "rate": _rate(rep_repeats, rep_contacts)},
+        "repeat_contacts": {
+            "contacts": rep_contacts,
+            "repeats_within_7d": rep_repeats,
+            "rate": _rate(rep_repeats, rep_contacts),
+        },
     }

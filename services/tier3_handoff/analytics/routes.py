@@ -27,9 +27,16 @@ def verify_report(store: AnalyticsStore) -> dict[str, Any]:
     checked, broken = verify_chain(store.audit_chain())
     if broken is None:
         return {"ok": True, "checked": checked, "broken": None}
-    return {"ok": False, "checked": checked, "broken": {"partition": broken.partition, "offset": broken.offset,
-                                                         "message_id": broken.message_id,
-                                                         "problem": broken.problem}}
+    return {
+        "ok": False,
+        "checked": checked,
+        "broken": {
+            "partition": broken.partition,
+            "offset": broken.offset,
+            "message_id": broken.message_id,
+            "problem": broken.problem,
+        },
+    }
 
 
 def analytics_routes(ch_client: Any, *, database: str = DEFAULT_DATABASE, lock: Any = None) -> list[Route]:

@@ -16,8 +16,9 @@ NAME = "analytics_sink"
 
 
 def create_service(settings: InfraSettings) -> Service:
-    service = Service.create(NAME, settings, http_port=settings.http_port or DEFAULT_PORTS[NAME],
-                             needs_postgres=False)
+    service = Service.create(
+        NAME, settings, http_port=settings.http_port or DEFAULT_PORTS[NAME], needs_postgres=False
+    )
     dsn = settings.resolved_clickhouse_dsn()
     register_analytics_sink(service, LazyClient(dsn), lock=client_lock(dsn))
     service.routes.extend(analytics_routes(LazyClient(dsn), lock=client_lock(dsn)))

@@ -49,21 +49,49 @@ class AnalyticsSink:
         if link is not None and offset <= link[0]:
             return False  # redelivered: already chained
         if await store.run(store.audit_message_seen, str(msg.message_id)):
-            log.info("analytics.audit.duplicate", message_id=str(msg.message_id), partition=partition, offset=offset)
+            log.info(
+                "analytics.audit.duplicate",
+                message_id=str(msg.message_id),
+                partition=partition,
+                offset=offset,
+            )
             return False
         prev = link[1] if link else GENESIS
         record = canonical_json(audit_record(msg.model_dump(mode="json")))
         digest = chain_hash(prev, record)
         p = msg.payload
-        await store.run(store.insert_audit, [[
-            partition, offset, str(msg.message_id), msg.contact_id, msg.customer_id, msg.occurred_at, p.actor,
-            p.action, p.target or "", p.decision or "", record, prev, digest]])
+        await store.run(
+            store.insert_audit,
+            [
+                [
+                    partition,
+                    offset,
+                    str(msg.message_id),
+                    msg.contact_id,
+                    msg.customer_id,
+                    msg.occurred_at,
+                    p.actor,
+                    p.action,
+                    p.target or "",
+                    p.decision or "",
+                    record,
+                    prev,
+                    digest,
+                ]
+            ],
+        )
         self._links[partition] = (offset, digest)
         return True
 
 
-def register_analytics_sink(service: Service, ch_client: Any, *, database: str = DEFAULT_DATABASE,
-                            drift: bool = True, lock: Any = None) -> AnalyticsSink:
+def register_analytics_sink(
+    service: Service,
+    ch_client: Any,
+    *,
+    database: str = DEFAULT_DATABASE,
+    drift: bool = True,
+    lock: Any = None,
+) -> AnalyticsSink:
     """Subscribe the sink (group `<service group>.analytics`) and, by default, the daily drift job."""
     store = AnalyticsStore(ch_client, database, lock)
     sink = AnalyticsSink(store)

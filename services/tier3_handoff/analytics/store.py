@@ -24,7 +24,8 @@ def _ddl(db: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {db}.outcomes (
             contact_id String, message_id UUID, customer_id String, occurred_at DateTime64(3, 'UTC'),
             resolved_by LowCardinality(String), tier_path Array(String), intent LowCardinality(String),
-            root_cause LowCardinality(String), actions Array(String), refund_usd Float64, recovered_usd Float64,
+            root_cause LowCardinality(String), actions Array(String),
+            refund_usd Float64, recovered_usd Float64,
             escalation_reason LowCardinality(String), latency_ms UInt64, cost_usd Float64,
             channel LowCardinality(String), trigger LowCardinality(String), summary String,
             inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
@@ -45,7 +46,8 @@ def _ddl(db: str) -> list[str]:
                    countIf(resolved_by != 'tier3') AS automated
             FROM {db}.outcomes FINAL GROUP BY day, resolved_by, intent""",
         f"""CREATE VIEW IF NOT EXISTS {db}.v_automated_rate_by_day AS
-            SELECT toDate(occurred_at) AS day, count() AS contacts, countIf(resolved_by != 'tier3') AS automated,
+            SELECT toDate(occurred_at) AS day, count() AS contacts,
+                   countIf(resolved_by != 'tier3') AS automated,
                    automated / contacts AS automated_rate
             FROM {db}.outcomes FINAL GROUP BY day""",
         f"""CREATE VIEW IF NOT EXISTS {db}.v_cost_by_day AS
@@ -91,7 +93,9 @@ def _dt(value: Any) -> datetime:
 class AnalyticsStore:
     """Synchronous ClickHouse calls behind a lock (one chDB engine per process), awaited in a thread."""
 
-    def __init__(self, client: Any, database: str = DEFAULT_DATABASE, lock: threading.Lock | None = None) -> None:
+    def __init__(
+        self, client: Any, database: str = DEFAULT_DATABASE, lock: threading.Lock | None = None
+    ) -> None:
         if not database.replace("_", "").isalnum():
             raise ValueError(f"bad database name {database!r}")
         self.client = client
@@ -125,38 +129,109 @@ class AnalyticsStore:
             self._ready = True
 
     # ------------------------------------------------------------------ writes
-    OUTCOME_COLUMNS = ["contact_id", "message_id", "customer_id", "occurred_at", "resolved_by", "tier_path",
-                       "intent", "root_cause", "actions", "refund_usd", "recovered_usd", "escalation_reason",
-                       "latency_ms", "cost_usd", "channel", "trigger", "summary"]
+    OUTCOME_COLUMNS = [
+        "contact_id",
+        "message_id",
+        "customer_id",
+        "occurred_at",
+        "resolved_by",
+        "tier_path",
+        "intent",
+        "root_cause",
+        "actions",
+        "refund_usd",
+        "recovered_usd",
+        "escalation_reason",
+        "latency_ms",
+        "cost_usd",
+        "channel",
+        "trigger",
+        "summary",
+    ]
 
     def insert_outcomes(self, messages: list[dict[str, Any]]) -> None:
         rows = []
         for m in messages:
             p = m["payload"]
-            rows.append([m["contact_id"], m["message_id"], m["customer_id"], _dt(m["occurred_at"]),
-                         p["resolved_by"], list(p.get("tier_path") or []), p.get("intent") or "",
-                         p.get("root_cause") or "", list(p.get("actions") or []), float(p.get("refund_usd") or 0),
-                         float(p.get("recovered_usd") or 0), p.get("escalation_reason") or "",
-                         int(p.get("latency_ms") or 0), float(p.get("cost_usd") or 0), p.get("channel") or "",
-                         p.get("trigger") or "contact", p.get("summary") or ""])
+            rows.append(
+                [
+                    m["contact_id"],
+                    m["message_id"],
+                    m["customer_id"],
+                    _dt(m["occurred_at"]),
+                    p["resolved_by"],
+                    list(p.get("tier_path") or []),
+                    p.get("intent") or "",
+                    p.get("root_cause") or "",
+                    list(p.get("actions") or []),
+                    float(p.get("refund_usd") or 0),
+                    float(p.get("recovered_usd") or 0),
+                    p.get("escalation_reason") or "",
+                    int(p.get("latency_ms") or 0),
+                    float(p.get("cost_usd") or 0),
+                    p.get("channel") or "",
+                    p.get("trigger") or "contact",
+                    p.get("summary") or "",
+                ]
+            )
         self._insert("outcomes", rows, self.OUTCOME_COLUMNS)
 
     def outcome_exists(self, contact_id: str) -> bool:
-        return bool(self._rows(f"SELECT 1 AS x FROM {self.db}.outcomes WHERE contact_id = {{c:String}} LIMIT 1",
-                               {"c": contact_id}))
+        return bool(
+            self._rows(
+                f"SELECT 1 AS x FROM {self.db}.outcomes WHERE contact_id = {{c:String}} LIMIT 1",
+                {"c": contact_id},
+            )
+        )
 
     def insert_case_resolutions(self, messages: list[dict[str, Any]]) -> None:
-        rows = [[m["message_id"], m["payload"]["case_id"], m["contact_id"], m["customer_id"], _dt(m["occurred_at"]),
-                 m["payload"]["agent_id"], float(m["payload"].get("refund_usd") or 0),
-                 [a["action"] for a in m["payload"].get("actions") or []],
-                 m["payload"].get("knowledge_article_id") or "", m["payload"].get("resolution_note") or ""]
-                for m in messages]
-        self._insert("case_resolutions", rows, ["message_id", "case_id", "contact_id", "customer_id", "occurred_at",
-                                                "agent_id", "refund_usd", "actions", "knowledge_article_id",
-                                                "resolution_note"])
+        rows = [
+            [
+                m["message_id"],
+                m["payload"]["case_id"],
+                m["contact_id"],
+                m["customer_id"],
+                _dt(m["occurred_at"]),
+                m["payload"]["agent_id"],
+                float(m["payload"].get("refund_usd") or 0),
+                [a["action"] for a in m["payload"].get("actions") or []],
+                m["payload"].get("knowledge_article_id") or "",
+                m["payload"].get("resolution_note") or "",
+            ]
+            for m in messages
+        ]
+        self._insert(
+            "case_resolutions",
+            rows,
+            [
+                "message_id",
+                "case_id",
+                "contact_id",
+                "customer_id",
+                "occurred_at",
+                "agent_id",
+                "refund_usd",
+                "actions",
+                "knowledge_article_id",
+                "resolution_note",
+            ],
+        )
 
-    AUDIT_COLUMNS = ["partition", "offset", "message_id", "contact_id", "customer_id", "occurred_at", "actor",
-                     "action", "target", "decision", "record", "prev_hash", "hash"]
+    AUDIT_COLUMNS = [
+        "partition",
+        "offset",
+        "message_id",
+        "contact_id",
+        "customer_id",
+        "occurred_at",
+        "actor",
+        "action",
+        "target",
+        "decision",
+        "record",
+        "prev_hash",
+        "hash",
+    ]
 
     def insert_audit(self, rows: list[list[Any]]) -> None:
         self._insert("audit_events", rows, self.AUDIT_COLUMNS)
@@ -164,42 +239,65 @@ class AnalyticsStore:
     def last_audit_link(self, partition: int) -> tuple[int, str] | None:
         rows = self._rows(
             f"SELECT offset, hash FROM {self.db}.audit_events FINAL WHERE partition = {{p:UInt32}} "
-            "ORDER BY offset DESC LIMIT 1", {"p": partition})
+            "ORDER BY offset DESC LIMIT 1",
+            {"p": partition},
+        )
         return (int(rows[0]["offset"]), str(rows[0]["hash"])) if rows else None
 
     def audit_message_seen(self, message_id: str) -> bool:
-        return bool(self._rows(f"SELECT 1 AS x FROM {self.db}.audit_events WHERE message_id = {{m:UUID}} LIMIT 1",
-                               {"m": message_id}))
+        return bool(
+            self._rows(
+                f"SELECT 1 AS x FROM {self.db}.audit_events WHERE message_id = {{m:UUID}} LIMIT 1",
+                {"m": message_id},
+            )
+        )
 
     def audit_chain(self) -> list[ChainRow]:
-        rows = self._rows(f"SELECT partition, offset, toString(message_id) AS message_id, record, prev_hash, hash "
-                          f"FROM {self.db}.audit_events FINAL ORDER BY partition, offset")
-        return [ChainRow(int(r["partition"]), int(r["offset"]), r["message_id"], r["record"], r["prev_hash"],
-                         r["hash"]) for r in rows]
+        rows = self._rows(
+            f"SELECT partition, offset, toString(message_id) AS message_id, record, prev_hash, hash "
+            f"FROM {self.db}.audit_events FINAL ORDER BY partition, offset"
+        )
+        return [
+            ChainRow(
+                int(r["partition"]), int(r["offset"]), r["message_id"], r["record"], r["prev_hash"], r["hash"]
+            )
+            for r in rows
+        ]
 
     def tamper_audit_record(self, message_id: str, record: str) -> None:
-        """For drills and tests: rewrite one stored record in place (what an attacker with write access does)."""
-        self._command(f"ALTER TABLE {self.db}.audit_events UPDATE record = {{r:String}} "
-                      "WHERE message_id = {m:UUID} SETTINGS mutations_sync = 2", {"r": record, "m": message_id})
+        """Drills and tests: rewrite one stored record in place (as an attacker with write access could)."""
+        self._command(
+            f"ALTER TABLE {self.db}.audit_events UPDATE record = {{r:String}} "
+            "WHERE message_id = {m:UUID} SETTINGS mutations_sync = 2",
+            {"r": record, "m": message_id},
+        )
 
     # ------------------------------------------------------------------ reads
     def outcome_count(self, contact_id: str) -> int:
-        rows = self._rows(f"SELECT count() AS n FROM {self.db}.outcomes FINAL WHERE contact_id = {{c:String}}",
-                          {"c": contact_id})
+        rows = self._rows(
+            f"SELECT count() AS n FROM {self.db}.outcomes FINAL WHERE contact_id = {{c:String}}",
+            {"c": contact_id},
+        )
         return int(rows[0]["n"])
 
-    def period(self, view: str, start: date, end: date, select: str, group: str = "", order: str = ""
-               ) -> list[dict[str, Any]]:
-        sql = (f"SELECT {select} FROM {self.db}.{view} WHERE day >= {{s:Date}} AND day <= {{e:Date}}"
-               + (f" GROUP BY {group}" if group else "") + (f" ORDER BY {order}" if order else ""))
+    def period(
+        self, view: str, start: date, end: date, select: str, group: str = "", order: str = ""
+    ) -> list[dict[str, Any]]:
+        sql = (
+            f"SELECT {select} FROM {self.db}.{view} WHERE day >= {{s:Date}} AND day <= {{e:Date}}"
+            + (f" GROUP BY {group}" if group else "")
+            + (f" ORDER BY {order}" if order else "")
+        )
         return self._rows(sql, {"s": start, "e": end})
 
     def cost_by_month(self, start: date, end: date) -> list[dict[str, Any]]:
         return self._rows(
             f"SELECT toString(toStartOfMonth(occurred_at)) AS month, count() AS contacts, "
             f"round(sum(cost_usd), 4) AS cost_total FROM {self.db}.outcomes FINAL "
-            "WHERE toDate(occurred_at) >= {s:Date} AND toDate(occurred_at) <= {e:Date} GROUP BY month ORDER BY month",
-            {"s": start, "e": end})
+            "WHERE toDate(occurred_at) >= {s:Date} AND toDate(occurred_at) <= {e:Date} "
+            "GROUP BY month ORDER BY month",
+            {"s": start, "e": end},
+        )
 
     def shares(self, view: str, start: date, end: date) -> dict[str, int]:
         rows = self.period(view, start, end, "key, sum(contacts) AS n", group="key")
