@@ -30,6 +30,15 @@ class ActionContext:
     actor_id: str
     cause: Envelope[Any]
 
+    @property
+    def key_scope(self) -> str:
+        """What idempotency keys are scoped by: the contact, and a human's actions apart from the machine's.
+
+        A refund the AI was denied for a contact leaves a ``denied`` ledger row under the contact's key; the
+        human who then takes the case acts under keys of its own, still once-only within the case.
+        """
+        return f"{self.contact_id}/human" if self.actor == "human" else self.contact_id
+
 
 @dataclass
 class ActionOutcome:
@@ -235,7 +244,16 @@ class ActionExecutor:
     ) -> ActionOutcome:
         from services.tier2_agent.policy import Allow, NeedsHuman, to_record
 
-        key = idempotency_key(ctx.contact_id, action.value, key_target or target)
+        key = idempotency_key(ctx.key_scope, action.value, key_target or target)
+        done = await self.ledger.get(key)
+        if done is not None and done.status in ("succeeded", "failed"):
+            # A redelivered message or a second click: answer what happened, without asking the policy
+            # again about a world the first execution already changed (a refunded charge has less left).
+            log.info("action.replayed", action=action.value, target=target, status=done.status)
+            return ActionOutcome(action=action, status="succeeded" if done.ok else "failed",
+                                 detail=done.error or str(done.result.get("message", "")), data=done.result,
+                                 target=target, idempotency_key=key, replayed=True,
+                                 amount_usd=float(done.result.get("amount_usd", amount_usd)) if done.ok else 0.0)
         verdict = self.policy.check(action, pctx) if pctx is not None else Allow(rule="read_only")
         record = to_record(action, verdict)
         await audit(self.broker, cause=ctx.cause, actor=f"{ctx.tier.value}:{ctx.actor_id}",
@@ -326,7 +344,7 @@ class ActionExecutor:
             return {"invoice": target, "status": "paid", "recovered_usd": prior.amount_cents / 100,
                     "reconciled": True}
 
-        retry_key = idempotency_key(ctx.contact_id, Action.RETRY_PAYMENT.value, target)
+        retry_key = idempotency_key(ctx.key_scope, Action.RETRY_PAYMENT.value, target)
         return await self._run(ctx, Action.RETRY_PAYMENT, target, pctx, effect, amount_usd=amount,
                                reconcile=reconcile)
 
@@ -337,7 +355,7 @@ class ActionExecutor:
     async def send_update_card_link(self, ctx: ActionContext) -> ActionOutcome:
         diagnosis = await self.diagnosis(ctx)
         pctx = await self.policy_context(ctx, diagnosis)
-        key = idempotency_key(ctx.contact_id, Action.SEND_UPDATE_CARD_LINK.value, ctx.customer_id)
+        key = idempotency_key(ctx.key_scope, Action.SEND_UPDATE_CARD_LINK.value, ctx.customer_id)
 
         async def effect() -> dict[str, Any]:
             signed = await self.stripe.update_card_link(ctx.customer_id, self.settings.public_base_url)
@@ -358,7 +376,7 @@ class ActionExecutor:
         if invoice_id and invoice.get("id") != invoice_id and not await self._owns_invoice(ctx.customer_id, invoice_id):
             return ActionOutcome(Action.REGENERATE_INVOICE_LINK, "failed", "invoice not found for this customer")
         pctx = await self.policy_context(ctx, diagnosis)
-        key = idempotency_key(ctx.contact_id, Action.REGENERATE_INVOICE_LINK.value, target)
+        key = idempotency_key(ctx.key_scope, Action.REGENERATE_INVOICE_LINK.value, target)
 
         async def effect() -> dict[str, Any]:
             link = await self.stripe.regenerate_invoice_link(target, key)
@@ -396,7 +414,7 @@ class ActionExecutor:
         if target is None and charge is None:
             return ActionOutcome(Action.SEND_INVOICE, "failed", "no paid invoice or payment found to send")
         doc_target = target or str(charge["id"])  # type: ignore[index]
-        key = idempotency_key(ctx.contact_id, Action.SEND_INVOICE.value, doc_target)
+        key = idempotency_key(ctx.key_scope, Action.SEND_INVOICE.value, doc_target)
 
         async def effect() -> dict[str, Any]:
             if target is not None:
@@ -425,7 +443,7 @@ class ActionExecutor:
         if duplicate.get("charge_id") == charge_id:
             twin = self.charge_facts(diagnosis, duplicate.get("twin_charge_id"))
         pctx = await self.policy_context(ctx, diagnosis, charge=facts, requested_amount_usd=amount, duplicate_of=twin)
-        key = idempotency_key(ctx.contact_id, Action.REFUND.value, charge_id)
+        key = idempotency_key(ctx.key_scope, Action.REFUND.value, charge_id)
 
         async def effect() -> dict[str, Any]:
             refund = await self.stripe.refund(charge_id, int(round(amount * 100)), _refund_reason(reason), key)
@@ -451,7 +469,7 @@ class ActionExecutor:
         target = ",".join(f"{k}={v}" for k, v in sorted((k, str(v)) for k, v in changes.items()))
 
         async def effect() -> dict[str, Any]:
-            key = idempotency_key(ctx.contact_id, "update_customer", target)
+            key = idempotency_key(ctx.key_scope, "update_customer", target)
             fields = {k: v for k, v in changes.items() if k in ("email", "name", "address")}
             if fields:
                 await self.stripe.update_customer(ctx.customer_id, idempotency_key=key, **fields)
@@ -472,7 +490,7 @@ class ActionExecutor:
         if not sub.get("id") or sub.get("status") == "canceled":
             return ActionOutcome(Action.CANCEL_SUBSCRIPTION, "failed", "no active subscription to cancel")
         pctx = await self.policy_context(ctx, diagnosis)
-        key = idempotency_key(ctx.contact_id, Action.CANCEL_SUBSCRIPTION.value, sub["id"])
+        key = idempotency_key(ctx.key_scope, Action.CANCEL_SUBSCRIPTION.value, sub["id"])
 
         async def effect() -> dict[str, Any]:
             await self.stripe.cancel_at_period_end(sub["id"], key)
@@ -496,7 +514,7 @@ class ActionExecutor:
             return ActionOutcome(Action.CHANGE_PLAN, "succeeded", "proration preview", data={"preview": preview},
                                  target=sub["id"])
         pctx = await self.policy_context(ctx, diagnosis)
-        key = idempotency_key(ctx.contact_id, Action.CHANGE_PLAN.value, f"{sub['id']}:{plan}:{seats}")
+        key = idempotency_key(ctx.key_scope, Action.CHANGE_PLAN.value, f"{sub['id']}:{plan}:{seats}")
 
         async def effect() -> dict[str, Any]:
             await self.stripe.change_plan(sub["id"], stripe_plan_id, seats, key)
@@ -518,7 +536,7 @@ class ActionExecutor:
         return await self._run(ctx, Action.EXPLAIN_CHARGE, target, None, effect)
 
     async def send_nudge(self, ctx: ActionContext, *, template: str, subject: str, body: str) -> ActionOutcome:
-        key = idempotency_key(ctx.contact_id, Action.SEND_NUDGE.value, template)
+        key = idempotency_key(ctx.key_scope, Action.SEND_NUDGE.value, template)
 
         async def effect() -> dict[str, Any]:
             sent_to = await self._notify(ctx, template=template, subject=subject, body=body, key=key)

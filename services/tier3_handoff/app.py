@@ -8,7 +8,7 @@ import structlog
 from pydantic import ValidationError
 
 from schemas.messages import DeadLetterRecordedV1, EscalationOpenedV1
-from services.tier3_handoff.adapters.actions import UnwiredHumanActions
+from services.tier3_handoff.adapters.actions import PolicyCheckedHumanActions
 from services.tier3_handoff.console import console_routes
 from services.tier3_handoff.handlers import Tier3Handoff
 from services.tier3_handoff.ports import HumanActions
@@ -27,9 +27,13 @@ def create_service(
     tier3: Tier3Settings | None = None,
     actions: HumanActions | None = None,
     *,
+    diagnostics: Any = None,
     name: str = NAME,
 ) -> Service:
-    """The service; ``actions`` is the seam for the policy-checked human tools (default: not wired)."""
+    """The service; ``actions`` defaults to the shared policy-checked tools with a human actor.
+
+    ``diagnostics`` is what those tools read facts from (default: the diagnostics service over HTTP).
+    """
     tier3 = tier3 or Tier3Settings()
     holder: dict[str, Tier3Handoff] = {}
 
@@ -46,9 +50,19 @@ def create_service(
     )
 
     async def on_start(svc: Service) -> None:
-        holder["handoff"] = Tier3Handoff(
-            pool=svc.db, broker=svc.broker, actions=actions or UnwiredHumanActions(), settings=tier3
-        )
+        human = actions
+        if human is None:
+            from services.diagnostics.client import HttpDiagnostics
+            from tierline.actions import ActionExecutor
+
+            executor = ActionExecutor(
+                pool=svc.db,
+                broker=svc.broker,
+                settings=settings,
+                diagnostics=diagnostics or HttpDiagnostics(settings.diagnostics_url),
+            )
+            human = PolicyCheckedHumanActions(executor)
+        holder["handoff"] = Tier3Handoff(pool=svc.db, broker=svc.broker, actions=human, settings=tier3)
         svc.state["handoff"] = holder["handoff"]
 
     async def sla_job(svc: Service) -> None:

@@ -418,20 +418,7 @@ class Tier3Handoff:
 
     def _cause(self, case: Case) -> EscalationOpenedV1:
         """A stand-in cause for audit ids: the escalation that opened the case."""
-        payload = (
-            EscalationOpenedPayload(reason=EscalationReason.ERROR, opened_by=Tier.TIER3)
-            if case.reason == "dead_letter"
-            else EscalationOpenedPayload.model_validate(
-                {k: v for k, v in case.packet.items() if k in EscalationOpenedPayload.model_fields}
-            )
-        )
-        return EscalationOpenedV1(
-            message_id=_uuid(case.source_message_id) or derived_id("case", case.case_id),
-            type=EscalationOpenedV1.TOPIC,
-            contact_id=case.contact_id,
-            customer_id=case.customer_id,
-            payload=payload,
-        )
+        return case.cause()
 
 
 class UnknownHumanAction(ValueError):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+import uuid
 from typing import Any, Protocol
 
-from schemas.messages import ActionRecord
+from schemas import Tier, derived_id
+from schemas.messages import ActionRecord, EscalationOpenedPayload, EscalationOpenedV1
+from schemas.vocab import EscalationReason
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,27 @@ class Case:
     resolved_at: datetime | None
     resolution_note: str | None
     sla_alerted_at: datetime | None
+
+    def cause(self) -> EscalationOpenedV1:
+        """The escalation that opened the case, as the cause of what humans do on it (audit ids)."""
+        payload = (
+            EscalationOpenedPayload(reason=EscalationReason.ERROR, opened_by=Tier.TIER3)
+            if self.reason == "dead_letter"
+            else EscalationOpenedPayload.model_validate(
+                {k: v for k, v in self.packet.items() if k in EscalationOpenedPayload.model_fields}
+            )
+        )
+        return EscalationOpenedV1(
+            message_id=(
+                uuid.UUID(self.source_message_id)
+                if self.source_message_id
+                else derived_id("case", self.case_id)
+            ),
+            type=EscalationOpenedV1.TOPIC,
+            contact_id=self.contact_id,
+            customer_id=self.customer_id,
+            payload=payload,
+        )
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -26,10 +26,19 @@ from schemas.messages import (
     Turn,
 )
 from schemas.vocab import Action, EscalationReason, HealthStatus, Intent, RootCause
+from services.diagnostics.adapters.clickhouse import UsageStore
+from services.diagnostics.adapters.mirror import MirrorStore
+from services.diagnostics.adapters.stripe_reader import StripeLiveReader
+from services.diagnostics.client import InProcessDiagnostics
+from services.diagnostics.handlers import Diagnostician
+from services.diagnostics.settings import DiagnosticsSettings
 from services.tier3_handoff.app import create_service
 from services.tier3_handoff.auth import issue_agent_token
 from services.tier3_handoff.settings import Tier3Settings
+from tierline.actions import ActionContext, ActionExecutor
 from tierline.messaging import encode, headers_for, publish
+from tierline.stripe_adapter import StripeActions
+from tierline.world import build_world
 
 pytestmark = pytest.mark.integration
 
@@ -41,10 +50,26 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-async def tier3(infra: Any) -> AsyncIterator[Any]:
+async def stripe_actions(infra: Any) -> StripeActions:
+    return StripeActions(infra)
+
+
+@pytest.fixture(scope="module")
+async def tier3(infra: Any, pg_pool: Any) -> AsyncIterator[Any]:
+    usage = UsageStore(infra.resolved_clickhouse_dsn())
+    await usage.ensure_schema()
+    reader = StripeLiveReader(infra.stripe_api_key.get_secret_value(), infra.stripe_api_base, emulated=True)
+    diagnostics = InProcessDiagnostics(
+        Diagnostician(
+            MirrorStore(pg_pool), reader, usage, None, DiagnosticsSettings(mirror_max_age_s=0, audit=False)
+        )
+    )
     settings = infra.model_copy(update={"http_port": free_port()})
-    service = create_service(settings, Tier3Settings(sla_check_interval_s=0.5), name="tier3_handoff")
+    service = create_service(
+        settings, Tier3Settings(sla_check_interval_s=0.5), diagnostics=diagnostics, name="tier3_handoff"
+    )
     await service.start()
+    service.state["diagnostics"] = diagnostics
     await asyncio.sleep(0)  # let the consumers join
     yield service
     await service.stop()
@@ -61,8 +86,11 @@ def escalation(
     plan: str = "pro",
     amount: float = 120.0,
     suffix: str = "",
+    customer_id: str | None = None,
+    charge_id: str = "ch_2",
 ) -> EscalationOpenedV1:
     contact = f"c-{unique}{suffix}"
+    customer = customer_id or f"cus_{unique}"
     return EscalationOpenedV1.build(
         EscalationOpenedPayload(
             reason=reason,
@@ -72,7 +100,7 @@ def escalation(
             plan=plan,
             amount_usd=amount,
             diagnosis=DiagnosisView(
-                customer_id=f"cus_{unique}",
+                customer_id=customer,
                 status=HealthStatus.AMBER,
                 root_cause=RootCause.DUPLICATE_CHARGE,
                 explanation="Charged twice on 3 May",
@@ -96,7 +124,7 @@ def escalation(
                     status="denied",
                     idempotency_key="k2",
                     amount_usd=100.0,
-                    target="ch_2",
+                    target=charge_id,
                 ),
                 ActionRecord(
                     action=Action.SEND_INVOICE, tier=Tier.TIER2, status="succeeded", idempotency_key="k3"
@@ -109,7 +137,7 @@ def escalation(
             tier_path=[Tier.TIER1, Tier.TIER2],
         ),
         contact_id=contact,
-        customer_id=f"cus_{unique}",
+        customer_id=customer,
     )
 
 
@@ -163,15 +191,23 @@ async def collect(
     return found
 
 
+async def refunded_cents(infra: Any, charge_id: str) -> int:
+    return int((await StripeActions(infra).get_charge(charge_id))["amount_refunded"] or 0)
+
+
 async def case_for(pg_pool: Any, contact_id: str) -> Any:
     return await pg_pool.fetchrow("SELECT * FROM cases WHERE contact_id=$1", contact_id)
 
 
 # --------------------------------------------------------------------------- lifecycle
 async def test_given_escalation_when_agent_claims_acts_and_resolves_then_case_outcome_and_resolution_flow(
-    tier3, infra, pg_pool, unique
+    tier3, infra, pg_pool, unique, stripe_actions
 ):
-    msg = escalation(unique)
+    world = await build_world(
+        {"charges": [{"amount_usd": 150.0, "days_ago": 3}]}, stripe_actions, label=f"t3-life-{unique}"
+    )
+    charge = world.charge_ids[0]
+    msg = escalation(unique, customer_id=world.customer_id, charge_id=charge)
     await publish(tier3.broker, msg)
     row = await wait_for(lambda: case_for(pg_pool, msg.contact_id))
     assert row["status"] == "open"
@@ -208,10 +244,13 @@ async def test_given_escalation_when_agent_claims_acts_and_resolves_then_case_ou
         assert (await http.post(f"/v1/cases/{row['case_id']}/claim")).status_code == 200
         acted = await http.post(
             f"/v1/cases/{row['case_id']}/actions",
-            json={"action": "refund", "charge_id": "ch_2", "amount_usd": 100, "note": "ok"},
+            json={"action": "refund", "charge_id": charge, "amount_usd": 120, "note": "duplicate confirmed"},
         )
-        assert acted.status_code == 200
+        assert acted.status_code == 200, acted.text
         assert acted.json()["record"]["tier"] == "tier3"
+        assert acted.json()["record"]["status"] == "succeeded"
+        # $120 is over the AI's pro cap ($100) and within the human limit: Stripe really refunded it
+        assert await refunded_cents(infra, charge) == 12000
         resolved = await http.post(
             f"/v1/cases/{row['case_id']}/resolve", json={"resolution_note": "Duplicate confirmed, refunded"}
         )
@@ -227,6 +266,89 @@ async def test_given_escalation_when_agent_claims_acts_and_resolves_then_case_ou
     assert len(found) == 1
     assert found[0]["payload"]["agent_id"] == f"ana-{unique}"
     assert found[0]["payload"]["actions"][0]["action"] == "refund"
+
+
+async def test_given_claimed_cases_when_agents_act_then_human_limits_apply_once_through_the_shared_tools(
+    tier3, infra, pg_pool, unique, stripe_actions
+):
+    """Human actions go through the same policy engine and ledger as the AI's, with the human limits."""
+    big = await build_world(
+        {"charges": [{"amount_usd": 400.0, "days_ago": 5}, {"amount_usd": 1500.0, "days_ago": 2}]},
+        stripe_actions,
+        label=f"t3-hum-{unique}",
+    )
+    ent = await build_world(
+        {"customer": {"plan": "enterprise"}, "charges": [{"amount_usd": 90.0, "days_ago": 1}]},
+        stripe_actions,
+        label=f"t3-ent-{unique}",
+    )
+    small, large = big.charge_ids
+    msg = escalation(unique, suffix="-h", customer_id=big.customer_id, charge_id=small)
+    ent_msg = escalation(unique, suffix="-e", plan="enterprise", customer_id=ent.customer_id)
+    # The AI was denied this refund for this contact first (over its $100 pro cap): a ledger row under
+    # the contact's own key that must not shadow the human's action.
+    executor = ActionExecutor(
+        pool=pg_pool, broker=tier3.broker, settings=infra, diagnostics=tier3.state["diagnostics"]
+    )
+    ai = await executor.refund(
+        ActionContext(msg.contact_id, big.customer_id, Tier.TIER2, "ai", "agent", msg), small, 300.0, "duplicate"
+    )
+    assert ai.status == "needs_human"
+    for m in (msg, ent_msg):
+        await publish(tier3.broker, m)
+    rows = [await wait_for(lambda m=m: case_for(pg_pool, m.contact_id)) for m in (msg, ent_msg)]
+    base = f"http://127.0.0.1:{tier3.http_port}"
+    auth = {"Authorization": f"Bearer {token(infra, f'hu-{unique}', ['billing', 'enterprise'])}"}
+    async with httpx.AsyncClient(base_url=base, headers=auth, timeout=30) as http:
+        for row in rows:
+            assert (await http.post(f"/v1/cases/{row['case_id']}/claim")).status_code == 200
+        case_id = rows[0]["case_id"]
+
+        async def refund(charge: str, amount: float, case: str = case_id) -> httpx.Response:
+            return await http.post(
+                f"/v1/cases/{case}/actions",
+                json={"action": "refund", "charge_id": charge, "amount_usd": amount, "note": "checked"},
+            )
+
+        first = await refund(small, 300.0)
+        assert first.status_code == 200, first.text
+        assert first.json()["record"]["status"] == "succeeded"
+        again = await refund(small, 300.0)  # a double click: the ledger answers, Stripe is not called
+        assert again.status_code == 200
+        assert again.json()["record"]["idempotency_key"] == first.json()["record"]["idempotency_key"]
+        assert await refunded_cents(infra, small) == 30000
+
+        over = await refund(large, 1200.0)  # above the human cap ($1,000): a team lead's call
+        assert over.status_code == 422
+        assert "refund.human.cap_usd" in over.json()["detail"]
+        assert await refunded_cents(infra, large) == 0
+
+        lead = await refund(ent.charge_ids[0], 50.0, rows[1]["case_id"])  # enterprise: lead only
+        assert lead.status_code == 422
+        assert "lead_required" in lead.json()["detail"]
+        assert await refunded_cents(infra, ent.charge_ids[0]) == 0
+
+        foreign = await refund(ent.charge_ids[0], 10.0)  # another customer's charge on this case
+        assert foreign.status_code in (200, 422)
+        assert foreign.status_code == 422 or foreign.json()["record"]["status"] != "succeeded"
+        assert await refunded_cents(infra, ent.charge_ids[0]) == 0
+
+    ledger = await pg_pool.fetch(
+        "SELECT actor, tier, status, target FROM action_ledger WHERE contact_id=$1 AND action='refund'",
+        msg.contact_id,
+    )
+    assert [(r["tier"], r["target"]) for r in ledger if r["actor"] == "ai"] == [("tier2", small)]
+    human = [(r["tier"], r["target"], r["status"]) for r in ledger if r["actor"] == "human"]
+    assert ("tier3", small, "succeeded") in human
+    assert ("tier3", large, "denied") in human
+    assert [h for h in human if h[2] == "succeeded"] == [("tier3", small, "succeeded")]
+    audits = await collect(
+        infra,
+        "audit.event.recorded.v1",
+        lambda b: b["contact_id"] == msg.contact_id and b["payload"]["action"] == "refund",
+        expect=1,
+    )
+    assert {a["payload"]["actor"] for a in audits} == {f"tier3:agent:hu-{unique}"}
 
 
 async def test_given_same_escalation_delivered_three_times_when_consumed_then_one_case_and_one_outcome(

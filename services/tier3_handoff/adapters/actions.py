@@ -1,41 +1,58 @@
-"""The default HumanActions adapter until the lead wires Tier 2's policy-checked tools.
+"""Human actions on a case: the same policy-checked, ledgered tools as Tiers 1 and 2, with a human actor.
 
-It acts on nothing: every call returns a `skipped` record saying the tool is not wired, so the
-console, the case log and the resolution message already carry the human's intent end to end.
+The shared executor (``tierline.actions.ActionExecutor``) applies the human limits of the policy
+(``refund.human``: higher cap, lead-only plans, no refund or retry while a dispute is open), records
+each effect once in the action ledger under the case's human key scope, and audits the decision and
+the effect with ``tier3:agent:<id>`` as the actor.
 """
 
 from __future__ import annotations
 
 from schemas import Tier
 from schemas.messages import ActionRecord
-from schemas.vocab import Action
-from services.tier3_handoff.ports import Case
-from tierline.ledger import idempotency_key
+from services.tier3_handoff.ports import Case, HumanActionDenied
+from tierline.actions import ActionContext, ActionOutcome, Actions
 
 
-class UnwiredHumanActions:
-    """Seam: replace with an adapter over services.tier2_agent.tools (human actor, human limits)."""
+class PolicyCheckedHumanActions:
+    """HumanActions over the shared :class:`tierline.actions.Actions` port."""
 
-    def _skipped(
-        self, case: Case, action: Action, target: str | None, note: str, amount: float = 0.0
-    ) -> ActionRecord:
-        return ActionRecord(
-            action=action,
+    def __init__(self, actions: Actions) -> None:
+        self.actions = actions
+
+    @staticmethod
+    def _ctx(case: Case, agent_id: str) -> ActionContext:
+        return ActionContext(
+            contact_id=case.contact_id,
+            customer_id=case.customer_id,
             tier=Tier.TIER3,
-            status="skipped",
-            idempotency_key=idempotency_key(case.contact_id, action.value, target),
-            detail=f"human tools not wired yet; note: {note}"[:500],
-            amount_usd=amount,
-            target=target,
+            actor="human",
+            actor_id=f"agent:{agent_id}",
+            cause=case.cause(),
         )
+
+    @staticmethod
+    def _record(outcome: ActionOutcome) -> ActionRecord:
+        if outcome.status in ("denied", "needs_human"):
+            rule = outcome.policy.rule if outcome.policy is not None else None
+            raise HumanActionDenied(
+                f"{outcome.action.value}: {outcome.detail or 'denied by policy'}"
+                + (f" (rule {rule})" if rule else "")
+            )
+        return outcome.record(Tier.TIER3)
 
     async def refund(
         self, case: Case, *, agent_id: str, charge_id: str, amount_usd: float, note: str
     ) -> ActionRecord:
-        return self._skipped(case, Action.REFUND, charge_id, note, amount_usd)
+        outcome = await self.actions.refund(
+            self._ctx(case, agent_id), charge_id, amount_usd, reason=note or "requested_by_customer"
+        )
+        return self._record(outcome)
 
-    async def retry_payment(self, case: Case, *, agent_id: str, invoice_id: str, note: str) -> ActionRecord:
-        return self._skipped(case, Action.RETRY_PAYMENT, invoice_id, note)
+    async def retry_payment(
+        self, case: Case, *, agent_id: str, invoice_id: str, note: str
+    ) -> ActionRecord:
+        return self._record(await self.actions.retry_payment(self._ctx(case, agent_id), invoice_id))
 
     async def send_update_card_link(self, case: Case, *, agent_id: str, note: str) -> ActionRecord:
-        return self._skipped(case, Action.SEND_UPDATE_CARD_LINK, case.customer_id, note)
+        return self._record(await self.actions.send_update_card_link(self._ctx(case, agent_id)))
