@@ -19,8 +19,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset query (one more round trip per pool call).
+
+    asyncpg still rolls back an open transaction on release. Nothing in tierline keeps session state on
+    a pooled connection (advisory locks are transaction-scoped, no LISTEN, no SET), so there is nothing
+    to reset; session-level locks (migrations) use a connection of their own.
+    """
+    return None
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
+    )
     assert pool is not None
     return pool
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from schemas.messages import DiagnosisView
@@ -139,6 +139,64 @@ class UsageFigures:
     prev_30d: float
     forecast: float
     period_cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageDay:
+    """One customer's usage of one metric on one UTC day (rows of the daily rollup, possibly partial)."""
+
+    metric: str
+    day: date
+    units: float
+    cost_usd: float
+
+
+#: How far back a usage read goes: a year's billing period plus margin, so the read does not depend on the
+#: subscription (and can run while the mirror is read). Older period starts are clamped to it.
+USAGE_LOOKBACK_DAYS = 400
+
+
+def forecast_units(period_units: float, period_start: datetime | None, period_end: datetime | None,
+                   now: datetime, last_30d: float) -> float:
+    """Run-rate forecast of the period's usage at its end (the trailing 30 days when no period is known)."""
+    if period_start is None or period_end is None or period_end <= period_start:
+        return last_30d
+    elapsed = max((now - period_start).total_seconds(), 86400.0)
+    total = (period_end - period_start).total_seconds()
+    if elapsed >= total:
+        return period_units
+    return period_units / elapsed * total
+
+
+def usage_figures(days: tuple[UsageDay, ...] | list[UsageDay], period_start: datetime | None,
+                  period_end: datetime | None, now: datetime) -> tuple[UsageFigures, ...]:
+    """Per metric: usage this period, the last 30 days vs the 30 before, and the period's forecast.
+
+    Days are UTC dates; the period counts from its start day to today (30 days back when unknown).
+    Rows for the same day are summed (a rollup may hold several partial rows per day).
+    """
+    today = now.astimezone(UTC).date()
+    start = (period_start or (now - timedelta(days=30))).astimezone(UTC).date()
+    d30, d60 = today - timedelta(days=30), today - timedelta(days=60)
+    horizon = min(d60, start - timedelta(days=1))
+    acc: dict[str, list[float]] = {}
+    for d in days:
+        if d.day > today or d.day <= horizon:
+            continue
+        a = acc.setdefault(d.metric, [0.0, 0.0, 0.0, 0.0])
+        if d.day >= start:
+            a[0] += d.units
+            a[1] += d.cost_usd
+        if d.day > d30:
+            a[2] += d.units
+        elif d.day > d60:
+            a[3] += d.units
+    return tuple(
+        UsageFigures(metric=metric, period_units=a[0], last_30d=a[2], prev_30d=a[3],
+                     forecast=forecast_units(a[0], period_start, period_end, now, a[2]),
+                     period_cost_usd=round(a[1], 4))
+        for metric, a in sorted(acc.items())
+    )
 
 
 @dataclass(frozen=True, slots=True)

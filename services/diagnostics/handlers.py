@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -18,7 +19,7 @@ from schemas import Envelope
 from schemas.messages import AuditEventPayload, AuditEventRecordedV1, DiagnosisView, UsageEventRecordedV1
 from services.diagnostics.adapters.clickhouse import UsageEvent, UsageStore
 from services.diagnostics.adapters.mirror import MirrorStore
-from services.diagnostics.domain import BillingSnapshot, diagnose
+from services.diagnostics.domain import BillingSnapshot, diagnose, usage_figures
 from services.diagnostics.ports import (
     AuditSink,
     CustomerNotFound,
@@ -75,9 +76,14 @@ class Diagnostician:
     async def snapshot(self, customer_id: str, now: datetime | None = None) -> BillingSnapshot:
         now = now or datetime.now(UTC)
         missing: list[str] = []
+        # Usage does not depend on the mirror: read both at once (Postgres and chDB work in parallel).
+        usage_read = asyncio.ensure_future(self.usage.recent(customer_id, now)) if self.usage else None
         try:
             snap, fresh = await self.mirror.load(customer_id)
         except Exception as exc:  # Postgres down: nothing from the mirror or the subscription store
+            if usage_read is not None:
+                usage_read.cancel()
+                await asyncio.gather(usage_read, return_exceptions=True)
             log.error("diagnostics.mirror.unavailable", customer_id=customer_id, error=str(exc)[:300])
             return BillingSnapshot(customer_id=customer_id, customer_known=False,
                                    missing_sources=("stripe_mirror", "subscriptions"),
@@ -108,15 +114,16 @@ class Diagnostician:
                     stripe_source = "mirror_stale" if fresh.known else "unavailable"
         usage = None
         usage_source = "clickhouse"
-        if self.usage is None:
+        if usage_read is None:
             missing.append("usage")
             usage_source = "unavailable"
         else:
-            subs = sorted(snap.subscriptions, key=lambda s: s.status in ("active", "trialing", "past_due"), reverse=True)
+            subs = sorted(snap.subscriptions, key=lambda s: s.status in ("active", "trialing", "past_due"),
+                          reverse=True)
             sub = subs[0] if subs else None
             try:
-                usage = await self.usage.figures(customer_id, sub.current_period_start if sub else None,
-                                                 sub.current_period_end if sub else None, now)
+                usage = usage_figures(await usage_read, sub.current_period_start if sub else None,
+                                      sub.current_period_end if sub else None, now)
             except SourceUnavailable as exc:
                 log.warning("diagnostics.usage.unavailable", customer_id=customer_id, error=exc.detail[:300])
                 missing.append("usage")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from schemas.messages import DiagnosisView
-from services.diagnostics.domain import BillingSnapshot, UsageFigures
+from services.diagnostics.domain import BillingSnapshot, UsageDay
 
 
 class DiagnosticsError(Exception):
@@ -48,9 +48,9 @@ class StripeReader(Protocol):
 
 
 class UsageReader(Protocol):
-    async def figures(
-        self, customer_id: str, period_start: datetime | None, period_end: datetime | None, now: datetime
-    ) -> tuple[UsageFigures, ...]: ...
+    async def recent(self, customer_id: str, now: datetime) -> tuple[UsageDay, ...]:
+        """The customer's daily usage over the last USAGE_LOOKBACK_DAYS days; SourceUnavailable if unreadable."""
+        ...
 
 
 class AuditSink(Protocol):

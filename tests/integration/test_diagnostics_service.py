@@ -294,7 +294,7 @@ async def test_http_doors_404_and_openapi(service: Any, sc: Any, unique: str) ->
 
 
 class FailingUsage:
-    async def figures(self, *args: Any) -> Any:
+    async def recent(self, *args: Any) -> Any:
         raise SourceUnavailable("clickhouse", "injected failure")
 
 
@@ -316,6 +316,28 @@ async def test_sources_down_are_listed_and_never_green(pg_pool: Any, infra: Any,
     # Given Stripe unreachable and a customer nobody knows: not claimed missing, not green
     d = await stale.diagnose(f"cus_nobody{unique}")
     assert d.root_cause is RootCause.UNKNOWN and d.missing_sources == ["stripe"]
+
+
+async def test_concurrent_usage_reads_are_coalesced_and_each_gets_its_own_rows(infra: Any, unique: str) -> None:
+    store = UsageStore(infra.clickhouse_dsn)
+    now = datetime.now(UTC)
+    ids = [f"cus_co{unique}_{i}" for i in range(12)]
+    events = [UsageEvent(c, "api_calls", now - timedelta(days=d), 100.0 * (i + 1), 0.001, f"{c}-{d}")
+              for i, c in enumerate(ids) for d in range(3)]
+    assert await store.write(events) == len(events)
+    calls: list[int] = []
+    real = store._recent_sync
+
+    def counting(customer_ids: Any, since: Any) -> Any:
+        calls.append(len(customer_ids))
+        return real(customer_ids, since)
+
+    store._recent_sync = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(*(store.recent(c, now) for c in ids), store.recent(f"cus_none{unique}", now))
+    for i, days in enumerate(results[:-1]):
+        assert sum(d.units for d in days) == 300.0 * (i + 1)
+    assert results[-1] == ()
+    assert sum(calls) == len(ids) + 1 and len(calls) < len(ids)  # fewer queries than readers
 
 
 async def test_usage_store_dedupes_and_forecasts(infra: Any, unique: str) -> None:

@@ -19,8 +19,10 @@ from services.diagnostics.domain import (
     PlanRecord,
     RefundRecord,
     SubscriptionRecord,
+    UsageDay,
     UsageFigures,
     diagnose,
+    usage_figures,
 )
 
 pytestmark = pytest.mark.unit
@@ -199,3 +201,31 @@ def test_priority_is_explicit_data_covering_every_cause() -> None:
                    subscriptions=(SubscriptionRecord("sub_1", "active", "pro", 18, 49.0),))
     d = diagnose(both, NOW)
     assert d.root_cause is RootCause.SEATS_OVER_PLAN and d.secondary_causes == [RootCause.CARD_EXPIRING]
+
+
+# ----------------------------------------------------------------------------- usage figures from daily rows
+
+
+def _day(days_ago: int, units: float, metric: str = "api_calls", cost: float = 0.0) -> UsageDay:
+    return UsageDay(metric, (NOW - timedelta(days=days_ago)).date(), units, cost)
+
+
+def test_usage_figures_split_period_last_30_and_previous_30_days() -> None:
+    days = [_day(0, 10, cost=1.0), _day(5, 20, cost=2.0), _day(29, 40), _day(30, 80), _day(59, 160), _day(60, 320)]
+    days += [_day(3, 7, metric="seats")]
+    start, end = NOW - timedelta(days=10), NOW + timedelta(days=20)
+    api, seats = usage_figures(days, start, end, NOW)
+    assert (api.metric, seats.metric) == ("api_calls", "seats")
+    assert api.period_units == 30 and api.period_cost_usd == 3.0  # days 0 and 5 are in the period
+    assert api.last_30d == 70  # days 0..29
+    assert api.prev_30d == 240  # days 30..59; day 60 is outside both windows
+    assert api.forecast == pytest.approx(30 / (10 * 86400 + 12 * 3600) * 30 * 86400, rel=0.06)
+    assert seats.period_units == 7
+
+
+def test_usage_figures_sum_partial_rows_of_one_day_and_ignore_future_and_old_rows() -> None:
+    days = [_day(1, 5), _day(1, 6), _day(-1, 1000), _day(200, 1000)]
+    (api,) = usage_figures(days, None, None, NOW)
+    assert api.period_units == 11 and api.last_30d == 11 and api.prev_30d == 0
+    assert api.forecast == 11  # no period known: the trailing 30 days
+    assert usage_figures([_day(200, 1000)], None, None, NOW) == ()

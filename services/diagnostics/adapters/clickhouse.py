@@ -15,14 +15,14 @@ import asyncio
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import clickhouse_connect
 import structlog
 from clickhouse_connect.driver.client import Client
 
-from services.diagnostics.domain import UsageFigures
+from services.diagnostics.domain import USAGE_LOOKBACK_DAYS, UsageDay, UsageFigures, usage_figures
 from services.diagnostics.ports import SourceUnavailable
 
 log = structlog.get_logger(__name__)
@@ -74,17 +74,14 @@ SCHEMA: tuple[str, ...] = (
 
 COLUMNS = ["customer_id", "metric", "ts", "units", "unit_price_usd", "event_id"]
 
-_FIGURES_SQL = """
-SELECT metric,
-       sumIf(units, day >= {period_start:Date} AND day <= {today:Date}) AS period_units,
-       sumIf(cost_usd, day >= {period_start:Date} AND day <= {today:Date}) AS period_cost,
-       sumIf(units, day > {d30:Date} AND day <= {today:Date}) AS last_30d,
-       sumIf(units, day > {d60:Date} AND day <= {d30:Date}) AS prev_30d
+_RECENT_SQL = """
+SELECT customer_id, metric, day, units, cost_usd
 FROM usage_daily
-WHERE customer_id = {customer_id:String} AND day > {d60_min:Date}
-GROUP BY metric
-ORDER BY metric
+WHERE customer_id IN {ids:Array(String)} AND day > {since:Date}
 """
+
+#: Most customers one coalesced usage read asks for.
+MAX_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,24 +98,15 @@ class UsageEvent:
         return [self.customer_id, self.metric, ts, float(self.units), float(self.unit_price_usd), self.event_id]
 
 
-def forecast_units(period_units: float, period_start: datetime | None, period_end: datetime | None,
-                   now: datetime, last_30d: float) -> float:
-    """Run-rate forecast of the period's usage at its end (the trailing 30 days when no period is known)."""
-    if period_start is None or period_end is None or period_end <= period_start:
-        return last_30d
-    elapsed = max((now - period_start).total_seconds(), 86400.0)
-    total = (period_end - period_start).total_seconds()
-    if elapsed >= total:
-        return period_units
-    return period_units / elapsed * total
-
-
 class UsageStore:
     """Usage reads and batched writes on the process-wide ClickHouse client."""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._ready = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: list[tuple[str, date, asyncio.Future[list[UsageDay]]]] = []
+        self._draining = False
 
     @property
     def client(self) -> Client:
@@ -173,32 +161,59 @@ class UsageStore:
             raise SourceUnavailable("clickhouse", f"{type(exc).__name__}: {exc}") from exc
 
     # ------------------------------------------------------------------ reads
-    def _figures_sync(self, customer_id: str, period_start: datetime | None, period_end: datetime | None,
-                      now: datetime) -> tuple[UsageFigures, ...]:
+    def _recent_sync(self, customer_ids: Sequence[str], since: date) -> dict[str, list[UsageDay]]:
         self.ensure_schema_sync()
-        today = now.astimezone(UTC).date()
-        start = (period_start or (now - timedelta(days=30))).astimezone(UTC).date()
-        d30, d60 = today - timedelta(days=30), today - timedelta(days=60)
         rows = self._call(
-            self.client.query, _FIGURES_SQL,
-            parameters={"customer_id": customer_id, "period_start": start, "today": today, "d30": d30,
-                        "d60": d60, "d60_min": min(d60, start - timedelta(days=1))},
+            self.client.query, _RECENT_SQL, parameters={"ids": list(customer_ids), "since": since}
         ).result_rows
-        out = []
-        for metric, period_units, period_cost, last_30d, prev_30d in rows:
-            out.append(UsageFigures(
-                metric=metric, period_units=float(period_units), last_30d=float(last_30d), prev_30d=float(prev_30d),
-                forecast=forecast_units(float(period_units), period_start, period_end, now, float(last_30d)),
-                period_cost_usd=round(float(period_cost), 4),
-            ))
-        return tuple(out)
+        out: dict[str, list[UsageDay]] = {c: [] for c in customer_ids}
+        for customer_id, metric, day, units, cost in rows:
+            out.setdefault(customer_id, []).append(UsageDay(metric, day, float(units), float(cost)))
+        return out
+
+    async def recent(self, customer_id: str, now: datetime) -> tuple[UsageDay, ...]:
+        """The customer's daily usage over the last :data:`USAGE_LOOKBACK_DAYS` days.
+
+        Concurrent reads are coalesced: while one query runs, the customers asked for meanwhile are read
+        together by the next one (one chDB query for many diagnoses under load, one for one when idle).
+        """
+        since = now.astimezone(UTC).date() - timedelta(days=USAGE_LOOKBACK_DAYS)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests): start a fresh queue
+            self._loop, self._queue, self._draining = loop, [], False
+        future: asyncio.Future[list[UsageDay]] = loop.create_future()
+        self._queue.append((customer_id, since, future))
+        if not self._draining:
+            self._draining = True
+            loop.create_task(self._drain())
+        try:
+            return tuple(await future)
+        except Exception as exc:
+            raise SourceUnavailable("clickhouse", f"{type(exc).__name__}: {exc}") from exc
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                ids = sorted({c for c, _, _ in batch})
+                since = min(s for _, s, _ in batch)
+                try:
+                    found = await asyncio.to_thread(self._recent_sync, ids, since)
+                except Exception as exc:  # noqa: BLE001 - handed to every waiter
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for customer_id, day_since, future in batch:
+                    if not future.done():
+                        future.set_result([d for d in found.get(customer_id, ()) if d.day > day_since])
+        finally:
+            self._draining = False
 
     async def figures(self, customer_id: str, period_start: datetime | None, period_end: datetime | None,
                       now: datetime) -> tuple[UsageFigures, ...]:
-        try:
-            return await asyncio.to_thread(self._figures_sync, customer_id, period_start, period_end, now)
-        except Exception as exc:
-            raise SourceUnavailable("clickhouse", f"{type(exc).__name__}: {exc}") from exc
+        """Usage this period, last 30 days vs the 30 before, forecast (see :func:`usage_figures`)."""
+        return usage_figures(await self.recent(customer_id, now), period_start, period_end, now)
 
     async def daily(self, customer_id: str, days: int, now: datetime) -> list[dict[str, Any]]:
         """Per-day usage for the last ``days`` days (for the usage door)."""
