@@ -109,6 +109,7 @@ from schemas.messages import DiagnosisView, NotificationRequestedPayload, Notifi
 from tierline.ledger import ActionFailed, ActionLedger, LedgerResult, idempotency_key  # noqa: E402
 from tierline.messaging import publish  # noqa: E402
 from tierline.pipeline import audit  # noqa: E402
+from tierline.risk import fraud_flagged
 from tierline.settings import InfraSettings  # noqa: E402
 
 log = structlog.get_logger(__name__)
@@ -204,7 +205,7 @@ class ActionExecutor:
             "customer_id": ctx.customer_id,
             "plan": (ev.get("plan") or {}).get("tier"),
             "dispute_open": bool(dispute_open),
-            "fraud_flag": bool(risk.get("fraud")) or diagnosis.root_cause == RootCause.CARD_DECLINED_FRAUD,
+            "fraud_flag": fraud_flagged(risk) or diagnosis.root_cause == RootCause.CARD_DECLINED_FRAUD,
             "refunds_last_90d": len(refunds),
             "last_refund_at": refunds[0]["created_at"] if refunds else None,
             "decline_code": invoice.get("decline_code"),

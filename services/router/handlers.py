@@ -27,6 +27,7 @@ from services.router.domain import Gates, decide_route
 from services.router.ports import Classifier, Diagnostics
 from tierline.messaging import Inbox, publish
 from tierline.pipeline import audit, escalate, set_contact_intent, start_contact
+from tierline.risk import fraud_flagged
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,7 @@ async def gather_gates(deps: RouterDeps, msg: ContactReceivedV1, diagnosis: Diag
     )
     dispute_open = bool(diagnosis and (diagnosis.root_cause == RootCause.DISPUTE_OPEN
                                        or RootCause.DISPUTE_OPEN in diagnosis.secondary_causes))
-    fraud = bool(risk.get("fraud")) or bool(diagnosis and diagnosis.root_cause in FRAUD_CAUSES)
+    fraud = fraud_flagged(risk) or bool(diagnosis and diagnosis.root_cause in FRAUD_CAUSES)
     return Gates(
         customer_found=diagnosis is not None,
         sender_authorized=sender_authorized(msg, email),

@@ -12,7 +12,7 @@ from schemas.messages import (
     OutcomeRecordedV1,
     SelfhealRequestedV1,
 )
-from services.tier1_selfheal.adapters.postgres import PostgresRequestStore, ensure_schema
+from services.tier1_selfheal.adapters.postgres import PostgresRequestStore, verify_schema
 from services.tier1_selfheal.api import MeterDeps, meter_routes
 from services.tier1_selfheal.handlers import SelfhealDeps, on_selfheal_requested
 from services.tier1_selfheal.ports import Actions, CardVault, Diagnostics
@@ -44,7 +44,7 @@ def create_service(
     service = Service.create(NAME, cfg, http_port=cfg.http_port, routes=meter_routes(meter))
 
     async def wire(svc: Service) -> None:
-        await ensure_schema(svc.db)
+        await verify_schema(svc.db)
         diag = diagnostics
         if diag is None:
             from services.diagnostics.client import HttpDiagnostics

@@ -546,3 +546,13 @@ def test_given_naive_timestamps_when_checked_then_taken_as_utc(engine: PolicyEng
         id="ch_n", customer_id=CUSTOMER, amount_usd=10.0, created_at=naive_now - timedelta(days=1)
     )
     assert isinstance(engine.check(Action.REFUND, ctx(charge=fresh)), Allow)
+
+
+def test_given_tier0_card_fraud_or_generic_fraud_flag_then_both_count_as_a_fraud_signal() -> None:
+    from tierline.risk import fraud_flagged
+
+    assert fraud_flagged({"card_fraud": {"decline_code": "stolen_card"}})
+    assert fraud_flagged({"fraud": True})
+    assert not fraud_flagged({"fraud": False})
+    assert not fraud_flagged({"chargeback_watch": True})
+    assert not fraud_flagged(None)

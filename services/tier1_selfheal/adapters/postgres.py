@@ -8,27 +8,21 @@ import asyncpg
 
 from services.tier1_selfheal.ports import RequestRecord
 
-#: Tier 1's own table (created idempotently at start under an advisory lock; one row per contact).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tier1_requests (
-    contact_id  text        PRIMARY KEY,
-    customer_id text        NOT NULL,
-    action      text        NOT NULL,
-    params      jsonb       NOT NULL DEFAULT '{}'::jsonb,
-    state       text        NOT NULL DEFAULT 'received'
-                CHECK (state IN ('received', 'resolved', 'handed_to_tier2', 'escalated')),
-    reason      text,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS tier1_requests_customer ON tier1_requests (customer_id, created_at);
-"""
+#: Tier 1's own tables; created by the migration ``tierline/migrations/050_tier1.sql``, never here.
+REQUIRED_TABLES = ("tier1_requests",)
 
 
-async def ensure_schema(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(724101)")
-        await conn.execute(SCHEMA)
+class SchemaMissing(RuntimeError):
+    """The database lacks a table Tier 1 needs: the migrations have not been applied."""
+
+
+async def verify_schema(pool: asyncpg.Pool) -> None:
+    """Fail fast at start when the migrations were not applied (``tierline migrate``)."""
+    missing = [t for t in REQUIRED_TABLES if not await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", t)]
+    if missing:
+        raise SchemaMissing(
+            f"missing table(s) {', '.join(missing)}: apply the Postgres migrations first (tierline migrate)"
+        )
 
 
 def _record(row: Any) -> RequestRecord:
