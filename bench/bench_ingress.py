@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-SECRET = "whsec_bench"
+SECRET = "whsec_bench"  # noqa: S105 - throwaway webhook secret of the local benchmark stack
 TARGET_RPS = 1000.0
 TARGET_P99_MS = 250.0
 
@@ -34,16 +34,26 @@ def _payloads(n: int, run: str) -> list[bytes]:
 
     out = []
     for i in range(n):
-        event = build_event("invoice.payment_succeeded", {
-            "id": f"in_{run}{i}", "object": "invoice", "customer": f"cus_{run}{i % 500}", "status": "paid",
-            "amount_due": 4900, "amount_paid": 4900, "currency": "usd",
-        })
+        event = build_event(
+            "invoice.payment_succeeded",
+            {
+                "id": f"in_{run}{i}",
+                "object": "invoice",
+                "customer": f"cus_{run}{i % 500}",
+                "status": "paid",
+                "amount_due": 4900,
+                "amount_paid": 4900,
+                "currency": "usd",
+            },
+        )
         event["id"] = f"evt_{run}_{i}"
         out.append(json.dumps(event).encode())
     return out
 
 
-async def _drive(port: int, payloads: list[bytes], connections: int) -> tuple[float, list[float], dict[int, int]]:
+async def _drive(
+    port: int, payloads: list[bytes], connections: int
+) -> tuple[float, list[float], dict[int, int]]:
     from tierline.world import sign_payload
 
     queue: asyncio.Queue[bytes] = asyncio.Queue()
@@ -58,8 +68,10 @@ async def _drive(port: int, payloads: list[bytes], connections: int) -> tuple[fl
             while not queue.empty():
                 body = queue.get_nowait()
                 sig = sign_payload(body, SECRET, int(time.time()))
-                head = (f"POST /stripe/webhook HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                        f"Stripe-Signature: {sig}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+                head = (
+                    f"POST /stripe/webhook HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+                    f"Stripe-Signature: {sig}\r\nContent-Length: {len(body)}\r\n\r\n"
+                ).encode()
                 t0 = time.perf_counter()
                 writer.write(head + body)
                 await writer.drain()
@@ -99,15 +111,22 @@ async def _serve_and_measure(env: dict[str, str], port: int, events: int, connec
 
     _publish_compat()
     settings = InfraSettings(
-        kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"], postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
-        stripe_webhook_secrets=SECRET, http_port=port,
+        kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"],
+        postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
+        stripe_webhook_secrets=SECRET,
+        http_port=port,
     )
     t0 = Tier0Settings()
     service = Service.create("tier0_prevent", settings, http_port=port)
-    ingestor = BatchingIngestor(None, lambda m: publish(service.broker, m),  # type: ignore[arg-type]
-                                batch_max=t0.ingest_batch_max, workers=t0.ingest_workers)
-    service.routes.append(WebhookIngress(ingestor, settings.webhook_secrets,
-                                         tolerance_s=t0.signature_tolerance_s).route())
+    ingestor = BatchingIngestor(
+        None,
+        lambda m: publish(service.broker, m),  # type: ignore[arg-type]
+        batch_max=t0.ingest_batch_max,
+        workers=t0.ingest_workers,
+    )
+    service.routes.append(
+        WebhookIngress(ingestor, settings.webhook_secrets, tolerance_s=t0.signature_tolerance_s).route()
+    )
 
     async def on_start(svc: Service) -> None:
         ingestor.pool = svc.db
@@ -119,14 +138,22 @@ async def _serve_and_measure(env: dict[str, str], port: int, events: int, connec
         for phase, n in (("warmup", min(2000, events // 5)), ("run", events)):
             parent, child = mp.Pipe()
             run = uuid.uuid4().hex[:8]
-            proc = mp.get_context("spawn").Process(target=_client_main, args=(port, n, connections, run, child))
+            proc = mp.get_context("spawn").Process(
+                target=_client_main, args=(port, n, connections, run, child)
+            )
             proc.start()
             elapsed, latencies, statuses = await asyncio.to_thread(parent.recv)
             await asyncio.to_thread(proc.join)
             stored = await service.db.fetchval(
-                "SELECT count(*) FROM webhook_events WHERE event_id LIKE $1", f"evt_{run}_%")
-            results[phase] = {"elapsed": elapsed, "latencies": sorted(latencies), "statuses": statuses,
-                              "stored": stored, "n": n}
+                "SELECT count(*) FROM webhook_events WHERE event_id LIKE $1", f"evt_{run}_%"
+            )
+            results[phase] = {
+                "elapsed": elapsed,
+                "latencies": sorted(latencies),
+                "statuses": statuses,
+                "stored": stored,
+                "n": n,
+            }
         return results["run"]
     finally:
         await ingestor.stop()
@@ -151,8 +178,9 @@ def _publish_compat() -> None:
 
 def _line(name: str, value: float, unit: str, baseline: float, higher_is_better: bool = True) -> str:
     ratio = (value / baseline) if higher_is_better else (baseline / value if value else 0.0)
-    return json.dumps({"name": name, "value": round(value, 2), "unit": unit, "baseline": baseline,
-                       "ratio": round(ratio, 3)})
+    return json.dumps(
+        {"name": name, "value": round(value, 2), "unit": unit, "baseline": baseline, "ratio": round(ratio, 3)}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,8 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     print(_line("tier0.ingress.verified_webhooks_per_s", rps, "events/s", TARGET_RPS))
     print(_line("tier0.ingress.latency_p99", p99, "ms", TARGET_P99_MS, higher_is_better=False))
     print(_line("tier0.ingress.latency_p50", p50, "ms", TARGET_P99_MS, higher_is_better=False))
-    print(json.dumps({"name": "tier0.ingress.accounting", "value": ok, "unit": "events", "baseline": r["n"],
-                      "ratio": round(ok / r["n"], 3), "stored": r["stored"], "statuses": r["statuses"]}))
+    print(
+        json.dumps(
+            {
+                "name": "tier0.ingress.accounting",
+                "value": ok,
+                "unit": "events",
+                "baseline": r["n"],
+                "ratio": round(ok / r["n"], 3),
+                "stored": r["stored"],
+                "statuses": r["statuses"],
+            }
+        )
+    )
     return 0 if ok == r["n"] == r["stored"] else 1
 
 

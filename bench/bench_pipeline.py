@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,10 +45,15 @@ class Collector:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=self.bootstrap,
-                                          group_id=f"bench-{uuid.uuid4().hex[:8]}", auto_offset_reset="latest")
+        self._consumer = AIOKafkaConsumer(
+            self.topic,
+            bootstrap_servers=self.bootstrap,
+            group_id=f"bench-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="latest",
+        )
         await self._consumer.start()
-        while not self._consumer.assignment():
+        # aiokafka offers nothing to await for the group assignment: poll it
+        while not self._consumer.assignment():  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         for tp in self._consumer.assignment():
             await self._consumer.seek_to_end(tp)
@@ -72,8 +76,15 @@ class Collector:
             await self._consumer.stop()
 
 
-async def offered_load(producer: AIOKafkaProducer, topic: str, make: Any, rate: float, seconds: float,
-                       collector: Collector, drain: float = 30.0) -> tuple[dict[str, float], float]:
+async def offered_load(
+    producer: AIOKafkaProducer,
+    topic: str,
+    make: Any,
+    rate: float,
+    seconds: float,
+    collector: Collector,
+    drain: float = 30.0,
+) -> tuple[dict[str, float], float]:
     sent: dict[str, float] = {}
     start = time.monotonic()
     n = 0
@@ -88,7 +99,10 @@ async def offered_load(producer: AIOKafkaProducer, topic: str, make: Any, rate: 
         n += 1
     window_end = time.monotonic()
     deadline = window_end + drain
-    while time.monotonic() < deadline and len([i for i in sent if i in collector.arrived]) < len(sent):
+    # drain: poll the collector's arrivals (a bounded wait; the collector sets no event per id)
+    while (  # noqa: ASYNC110
+        time.monotonic() < deadline and len([i for i in sent if i in collector.arrived]) < len(sent)
+    ):
         await asyncio.sleep(0.2)
     completed_in_window = sum(1 for i in sent if collector.arrived.get(i, 1e18) <= window_end)
     latencies = {i: (collector.arrived[i] - t) * 1000 for i, t in sent.items() if i in collector.arrived}
@@ -100,9 +114,11 @@ async def passthrough(bootstrap: str) -> list[dict[str, Any]]:
     from tierline.messaging import ensure_topics
 
     await ensure_topics(bootstrap, 4, topics=[*HOPS, DONE])
-    proc = subprocess.Popen([sys.executable, "-m", "bench.passthrough", bootstrap], stdout=subprocess.PIPE, text=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.passthrough", bootstrap, stdout=asyncio.subprocess.PIPE
+    )
     assert proc.stdout is not None
-    proc.stdout.readline()
+    await proc.stdout.readline()  # "ready"
     rows = []
     try:
         collector = Collector(bootstrap, DONE, "id")
@@ -117,8 +133,12 @@ async def passthrough(bootstrap: str) -> list[dict[str, Any]]:
         await asyncio.sleep(5)  # let the hop consumers join
         lat, _ = await offered_load(producer, HOPS[0], make, 50, 3, collector)  # warm up
         lat, tput = await offered_load(producer, HOPS[0], make, RATE, DURATION, collector)
-        rows.append(figure("passthrough.latency_p50_at_offered_load", percentile(list(lat.values()), 50), "ms"))
-        rows.append(figure("passthrough.latency_p99_at_offered_load", percentile(list(lat.values()), 99), "ms"))
+        rows.append(
+            figure("passthrough.latency_p50_at_offered_load", percentile(list(lat.values()), 50), "ms")
+        )
+        rows.append(
+            figure("passthrough.latency_p99_at_offered_load", percentile(list(lat.values()), 99), "ms")
+        )
         # the ceiling: saturate it
         sat_n = 2000 if QUICK else 6000
         t0 = time.monotonic()
@@ -127,7 +147,10 @@ async def passthrough(bootstrap: str) -> list[dict[str, Any]]:
             ident, value, key = make(10_000_000 + n)
             idents.append(ident)
             await producer.send(HOPS[0], value, key=key)
-        while time.monotonic() - t0 < 120 and sum(1 for i in idents if i in collector.arrived) < sat_n:
+        # poll the collector's arrivals, at most 120 s (it sets no event per id)
+        while (  # noqa: ASYNC110
+            time.monotonic() - t0 < 120 and sum(1 for i in idents if i in collector.arrived) < sat_n
+        ):
             await asyncio.sleep(0.1)
         done = [collector.arrived[i] for i in idents if i in collector.arrived]
         ceiling = len(done) / (max(done) - t0) if done else 0.0
@@ -136,7 +159,7 @@ async def passthrough(bootstrap: str) -> list[dict[str, Any]]:
         await collector.stop()
     finally:
         proc.terminate()
-        proc.wait(10)
+        await asyncio.wait_for(proc.wait(), 10)
     return rows
 
 
@@ -148,11 +171,18 @@ async def pipeline(cfg: Any, ceiling: float) -> None:
     from tierline.world import build_world
 
     env = cfg.env()
-    settings = InfraSettings(stripe_api_base=env["TIERLINE_STRIPE_API_BASE"], postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
-                             kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"])
+    settings = InfraSettings(
+        stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],
+        postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
+        kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"],
+    )
     actions = StripeActions(settings)
-    customers = [(await build_world({"charges": [{"amount_usd": 49, "days_ago": 3}]}, actions,
-                                    label=f"bench-{i}")).customer_id for i in range(20)]
+    customers = [
+        (
+            await build_world({"charges": [{"amount_usd": 49, "days_ago": 3}]}, actions, label=f"bench-{i}")
+        ).customer_id
+        for i in range(20)
+    ]
     bootstrap = env["TIERLINE_KAFKA_BOOTSTRAP"]
     collector = Collector(bootstrap, "contact.outcome.recorded.v1", "contact_id")
     await collector.start()
@@ -162,16 +192,31 @@ async def pipeline(cfg: Any, ceiling: float) -> None:
     def make(n: int) -> tuple[str, bytes, bytes]:
         cid = customers[n % len(customers)]
         msg = ContactReceivedV1.build(
-            ContactReceivedPayload(channel=Channel.CHAT, text=TEXTS[n % len(TEXTS)],
-                                   sender=Sender(kind="customer_session", subject=cid)),
-            contact_id=f"bench-{uuid.uuid4()}", customer_id=cid)
+            ContactReceivedPayload(
+                channel=Channel.CHAT,
+                text=TEXTS[n % len(TEXTS)],
+                sender=Sender(kind="customer_session", subject=cid),
+            ),
+            contact_id=f"bench-{uuid.uuid4()}",
+            customer_id=cid,
+        )
         return msg.contact_id, msg.model_dump_json().encode(), cid.encode()
 
     await offered_load(producer, ContactReceivedV1.TOPIC, make, 5, 4, collector)  # warm every path
-    lat, tput = await offered_load(producer, ContactReceivedV1.TOPIC, make, RATE, DURATION, collector, drain=120)
+    lat, tput = await offered_load(
+        producer, ContactReceivedV1.TOPIC, make, RATE, DURATION, collector, drain=120
+    )
     values = list(lat.values())
-    figure("pipeline.sustained_throughput", tput, "contacts/s", ceiling, target=200.0,
-           offered_rate=RATE, seconds=DURATION, completed=len(values))
+    figure(
+        "pipeline.sustained_throughput",
+        tput,
+        "contacts/s",
+        ceiling,
+        target=200.0,
+        offered_rate=RATE,
+        seconds=DURATION,
+        completed=len(values),
+    )
     figure("pipeline.latency_p50", percentile(values, 50), "ms", higher_is_better=False)
     figure("pipeline.latency_p99", percentile(values, 99), "ms", higher_is_better=False, target=250.0)
     figure("pipeline.share_of_passthrough_ceiling", tput / ceiling if ceiling else 0.0, "ratio", target=0.30)

@@ -17,14 +17,21 @@ async def main(bootstrap: str) -> None:
     broker = KafkaBroker(bootstrap, logger=None)
     targets = [*HOPS[1:], DONE]
     for source, target in zip(HOPS, targets, strict=True):
+
         def make(dst: str):  # type: ignore[no-untyped-def]
             async def forward(body: dict) -> None:  # type: ignore[type-arg]
                 await broker.publish(body, topic=dst)
+
             return forward
 
-        broker.subscriber(source, group_id=f"bench.passthrough.{source}", auto_offset_reset="earliest",
-                          ack_policy=AckPolicy.NACK_ON_ERROR, max_workers=4,
-                          fetch_max_wait_ms=50)(make(target))
+        broker.subscriber(
+            source,
+            group_id=f"bench.passthrough.{source}",
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            max_workers=4,
+            fetch_max_wait_ms=50,
+        )(make(target))
     await broker.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

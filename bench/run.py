@@ -34,8 +34,9 @@ def bench_main(argv: list[str]) -> int:
             print(json.dumps({"name": module, "error": "benchmark module missing"}), flush=True)
             continue
         t0 = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", module], cwd=root, env=env, stdout=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module], cwd=root, env=env, stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.strip()
@@ -58,9 +59,15 @@ def bench_main(argv: list[str]) -> int:
         target = r.get("target")
         meets = r.get("meets_target")
         mark = "" if meets is None else (" ✓" if meets else " ✗")
-        table.add_row(str(r.get("bench", "")), str(r.get("name", "")), str(r.get("value", "")),
-                      str(r.get("unit", "")), str(r.get("baseline", "") or ""), str(r.get("ratio", "") or ""),
-                      f"{target}{mark}" if target is not None else "")
+        table.add_row(
+            str(r.get("bench", "")),
+            str(r.get("name", "")),
+            str(r.get("value", "")),
+            str(r.get("unit", "")),
+            str(r.get("baseline", "") or ""),
+            str(r.get("ratio", "") or ""),
+            f"{target}{mark}" if target is not None else "",
+        )
     Console().print(table)
     return 0
 

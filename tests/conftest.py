@@ -20,8 +20,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # ../shared beside the checkout when present (CI), else the copies the repo ships in data/
-SHARED = (REPO_ROOT.parent / "shared" if (REPO_ROOT.parent / "shared" / "data" / "scenarios" / "public.jsonl").exists()
-          else REPO_ROOT)
+SHARED = (
+    REPO_ROOT.parent / "shared"
+    if (REPO_ROOT.parent / "shared" / "data" / "scenarios" / "public.jsonl").exists()
+    else REPO_ROOT
+)
 TEST_OUTPUT = REPO_ROOT / "test-output"
 
 

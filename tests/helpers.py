@@ -11,9 +11,21 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
-async def read_topic(bootstrap: str, topic: str, where: Callable[[dict[str, Any]], bool], *,
-                     min_count: int = 1, timeout: float = 30.0, settle: float = 0.0) -> list[dict[str, Any]]:
-    """Messages on ``topic`` (decoded JSON) matching ``where``; waits for ``min_count`` (then ``settle`` s more)."""
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    where: Callable[[dict[str, Any]], bool],
+    *,
+    min_count: int = 1,
+    # shared helper API (callers pass timeout=); a soft deadline that returns what was found so far,
+    # where asyncio.timeout would cancel an in-flight fetch and raise instead
+    timeout: float = 30.0,  # noqa: ASYNC109
+    settle: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Messages on ``topic`` (decoded JSON) matching ``where``.
+
+    Waits for ``min_count`` of them (then ``settle`` s more), at most ``timeout`` s.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     found: list[dict[str, Any]] = []
@@ -50,7 +62,14 @@ async def read_topic(bootstrap: str, topic: str, where: Callable[[dict[str, Any]
     return found
 
 
-async def wait_rows(pool: Any, sql: str, *args: Any, min_count: int = 1, timeout: float = 30.0) -> list[Any]:
+async def wait_rows(
+    pool: Any,
+    sql: str,
+    *args: Any,
+    min_count: int = 1,
+    # soft deadline returning the rows seen so far (see read_topic); callers pass timeout=
+    timeout: float = 30.0,  # noqa: ASYNC109
+) -> list[Any]:
     deadline = time.monotonic() + timeout
     rows: list[Any] = []
     while time.monotonic() < deadline:

@@ -50,10 +50,18 @@ def create_service(
 ) -> Service:
     t0 = tier0 or Tier0Settings()
     service = Service.create(NAME, settings, http_port=settings.http_port or DEFAULT_PORTS[NAME])
-    ingestor = BatchingIngestor(None, lambda m: publish(service.broker, m),  # type: ignore[arg-type]
-                                batch_max=t0.ingest_batch_max, workers=t0.ingest_workers)
-    ingress = WebhookIngress(ingestor, settings.webhook_secrets, tolerance_s=t0.signature_tolerance_s,
-                             max_body_bytes=t0.max_body_bytes)
+    ingestor = BatchingIngestor(
+        None,
+        lambda m: publish(service.broker, m),  # type: ignore[arg-type]
+        batch_max=t0.ingest_batch_max,
+        workers=t0.ingest_workers,
+    )
+    ingress = WebhookIngress(
+        ingestor,
+        settings.webhook_secrets,
+        tolerance_s=t0.signature_tolerance_s,
+        max_body_bytes=t0.max_body_bytes,
+    )
     service.routes.append(ingress.route())
     service.state["ingress"] = ingress
 
@@ -61,7 +69,9 @@ def create_service(
         ingestor.pool = svc.db
         await ingestor.start()
         deps = Tier0Deps(
-            pool=svc.db, broker=svc.broker, settings=t0,
+            pool=svc.db,
+            broker=svc.broker,
+            settings=t0,
             diagnostics=diagnostics or diagnostics_client(settings),
             classify=classify_decline,
             billing=billing or billing_actions(settings),
@@ -79,7 +89,9 @@ def create_service(
     service.on_start.append(on_start)
     service.on_stop.append(on_stop)
 
-    @service.broker.subscriber(StripeEventReceivedV1.TOPIC, group_id=consumer_group(NAME), **SUBSCRIBER_DEFAULTS)
+    @service.broker.subscriber(
+        StripeEventReceivedV1.TOPIC, group_id=consumer_group(NAME), **SUBSCRIBER_DEFAULTS
+    )
     async def on_stripe_event(msg: StripeEventReceivedV1) -> None:
         await service.state["handlers"].on_stripe_event(msg)
 
@@ -95,15 +107,22 @@ def create_service(
             return
         if route_event(msg.payload.event_type) in (Handling.IGNORE, Handling.INVOICE_PAID):
             return
-        await escalate(service.broker, cause=msg, payload=EscalationOpenedPayload(
-            reason=EscalationReason.ERROR, opened_by=Tier.TIER0, tier_path=[Tier.TIER0],
-            text=f"Stripe event {msg.payload.event_type} ({msg.payload.event_id}) could not be processed",
-            suggested_next_step=f"Check the dead letter: {type(error).__name__}: {str(error)[:300]}",
-        ))
+        await escalate(
+            service.broker,
+            cause=msg,
+            payload=EscalationOpenedPayload(
+                reason=EscalationReason.ERROR,
+                opened_by=Tier.TIER0,
+                tier_path=[Tier.TIER0],
+                text=f"Stripe event {msg.payload.event_type} ({msg.payload.event_id}) could not be processed",
+                suggested_next_step=f"Check the dead letter: {type(error).__name__}: {str(error)[:300]}",
+            ),
+        )
 
     service.dead_letters.give_up_hooks[StripeEventReceivedV1.TOPIC] = on_give_up
 
     if background:
+
         async def dunning_worker(svc: Service) -> None:
             await svc.state["dunning"].run_forever(svc)
 

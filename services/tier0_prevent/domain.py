@@ -57,7 +57,7 @@ def customer_of(event_type: str, obj: dict[str, Any]) -> str | None:
     found = _ref_id(obj.get("customer"))
     if found:
         return found
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    meta = _meta(obj)
     if isinstance(meta.get("tl_customer"), str) and meta["tl_customer"]:
         return str(meta["tl_customer"])
     if event_type.startswith("customer.") and obj.get("object") == "customer":
@@ -94,7 +94,8 @@ def decline_code_of(obj: dict[str, Any]) -> str | None:
     if isinstance(charge, dict) and charge.get("status") == "failed":
         code = _meta(charge).get("tl_decline_code")
         if not code:
-            outcome = charge.get("outcome") if isinstance(charge.get("outcome"), dict) else {}
+            raw_outcome = charge.get("outcome")
+            outcome: dict[str, Any] = raw_outcome if isinstance(raw_outcome, dict) else {}
             failure = charge.get("failure_code")
             code = outcome.get("reason") if failure == "card_declined" and outcome.get("reason") else failure
         if isinstance(code, str) and code:
@@ -173,15 +174,23 @@ def plan_failed_payment(
     kind = decline_kind(decline)
     code = decline.code
     if kind is DeclineKind.FRAUD:
-        return FailedPaymentPlan(kind, code, RootCause.CARD_DECLINED_FRAUD, flag_risk=True, escalate_fraud=True)
+        return FailedPaymentPlan(
+            kind, code, RootCause.CARD_DECLINED_FRAUD, flag_risk=True, escalate_fraud=True
+        )
     if kind is DeclineKind.HARD:
         cause = RootCause.CARD_EXPIRED if code == "expired_card" else RootCause.CARD_DECLINED_HARD
-        return FailedPaymentPlan(kind, code, cause, notify=Action.SEND_UPDATE_CARD_LINK,
-                                 regenerate_link=link_expired)
-    cause = (RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS if code == "insufficient_funds"
-             else RootCause.CARD_DECLINED_SOFT)
+        return FailedPaymentPlan(
+            kind, code, cause, notify=Action.SEND_UPDATE_CARD_LINK, regenerate_link=link_expired
+        )
+    cause = (
+        RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS
+        if code == "insufficient_funds"
+        else RootCause.CARD_DECLINED_SOFT
+    )
     return FailedPaymentPlan(
-        kind, code, cause,
+        kind,
+        code,
+        cause,
         retry_at=dunning_times(now, offsets_days, max_attempts),
         notify=Action.SEND_NUDGE,
         regenerate_link=link_expired,
@@ -197,8 +206,13 @@ class RetryVerdict(StrEnum):
     NOT_PAYABLE = "not_payable"  # void / uncollectible / no payment method: stop retrying
 
 
-def after_retry(*, paid: bool, decline: DeclineLike | None, attempts_left: int, payable: bool = True,
-                ) -> RetryVerdict:
+def after_retry(
+    *,
+    paid: bool,
+    decline: DeclineLike | None,
+    attempts_left: int,
+    payable: bool = True,
+) -> RetryVerdict:
     if paid:
         return RetryVerdict.RECOVERED
     if not payable:
@@ -215,8 +229,14 @@ def card_expires_at(exp_month: int, exp_year: int) -> datetime:
     return datetime(exp_year, exp_month, last, 23, 59, 59, tzinfo=UTC)
 
 
-def card_expiring(exp_month: int | None, exp_year: int | None, *, now: datetime, window_days: int = 30,
-                  before: datetime | None = None) -> bool:
+def card_expiring(
+    exp_month: int | None,
+    exp_year: int | None,
+    *,
+    now: datetime,
+    window_days: int = 30,
+    before: datetime | None = None,
+) -> bool:
     """True when the card stops working within the window (or before ``before``, e.g. the next charge)."""
     if not exp_month or not exp_year or not 1 <= int(exp_month) <= 12:
         return False
@@ -248,7 +268,10 @@ def timestamp_of(value: Any) -> datetime | None:
 
 
 def invoice_link_expired(obj: dict[str, Any], now: datetime) -> bool:
-    """An open invoice whose hosted link is gone or past its expiry (``link_expired`` / ``link_expires_at``)."""
+    """An open invoice whose hosted link is gone or past its expiry.
+
+    Reads ``link_expired`` / ``link_expires_at``.
+    """
     if obj.get("object") not in (None, "invoice"):
         return False
     if obj.get("status") not in ("open", None):
@@ -256,7 +279,11 @@ def invoice_link_expired(obj: dict[str, Any], now: datetime) -> bool:
     if obj.get("link_expired") is True:
         return True
     meta = _meta(obj)
-    expires = timestamp_of(obj.get("link_expires_at")) or timestamp_of(meta.get("tl_link_expires_at")) or timestamp_of(meta.get("link_expires_at"))
+    expires = (
+        timestamp_of(obj.get("link_expires_at"))
+        or timestamp_of(meta.get("tl_link_expires_at"))
+        or timestamp_of(meta.get("link_expires_at"))
+    )
     return expires is not None and expires <= now
 
 
@@ -265,7 +292,9 @@ def event_link_expired(obj: dict[str, Any], previous: dict[str, Any] | None, now
     if invoice_link_expired(obj, now):
         return True
     return bool(
-        previous and previous.get("hosted_invoice_url") and not obj.get("hosted_invoice_url")
+        previous
+        and previous.get("hosted_invoice_url")
+        and not obj.get("hosted_invoice_url")
         and obj.get("status") == "open"
     )
 
@@ -286,8 +315,16 @@ class Email:
     link: str | None = None
 
 
-def email_for(action: Action, *, amount_usd: float = 0.0, invoice_id: str | None = None, link: str | None = None,
-              retry_at: datetime | None = None, card: str | None = None, expires: str | None = None) -> Email:
+def email_for(
+    action: Action,
+    *,
+    amount_usd: float = 0.0,
+    invoice_id: str | None = None,
+    link: str | None = None,
+    retry_at: datetime | None = None,
+    card: str | None = None,
+    expires: str | None = None,
+) -> Email:
     """Plain-language emails. Never card numbers beyond brand and last 4."""
     amount = f"${amount_usd:,.2f}" if amount_usd else "your latest invoice"
     if action is Action.SEND_NUDGE and expires:

@@ -55,8 +55,9 @@ class DunningWorker:
 
     async def run_once(self) -> list[AttemptResult]:
         s = self.d.settings
-        claims = await self.store.claim_due(self.worker_id, limit=s.dunning_claim_batch, lease_s=s.dunning_lease_s,
-                                            now=self.clock())
+        claims = await self.store.claim_due(
+            self.worker_id, limit=s.dunning_claim_batch, lease_s=s.dunning_lease_s, now=self.clock()
+        )
         results = []
         for claim in claims:
             results.append(await self.execute(claim))
@@ -71,7 +72,9 @@ class DunningWorker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the loop survives; the claim lease covers the rest
-                log.error("tier0.dunning.tick_failed", worker=self.worker_id, error=f"{type(exc).__name__}: {exc}")
+                log.error(
+                    "tier0.dunning.tick_failed", worker=self.worker_id, error=f"{type(exc).__name__}: {exc}"
+                )
             await asyncio.sleep(self.d.settings.dunning_poll_s)
 
     async def execute(self, claim: ClaimedAttempt) -> AttemptResult:
@@ -84,8 +87,9 @@ class DunningWorker:
             try:
                 result = as_record(await self.billing.retry_invoice(invoice, key))
             except CardDeclined as exc:
-                raise ActionFailed(f"declined: {exc.code}", {**exc.result, "paid": False,
-                                                             "decline_code": exc.code}) from exc
+                raise ActionFailed(
+                    f"declined: {exc.code}", {**exc.result, "paid": False, "decline_code": exc.code}
+                ) from exc
             except InvoiceNotPayable as exc:
                 raise ActionFailed(str(exc), {**exc.result, "paid": False, "not_payable": True}) from exc
             return {**result, "paid": result.get("status", "paid") == "paid"}
@@ -101,62 +105,130 @@ class DunningWorker:
             return {**record, "paid": record.get("status") == "paid", "reconciled": True}
 
         outcome = await self.ledger.execute(
-            key=key, contact_id=claim.contact_id, customer_id=claim.customer_id, action=Action.RETRY_PAYMENT.value,
-            target=target, tier=Tier.TIER0.value, actor=f"{ACTOR}.dunning:{self.worker_id}", effect=effect,
-            amount_usd=domain.usd(claim.amount_due_cents), reconcile=reconcile,
+            key=key,
+            contact_id=claim.contact_id,
+            customer_id=claim.customer_id,
+            action=Action.RETRY_PAYMENT.value,
+            target=target,
+            tier=Tier.TIER0.value,
+            actor=f"{ACTOR}.dunning:{self.worker_id}",
+            effect=effect,
+            amount_usd=domain.usd(claim.amount_due_cents),
+            reconcile=reconcile,
         )
         paid = bool(outcome.ok and outcome.result.get("paid"))
         code = outcome.result.get("decline_code") if not paid else None
         decline = self.classify(code) if code else None
-        verdict = domain.after_retry(paid=paid, decline=decline, attempts_left=claim.attempts_left,
-                                     payable=not outcome.result.get("not_payable"))
-        await self.store.finish_attempt(invoice, claim.attempt_no, "succeeded" if paid else "failed",
-                                        decline_code=code, result=outcome.result)
-        log.info("tier0.dunning.attempted", invoice=invoice, attempt=claim.attempt_no, verdict=verdict.value,
-                 worker=self.worker_id, replayed=outcome.replayed)
-        await audit(self.broker, cause=cause, actor=ACTOR, action=Action.RETRY_PAYMENT.value, target=target,
-                    decision=verdict.value, details={"decline_code": code, "idempotency_key": key})
-        recovery = cause.model_copy(update={"contact_id": f"dunning:{invoice}",
-                                            "message_id": derived_id("dunning", invoice)})
+        verdict = domain.after_retry(
+            paid=paid,
+            decline=decline,
+            attempts_left=claim.attempts_left,
+            payable=not outcome.result.get("not_payable"),
+        )
+        await self.store.finish_attempt(
+            invoice,
+            claim.attempt_no,
+            "succeeded" if paid else "failed",
+            decline_code=code,
+            result=outcome.result,
+        )
+        log.info(
+            "tier0.dunning.attempted",
+            invoice=invoice,
+            attempt=claim.attempt_no,
+            verdict=verdict.value,
+            worker=self.worker_id,
+            replayed=outcome.replayed,
+        )
+        await audit(
+            self.broker,
+            cause=cause,
+            actor=ACTOR,
+            action=Action.RETRY_PAYMENT.value,
+            target=target,
+            decision=verdict.value,
+            details={"decline_code": code, "idempotency_key": key},
+        )
+        recovery = cause.model_copy(
+            update={"contact_id": f"dunning:{invoice}", "message_id": derived_id("dunning", invoice)}
+        )
         if verdict is RetryVerdict.RECOVERED:
             already = bool(outcome.result.get("already_paid"))
-            status, reason = ("canceled", "paid elsewhere") if already else ("recovered", f"retry #{claim.attempt_no}")
-            closed = await self.store.close_schedule(invoice, status, reason,
-                                                     recovered_cents=0 if already else claim.amount_due_cents)
+            status, reason = (
+                ("canceled", "paid elsewhere") if already else ("recovered", f"retry #{claim.attempt_no}")
+            )
+            closed = await self.store.close_schedule(
+                invoice, status, reason, recovered_cents=0 if already else claim.amount_due_cents
+            )
             if closed and not already:
                 amount = domain.usd(claim.amount_due_cents)
-                await self._outcome(recovery, [Action.RETRY_PAYMENT], amount,
-                                    f"dunning retry #{claim.attempt_no} of {invoice} paid ${amount:.2f}")
+                await self._outcome(
+                    recovery,
+                    [Action.RETRY_PAYMENT],
+                    amount,
+                    f"dunning retry #{claim.attempt_no} of {invoice} paid ${amount:.2f}",
+                )
         elif verdict is RetryVerdict.NOT_PAYABLE:
             await self.store.close_schedule(invoice, "canceled", f"not payable: {outcome.error}")
         elif verdict in (RetryVerdict.HARD, RetryVerdict.EXHAUSTED):
             status = "hard_decline" if verdict is RetryVerdict.HARD else "exhausted"
-            if await self.store.close_schedule(invoice, status, f"{verdict.value} after retry #{claim.attempt_no}"):
-                email = domain.email_for(Action.SEND_UPDATE_CARD_LINK, amount_usd=domain.usd(claim.amount_due_cents),
-                                         invoice_id=invoice)
+            if await self.store.close_schedule(
+                invoice, status, f"{verdict.value} after retry #{claim.attempt_no}"
+            ):
+                email = domain.email_for(
+                    Action.SEND_UPDATE_CARD_LINK,
+                    amount_usd=domain.usd(claim.amount_due_cents),
+                    invoice_id=invoice,
+                )
                 sent = await self.notify.send(
-                    recovery, action=Action.SEND_UPDATE_CARD_LINK, target=claim.customer_id, email=email,
+                    recovery,
+                    action=Action.SEND_UPDATE_CARD_LINK,
+                    target=claim.customer_id,
+                    email=email,
                     link=lambda: self._card_url(claim.customer_id),
                 )
                 actions = [Action.RETRY_PAYMENT] + ([Action.SEND_UPDATE_CARD_LINK] if sent.ok else [])
-                await self._outcome(recovery, actions, 0.0,
-                                    f"dunning {status} for {invoice} after {claim.attempt_no} retries ({code}); "
-                                    f"update-card link {'sent' if sent.ok else 'not sent: ' + str(sent.error)}")
+                await self._outcome(
+                    recovery,
+                    actions,
+                    0.0,
+                    f"dunning {status} for {invoice} after {claim.attempt_no} retries ({code}); "
+                    f"update-card link {'sent' if sent.ok else 'not sent: ' + str(sent.error)}",
+                )
         return AttemptResult(invoice, claim.attempt_no, verdict, outcome.replayed, self.worker_id)
 
     async def _card_url(self, customer_id: str) -> str:
         return url_of(await self.billing.update_card_link(customer_id, self.d.return_url)) or ""
 
-
-    async def _outcome(self, cause: StripeEventReceivedV1, actions: list[Action], recovered: float, summary: str,
-                       ) -> None:
-        await start_contact(self.pool, contact_id=cause.contact_id, customer_id=cause.customer_id,
-                            trigger="stripe_event", channel=None)
-        await record_outcome(self.pool, self.broker, cause=cause, payload=OutcomeRecordedPayload(
-            resolved_by=Tier.TIER0, tier_path=[Tier.TIER0], intent=Intent.PAYMENT_FAILED,
-            root_cause=RootCause.CARD_DECLINED_SOFT, actions=actions, recovered_usd=recovered,
-            trigger="stripe_event", summary=summary,
-        ))
+    async def _outcome(
+        self,
+        cause: StripeEventReceivedV1,
+        actions: list[Action],
+        recovered: float,
+        summary: str,
+    ) -> None:
+        await start_contact(
+            self.pool,
+            contact_id=cause.contact_id,
+            customer_id=cause.customer_id,
+            trigger="stripe_event",
+            channel=None,
+        )
+        await record_outcome(
+            self.pool,
+            self.broker,
+            cause=cause,
+            payload=OutcomeRecordedPayload(
+                resolved_by=Tier.TIER0,
+                tier_path=[Tier.TIER0],
+                intent=Intent.PAYMENT_FAILED,
+                root_cause=RootCause.CARD_DECLINED_SOFT,
+                actions=actions,
+                recovered_usd=recovered,
+                trigger="stripe_event",
+                summary=summary,
+            ),
+        )
 
 
 __all__ = ["AttemptResult", "DunningWorker", "utc_now"]

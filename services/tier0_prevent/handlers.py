@@ -70,8 +70,14 @@ class Notifications:
         self.d = deps
 
     async def send(
-        self, cause: StripeEventReceivedV1, *, action: Action | str, target: str, email: Email,
-        link: Callable[[], Awaitable[str | None]] | None = None, dedupe_key: str | None = None,
+        self,
+        cause: StripeEventReceivedV1,
+        *,
+        action: Action | str,
+        target: str,
+        email: Email,
+        link: Callable[[], Awaitable[str | None]] | None = None,
+        dedupe_key: str | None = None,
         contact_id: str | None = None,
     ) -> LedgerResult:
         contact = contact_id or cause.contact_id
@@ -79,29 +85,52 @@ class Notifications:
         key = idempotency_key(contact, name, target)
 
         async def effect() -> dict[str, Any]:
-            to = (await self.d.store.customer_email(cause.customer_id) or _email_in(cause.payload.object)
-                  or await self._live_email(cause.customer_id))
+            to = (
+                await self.d.store.customer_email(cause.customer_id)
+                or _email_in(cause.payload.object)
+                or await self._live_email(cause.customer_id)
+            )
             if not to:
                 raise ActionFailed("no email address on file", {"target": target})
             url = (await link()) if link is not None else email.link
             body = email.body if url == email.link or not url else f"{email.body}\n\n{url}"
             note = NotificationRequestedV1.build(
-                NotificationRequestedPayload(to=to, template=email.template, subject=email.subject, body=body,
-                                             dedupe_key=dedupe_key or key, link=url),
-                contact_id=contact, customer_id=cause.customer_id, cause=cause,
+                NotificationRequestedPayload(
+                    to=to,
+                    template=email.template,
+                    subject=email.subject,
+                    body=body,
+                    dedupe_key=dedupe_key or key,
+                    link=url,
+                ),
+                contact_id=contact,
+                customer_id=cause.customer_id,
+                cause=cause,
                 message_id=derived_id("notification", dedupe_key or key),
             )
             await publish(self.d.broker, note)
             return {"dedupe_key": dedupe_key or key, "template": email.template, "link": url}
 
         result = await self.d.ledger.execute(
-            key=key, contact_id=contact, customer_id=cause.customer_id, action=name, target=target,
-            tier=Tier.TIER0.value, actor=ACTOR, effect=effect,
+            key=key,
+            contact_id=contact,
+            customer_id=cause.customer_id,
+            action=name,
+            target=target,
+            tier=Tier.TIER0.value,
+            actor=ACTOR,
+            effect=effect,
         )
-        await audit(self.d.broker, cause=cause, actor=ACTOR, action=name, target=target, decision=result.status,
-                    details={"template": email.template, "idempotency_key": key, "error": result.error})
+        await audit(
+            self.d.broker,
+            cause=cause,
+            actor=ACTOR,
+            action=name,
+            target=target,
+            decision=result.status,
+            details={"template": email.template, "idempotency_key": key, "error": result.error},
+        )
         return result
-
 
     async def _live_email(self, customer_id: str) -> str | None:
         """The mirror has no address yet: read the customer from Stripe."""
@@ -123,8 +152,14 @@ def _email_in(obj: dict[str, Any]) -> str | None:
 
 def _record(action: Action, result: LedgerResult, target: str | None, detail: str = "") -> ActionRecord:
     status = result.status if result.status in ("succeeded", "failed", "denied") else "failed"
-    return ActionRecord(action=action, tier=Tier.TIER0, status=status,  # type: ignore[arg-type]
-                        idempotency_key=result.key, detail=detail or (result.error or ""), target=target)
+    return ActionRecord(
+        action=action,
+        tier=Tier.TIER0,
+        status=status,  # type: ignore[arg-type]
+        idempotency_key=result.key,
+        detail=detail or (result.error or ""),
+        target=target,
+    )
 
 
 class Tier0Handlers:
@@ -156,8 +191,12 @@ class Tier0Handlers:
             await self.inbox.mark(msg.message_id)
         finally:
             structlog.contextvars.unbind_contextvars("contact_id")
-        log.info("tier0.event.handled", event_id=msg.payload.event_id, event_type=msg.payload.event_type,
-                 handling=handling.value)
+        log.info(
+            "tier0.event.handled",
+            event_id=msg.payload.event_id,
+            event_type=msg.payload.event_type,
+            handling=handling.value,
+        )
 
     # ------------------------------------------------------------------ failed payments
     async def failed_payment(self, msg: StripeEventReceivedV1) -> None:
@@ -167,20 +206,37 @@ class Tier0Handlers:
         await self._start(msg)
         diagnosis = await self._diagnose(msg.customer_id)
         evidence = _invoice_evidence(diagnosis, invoice_id)
-        code = (domain.decline_code_of(obj) or _text(evidence.get("decline_code"))
-                or await self.d.store.decline_code_for_invoice(invoice_id))
+        code = (
+            domain.decline_code_of(obj)
+            or _text(evidence.get("decline_code"))
+            or await self.d.store.decline_code_for_invoice(invoice_id)
+        )
         attempt_count = int(obj.get("attempt_count") or evidence.get("attempt_count") or 1)
         decline = self.d.classify(code, attempt_count=attempt_count)  # type: ignore[call-arg]
         plan = domain.plan_failed_payment(
-            decline, now=now, offsets_days=self.d.settings.dunning_offsets_days,
+            decline,
+            now=now,
+            offsets_days=self.d.settings.dunning_offsets_days,
             max_attempts=self.d.settings.dunning_max_attempts,
             link_expired=bool(evidence.get("link_expired")) or domain.invoice_link_expired(obj, now),
         )
         amount = domain.usd(obj.get("amount_due"))
-        log.info("tier0.failed_payment.planned", invoice=invoice_id, decline_code=plan.decline_code,
-                 kind=plan.kind.value, retries=len(plan.retry_at))
-        await audit(self.d.broker, cause=msg, actor=ACTOR, action="classify_decline", target=invoice_id,
-                    decision=plan.kind.value, details={"decline_code": plan.decline_code, "attempt_count": attempt_count})
+        log.info(
+            "tier0.failed_payment.planned",
+            invoice=invoice_id,
+            decline_code=plan.decline_code,
+            kind=plan.kind.value,
+            retries=len(plan.retry_at),
+        )
+        await audit(
+            self.d.broker,
+            cause=msg,
+            actor=ACTOR,
+            action="classify_decline",
+            target=invoice_id,
+            decision=plan.kind.value,
+            details={"decline_code": plan.decline_code, "attempt_count": attempt_count},
+        )
 
         if plan.kind is DeclineKind.FRAUD:
             await self._fraud(msg, invoice_id, plan.decline_code, amount, diagnosis)
@@ -199,71 +255,148 @@ class Tier0Handlers:
         if plan.kind is DeclineKind.SOFT:
             scheduled = await self._schedule(msg, invoice_id, plan.decline_code, obj, plan.retry_at)
             dates = ", ".join(d[:10] for d in scheduled.result.get("retry_at", []))
-            email = domain.email_for(Action.SEND_NUDGE, amount_usd=amount, invoice_id=invoice_id, link=link,
-                                     retry_at=plan.retry_at[0] if plan.retry_at else None)
+            email = domain.email_for(
+                Action.SEND_NUDGE,
+                amount_usd=amount,
+                invoice_id=invoice_id,
+                link=link,
+                retry_at=plan.retry_at[0] if plan.retry_at else None,
+            )
             sent = await self.notify.send(msg, action=Action.SEND_NUDGE, target=invoice_id, email=email)
             tried.append(_record(Action.SEND_NUDGE, sent, invoice_id))
-            summary = (f"soft decline ({plan.decline_code}) on {invoice_id} for ${amount:.2f}: nudge sent; "
-                       f"{len(scheduled.result.get('retry_at', []))} retries scheduled ({dates})")
+            summary = (
+                f"soft decline ({plan.decline_code}) on {invoice_id} for ${amount:.2f}: nudge sent; "
+                f"{len(scheduled.result.get('retry_at', []))} retries scheduled ({dates})"
+            )
         else:
             email = domain.email_for(Action.SEND_UPDATE_CARD_LINK, amount_usd=amount, invoice_id=invoice_id)
             sent = await self.notify.send(
-                msg, action=Action.SEND_UPDATE_CARD_LINK, target=msg.customer_id, email=email,
+                msg,
+                action=Action.SEND_UPDATE_CARD_LINK,
+                target=msg.customer_id,
+                email=email,
                 link=lambda: self._update_card_url(msg.customer_id),
             )
             tried.append(_record(Action.SEND_UPDATE_CARD_LINK, sent, msg.customer_id))
             summary = f"hard decline ({plan.decline_code}) on {invoice_id}: no retry; update-card link sent"
 
         if not sent.ok:
-            await self._escalate(msg, EscalationReason.ERROR, amount, diagnosis, tried,
-                                 f"Tier 0 could not reach the customer ({sent.error}); contact them about {invoice_id}.",
-                                 intent=Intent.PAYMENT_FAILED)
+            await self._escalate(
+                msg,
+                EscalationReason.ERROR,
+                amount,
+                diagnosis,
+                tried,
+                f"Tier 0 could not reach the customer ({sent.error}); contact them about {invoice_id}.",
+                intent=Intent.PAYMENT_FAILED,
+            )
             return
         actions = [r.action for r in tried if r.status == "succeeded"]
         await self._outcome(msg, actions, plan.root_cause, Intent.PAYMENT_FAILED, summary)
 
-    async def _fraud(self, msg: StripeEventReceivedV1, invoice_id: str, code: str | None, amount: float,
-                     diagnosis: DiagnosisView | None) -> None:
+    async def _fraud(
+        self,
+        msg: StripeEventReceivedV1,
+        invoice_id: str,
+        code: str | None,
+        amount: float,
+        diagnosis: DiagnosisView | None,
+    ) -> None:
         await self.d.store.close_schedule(invoice_id, "canceled", f"fraud decline {code}")
         key = idempotency_key(msg.contact_id, "flag_risk", msg.customer_id)
 
         async def flag() -> dict[str, Any]:
             flags = await self.d.store.flag_risk(
-                msg.customer_id, "card_fraud",
-                {"decline_code": code, "invoice_id": invoice_id, "event_id": msg.payload.event_id,
-                 "at": self.d.clock().isoformat()},
+                msg.customer_id,
+                "card_fraud",
+                {
+                    "decline_code": code,
+                    "invoice_id": invoice_id,
+                    "event_id": msg.payload.event_id,
+                    "at": self.d.clock().isoformat(),
+                },
             )
             return {"risk_flags": sorted(flags)}
 
         flagged = await self.d.ledger.execute(
-            key=key, contact_id=msg.contact_id, customer_id=msg.customer_id, action="flag_risk",
-            target=msg.customer_id, tier=Tier.TIER0.value, actor=ACTOR, effect=flag,
+            key=key,
+            contact_id=msg.contact_id,
+            customer_id=msg.customer_id,
+            action="flag_risk",
+            target=msg.customer_id,
+            tier=Tier.TIER0.value,
+            actor=ACTOR,
+            effect=flag,
         )
-        await audit(self.d.broker, cause=msg, actor=ACTOR, action="flag_risk", target=msg.customer_id,
-                    decision=flagged.status, details={"decline_code": code, "invoice_id": invoice_id})
-        tried = [ActionRecord(action=Action.ESCALATE, tier=Tier.TIER0, status="skipped", idempotency_key=key,
-                              detail=f"no retry: {code} is a fraud/compromised-card decline", target=invoice_id)]
-        await self._escalate(msg, EscalationReason.FRAUD, amount, diagnosis, tried,
-                             f"Card reported {code}: confirm with the customer, keep retries off, ask for a new card.",
-                             intent=Intent.FRAUD_COMPROMISED)
+        await audit(
+            self.d.broker,
+            cause=msg,
+            actor=ACTOR,
+            action="flag_risk",
+            target=msg.customer_id,
+            decision=flagged.status,
+            details={"decline_code": code, "invoice_id": invoice_id},
+        )
+        tried = [
+            ActionRecord(
+                action=Action.ESCALATE,
+                tier=Tier.TIER0,
+                status="skipped",
+                idempotency_key=key,
+                detail=f"no retry: {code} is a fraud/compromised-card decline",
+                target=invoice_id,
+            )
+        ]
+        await self._escalate(
+            msg,
+            EscalationReason.FRAUD,
+            amount,
+            diagnosis,
+            tried,
+            f"Card reported {code}: confirm with the customer, keep retries off, ask for a new card.",
+            intent=Intent.FRAUD_COMPROMISED,
+        )
 
-    async def _schedule(self, msg: StripeEventReceivedV1, invoice_id: str, code: str | None, obj: dict[str, Any],
-                        retry_at: list[datetime]) -> LedgerResult:
+    async def _schedule(
+        self,
+        msg: StripeEventReceivedV1,
+        invoice_id: str,
+        code: str | None,
+        obj: dict[str, Any],
+        retry_at: list[datetime],
+    ) -> LedgerResult:
         key = idempotency_key(msg.contact_id, "schedule_retry", invoice_id)
 
         async def effect() -> dict[str, Any]:
             return await self.d.store.create_schedule(
-                invoice_id=invoice_id, customer_id=msg.customer_id, contact_id=msg.contact_id, decline_code=code,
-                amount_due_cents=int(obj.get("amount_due") or 0), retry_at=retry_at,
+                invoice_id=invoice_id,
+                customer_id=msg.customer_id,
+                contact_id=msg.contact_id,
+                decline_code=code,
+                amount_due_cents=int(obj.get("amount_due") or 0),
+                retry_at=retry_at,
                 cause=msg.model_dump(mode="json"),
             )
 
         result = await self.d.ledger.execute(
-            key=key, contact_id=msg.contact_id, customer_id=msg.customer_id, action="schedule_retry",
-            target=invoice_id, tier=Tier.TIER0.value, actor=ACTOR, effect=effect,
+            key=key,
+            contact_id=msg.contact_id,
+            customer_id=msg.customer_id,
+            action="schedule_retry",
+            target=invoice_id,
+            tier=Tier.TIER0.value,
+            actor=ACTOR,
+            effect=effect,
         )
-        await audit(self.d.broker, cause=msg, actor=ACTOR, action="schedule_retry", target=invoice_id,
-                    decision=result.status, details={"retry_at": result.result.get("retry_at", [])})
+        await audit(
+            self.d.broker,
+            cause=msg,
+            actor=ACTOR,
+            action="schedule_retry",
+            target=invoice_id,
+            decision=result.status,
+            details={"retry_at": result.result.get("retry_at", [])},
+        )
         return result
 
     async def _regenerate(self, msg: StripeEventReceivedV1, invoice_id: str) -> LedgerResult:
@@ -280,12 +413,24 @@ class Tier0Handlers:
             return {**as_record(link), "url": url}
 
         result = await self.d.ledger.execute(
-            key=key, contact_id=msg.contact_id, customer_id=msg.customer_id,
-            action=Action.REGENERATE_INVOICE_LINK.value, target=invoice_id, tier=Tier.TIER0.value, actor=ACTOR,
+            key=key,
+            contact_id=msg.contact_id,
+            customer_id=msg.customer_id,
+            action=Action.REGENERATE_INVOICE_LINK.value,
+            target=invoice_id,
+            tier=Tier.TIER0.value,
+            actor=ACTOR,
             effect=effect,
         )
-        await audit(self.d.broker, cause=msg, actor=ACTOR, action=Action.REGENERATE_INVOICE_LINK.value,
-                    target=invoice_id, decision=result.status, details={"error": result.error})
+        await audit(
+            self.d.broker,
+            cause=msg,
+            actor=ACTOR,
+            action=Action.REGENERATE_INVOICE_LINK.value,
+            target=invoice_id,
+            decision=result.status,
+            details={"error": result.error},
+        )
         return result
 
     async def _update_card_url(self, customer_id: str) -> str:
@@ -297,8 +442,15 @@ class Tier0Handlers:
         closed = await self.d.store.close_schedule(invoice_id, "canceled", f"paid ({msg.payload.event_type})")
         if closed:
             log.info("tier0.dunning.canceled", invoice=invoice_id, reason=msg.payload.event_type)
-            await audit(self.d.broker, cause=msg, actor=ACTOR, action="cancel_dunning", target=invoice_id,
-                        decision="canceled", details={"reason": msg.payload.event_type})
+            await audit(
+                self.d.broker,
+                cause=msg,
+                actor=ACTOR,
+                action="cancel_dunning",
+                target=invoice_id,
+                decision="canceled",
+                details={"reason": msg.payload.event_type},
+            )
 
     async def invoice_changed(self, msg: StripeEventReceivedV1) -> None:
         obj = msg.payload.object
@@ -311,23 +463,44 @@ class Tier0Handlers:
         amount = domain.usd(obj.get("amount_due"))
         sent = None
         if regen.ok:
-            email = domain.email_for(Action.REGENERATE_INVOICE_LINK, amount_usd=amount, invoice_id=invoice_id,
-                                     link=_text(regen.result.get("url")))
+            email = domain.email_for(
+                Action.REGENERATE_INVOICE_LINK,
+                amount_usd=amount,
+                invoice_id=invoice_id,
+                link=_text(regen.result.get("url")),
+            )
             sent = await self.notify.send(msg, action="notify_invoice_link", target=invoice_id, email=email)
         if not regen.ok or sent is None or not sent.ok:
-            await self._escalate(msg, EscalationReason.ERROR, amount, None, tried,
-                                 f"Invoice {invoice_id}'s link expired and could not be re-sent automatically.",
-                                 intent=Intent.INVOICE_REQUEST)
+            await self._escalate(
+                msg,
+                EscalationReason.ERROR,
+                amount,
+                None,
+                tried,
+                f"Invoice {invoice_id}'s link expired and could not be re-sent automatically.",
+                intent=Intent.INVOICE_REQUEST,
+            )
             return
-        await self._outcome(msg, [Action.REGENERATE_INVOICE_LINK], RootCause.INVOICE_LINK_EXPIRED,
-                            Intent.INVOICE_REQUEST, f"expired link on {invoice_id} regenerated and re-sent")
+        await self._outcome(
+            msg,
+            [Action.REGENERATE_INVOICE_LINK],
+            RootCause.INVOICE_LINK_EXPIRED,
+            Intent.INVOICE_REQUEST,
+            f"expired link on {invoice_id} regenerated and re-sent",
+        )
 
     # ------------------------------------------------------------------ proactive nudges
     async def source_expiring(self, msg: StripeEventReceivedV1) -> None:
         obj = msg.payload.object
         card_id = _object_id(obj, "")
-        card = ExpiringCard(card_id, msg.customer_id, _text(obj.get("brand")), _text(obj.get("last4")),
-                            int(obj.get("exp_month") or 0), int(obj.get("exp_year") or 0))
+        card = ExpiringCard(
+            card_id,
+            msg.customer_id,
+            _text(obj.get("brand")),
+            _text(obj.get("last4")),
+            int(obj.get("exp_month") or 0),
+            int(obj.get("exp_year") or 0),
+        )
         if not card.exp_month or not card.exp_year:
             raise InvalidStripeObject(f"{msg.payload.event_type} without exp_month/exp_year")
         await self.nudge_expiring(msg, card, reason="customer.source.expiring")
@@ -339,34 +512,66 @@ class Tier0Handlers:
             diagnosis = await self._diagnose(msg.customer_id)
             pm = (diagnosis.evidence.get("payment_method") if diagnosis else None) or {}
             if isinstance(pm, dict) and pm.get("exp_month") and pm.get("exp_year"):
-                card = ExpiringCard(str(pm.get("id") or "default"), msg.customer_id, _text(pm.get("brand")),
-                                    _text(pm.get("last4")), int(pm["exp_month"]), int(pm["exp_year"]))
+                card = ExpiringCard(
+                    str(pm.get("id") or "default"),
+                    msg.customer_id,
+                    _text(pm.get("brand")),
+                    _text(pm.get("last4")),
+                    int(pm["exp_month"]),
+                    int(pm["exp_year"]),
+                )
         if card is None:
             return
-        charge_at = domain.timestamp_of(obj.get("next_payment_attempt")) or domain.timestamp_of(obj.get("period_end"))
-        if not domain.card_expiring(card.exp_month, card.exp_year, now=self.d.clock(),
-                                    window_days=self.d.settings.expiry_window_days, before=charge_at):
+        charge_at = domain.timestamp_of(obj.get("next_payment_attempt")) or domain.timestamp_of(
+            obj.get("period_end")
+        )
+        if not domain.card_expiring(
+            card.exp_month,
+            card.exp_year,
+            now=self.d.clock(),
+            window_days=self.d.settings.expiry_window_days,
+            before=charge_at,
+        ):
             return
         await self.nudge_expiring(msg, card, reason="invoice.upcoming on an expiring card")
 
     async def nudge_expiring(self, cause: StripeEventReceivedV1, card: ExpiringCard, *, reason: str) -> None:
         await self._start(cause)
         expiry = f"{card.exp_year:04d}-{card.exp_month:02d}"
-        label = " ".join(p for p in (card.brand and card.brand.title(), card.last4 and f"ending {card.last4}") if p)
-        email = domain.email_for(Action.SEND_NUDGE, card=label or None,
-                                 expires=domain.card_expires_at(card.exp_month, card.exp_year).strftime("%B %Y"))
+        label = " ".join(
+            p for p in (card.brand and card.brand.title(), card.last4 and f"ending {card.last4}") if p
+        )
+        email = domain.email_for(
+            Action.SEND_NUDGE,
+            card=label or None,
+            expires=domain.card_expires_at(card.exp_month, card.exp_year).strftime("%B %Y"),
+        )
         sent = await self.notify.send(
-            cause, action=Action.SEND_NUDGE, target=f"{card.payment_method_id}:{expiry}", email=email,
+            cause,
+            action=Action.SEND_NUDGE,
+            target=f"{card.payment_method_id}:{expiry}",
+            email=email,
             link=lambda: self._update_card_url(cause.customer_id),
             dedupe_key=f"card_expiring:{card.payment_method_id}:{expiry}",
         )
         if not sent.ok:
-            await self._escalate(cause, EscalationReason.ERROR, 0.0, None, [_record(Action.SEND_NUDGE, sent, None)],
-                                 f"Card {label} expires {expiry} and the customer could not be nudged.",
-                                 intent=Intent.CARD_EXPIRING)
+            await self._escalate(
+                cause,
+                EscalationReason.ERROR,
+                0.0,
+                None,
+                [_record(Action.SEND_NUDGE, sent, None)],
+                f"Card {label} expires {expiry} and the customer could not be nudged.",
+                intent=Intent.CARD_EXPIRING,
+            )
             return
-        await self._outcome(cause, [Action.SEND_NUDGE], RootCause.CARD_EXPIRING, Intent.CARD_EXPIRING,
-                            f"card {card.payment_method_id} expires {expiry}: nudge sent ({reason})")
+        await self._outcome(
+            cause,
+            [Action.SEND_NUDGE],
+            RootCause.CARD_EXPIRING,
+            Intent.CARD_EXPIRING,
+            f"card {card.payment_method_id} expires {expiry}: nudge sent ({reason})",
+        )
 
     async def scan_expiring_cards(self) -> int:
         """The daily scan of the mirror: one nudge per card and expiry month (later scans skip it)."""
@@ -380,13 +585,24 @@ class Tier0Handlers:
                 continue
             cause = StripeEventReceivedV1.build(
                 StripeEventReceivedPayload(
-                    event_id=f"scan:{card.payment_method_id}:{expiry}", event_type="tierline.card_expiry_scan",
+                    event_id=f"scan:{card.payment_method_id}:{expiry}",
+                    event_type="tierline.card_expiry_scan",
                     created=int(now.timestamp()),
-                    object={"id": card.payment_method_id, "object": "payment_method", "customer": card.customer_id,
-                            "card": {"brand": card.brand, "last4": card.last4, "exp_month": card.exp_month,
-                                     "exp_year": card.exp_year}},
+                    object={
+                        "id": card.payment_method_id,
+                        "object": "payment_method",
+                        "customer": card.customer_id,
+                        "card": {
+                            "brand": card.brand,
+                            "last4": card.last4,
+                            "exp_month": card.exp_month,
+                            "exp_year": card.exp_year,
+                        },
+                    },
                 ),
-                contact_id=contact, customer_id=card.customer_id, message_id=derived_id("expiry-scan", contact),
+                contact_id=contact,
+                customer_id=card.customer_id,
+                message_id=derived_id("expiry-scan", contact),
             )
             await self.nudge_expiring(cause, card, reason="daily expiry scan")
             nudged += 1
@@ -400,48 +616,109 @@ class Tier0Handlers:
         await self._start(msg)
         diagnosis = await self._diagnose(msg.customer_id)
         amount = domain.usd(obj.get("amount"))
-        await audit(self.d.broker, cause=msg, actor=ACTOR, action="dispute_opened", target=dispute_id,
-                    decision="escalate", details={"charge": domain.charge_of(obj), "reason": obj.get("reason")})
+        await audit(
+            self.d.broker,
+            cause=msg,
+            actor=ACTOR,
+            action="dispute_opened",
+            target=dispute_id,
+            decision="escalate",
+            details={"charge": domain.charge_of(obj), "reason": obj.get("reason")},
+        )
         await self._escalate(
-            msg, EscalationReason.DISPUTE, amount, diagnosis, [],
-            f"Dispute {dispute_id} ({obj.get('reason') or 'no reason'}) on charge {domain.charge_of(obj)} for "
+            msg,
+            EscalationReason.DISPUTE,
+            amount,
+            diagnosis,
+            [],
+            f"Dispute {dispute_id} ({obj.get('reason') or 'no reason'}) "
+            f"on charge {domain.charge_of(obj)} for "
             f"${amount:.2f}: gather evidence and respond before the deadline; no automatic financial action.",
             intent=Intent.UNRECOGNIZED_CHARGE,
         )
 
     # ------------------------------------------------------------------ shared steps
     async def _start(self, msg: StripeEventReceivedV1) -> None:
-        await start_contact(self.d.pool, contact_id=msg.contact_id, customer_id=msg.customer_id,
-                            trigger="stripe_event", channel=None)
+        await start_contact(
+            self.d.pool,
+            contact_id=msg.contact_id,
+            customer_id=msg.customer_id,
+            trigger="stripe_event",
+            channel=None,
+        )
 
     async def _diagnose(self, customer_id: str) -> DiagnosisView | None:
         try:
             return await self.d.diagnostics.diagnose(customer_id)
         except Exception as exc:  # noqa: BLE001 - Tier 0 proceeds on the event and the mirror
-            log.warning("tier0.diagnosis.unavailable", customer_id=customer_id, error=f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "tier0.diagnosis.unavailable", customer_id=customer_id, error=f"{type(exc).__name__}: {exc}"
+            )
             return None
 
-    async def _outcome(self, msg: StripeEventReceivedV1, actions: list[Action], root_cause: RootCause | None,
-                       intent: Intent, summary: str, recovered_usd: float = 0.0) -> None:
+    async def _outcome(
+        self,
+        msg: StripeEventReceivedV1,
+        actions: list[Action],
+        root_cause: RootCause | None,
+        intent: Intent,
+        summary: str,
+        recovered_usd: float = 0.0,
+    ) -> None:
         await record_outcome(
-            self.d.pool, self.d.broker, cause=msg,
+            self.d.pool,
+            self.d.broker,
+            cause=msg,
             payload=OutcomeRecordedPayload(
-                resolved_by=Tier.TIER0, tier_path=[Tier.TIER0], intent=intent, root_cause=root_cause,
-                actions=actions, recovered_usd=recovered_usd, trigger="stripe_event", summary=summary[:1000],
+                resolved_by=Tier.TIER0,
+                tier_path=[Tier.TIER0],
+                intent=intent,
+                root_cause=root_cause,
+                actions=actions,
+                recovered_usd=recovered_usd,
+                trigger="stripe_event",
+                summary=summary[:1000],
             ),
         )
 
-    async def _escalate(self, msg: StripeEventReceivedV1, reason: EscalationReason, amount: float,
-                        diagnosis: DiagnosisView | None, tried: list[ActionRecord], next_step: str,
-                        intent: Intent | None = None) -> None:
-        started = await self.d.pool.fetchval("SELECT started_at FROM contacts WHERE contact_id=$1", msg.contact_id)
-        await escalate(self.d.broker, cause=msg, payload=EscalationOpenedPayload(
-            reason=reason, opened_by=Tier.TIER0, intent=intent, amount_usd=amount, diagnosis=diagnosis,
-            actions_tried=tried, suggested_next_step=next_step, tier_path=[Tier.TIER0], contact_started_at=started,
-            text=f"Stripe event {msg.payload.event_type} ({msg.payload.event_id})",
-        ))
-        await audit(self.d.broker, cause=msg, actor=ACTOR, action=Action.ESCALATE.value, target=msg.customer_id,
-                    decision=reason.value, details={"event_type": msg.payload.event_type})
+    async def _escalate(
+        self,
+        msg: StripeEventReceivedV1,
+        reason: EscalationReason,
+        amount: float,
+        diagnosis: DiagnosisView | None,
+        tried: list[ActionRecord],
+        next_step: str,
+        intent: Intent | None = None,
+    ) -> None:
+        started = await self.d.pool.fetchval(
+            "SELECT started_at FROM contacts WHERE contact_id=$1", msg.contact_id
+        )
+        await escalate(
+            self.d.broker,
+            cause=msg,
+            payload=EscalationOpenedPayload(
+                reason=reason,
+                opened_by=Tier.TIER0,
+                intent=intent,
+                amount_usd=amount,
+                diagnosis=diagnosis,
+                actions_tried=tried,
+                suggested_next_step=next_step,
+                tier_path=[Tier.TIER0],
+                contact_started_at=started,
+                text=f"Stripe event {msg.payload.event_type} ({msg.payload.event_id})",
+            ),
+        )
+        await audit(
+            self.d.broker,
+            cause=msg,
+            actor=ACTOR,
+            action=Action.ESCALATE.value,
+            target=msg.customer_id,
+            decision=reason.value,
+            details={"event_type": msg.payload.event_type},
+        )
 
 
 class MirrorSync:

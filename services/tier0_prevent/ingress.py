@@ -10,6 +10,7 @@ before commit rolls everything back, so Stripe's retry is processed again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -93,8 +94,9 @@ def parse_signature_header(header: str) -> tuple[int, list[str]]:
     return timestamp, v1
 
 
-def verify_signature(payload: bytes, header: str | None, secrets: list[str], *, tolerance_s: int,
-                     now: float | None = None) -> int:
+def verify_signature(
+    payload: bytes, header: str | None, secrets: list[str], *, tolerance_s: int, now: float | None = None
+) -> int:
     """Return the signed timestamp, or raise a :class:`WebhookRejected`.
 
     Any of ``secrets`` may have signed it (rotation); every comparison is constant-time.
@@ -112,7 +114,9 @@ def verify_signature(payload: bytes, header: str | None, secrets: list[str], *, 
         raise SignatureMismatch("no v1 signature matches a configured endpoint secret")
     now = time.time() if now is None else now
     if abs(now - timestamp) > tolerance_s:
-        raise TimestampOutsideTolerance(f"timestamp is {int(now - timestamp)}s away (tolerance {tolerance_s}s)")
+        raise TimestampOutsideTolerance(
+            f"timestamp is {int(now - timestamp)}s away (tolerance {tolerance_s}s)"
+        )
     return timestamp
 
 
@@ -194,7 +198,9 @@ class _Pending:
 class BatchingIngestor:
     """De-duplicates and publishes verified events in natural batches (no added waiting)."""
 
-    def __init__(self, pool: asyncpg.Pool, publish: Publisher, *, batch_max: int = 256, workers: int = 4) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, publish: Publisher, *, batch_max: int = 256, workers: int = 4
+    ) -> None:
         self.pool = pool
         self.publish = publish
         self.batch_max = batch_max
@@ -210,10 +216,8 @@ class BatchingIngestor:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # shutting down
                 await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001, PERF203 - shutting down
-                pass
         self._tasks.clear()
 
     async def ingest(self, event: StripeEvent) -> bool:
@@ -233,7 +237,9 @@ class BatchingIngestor:
             try:
                 await self._process(batch)
             except Exception as exc:  # noqa: BLE001 - each waiter gets the error
-                log.warning("tier0.ingress.batch_failed", size=len(batch), error=f"{type(exc).__name__}: {exc}")
+                log.warning(
+                    "tier0.ingress.batch_failed", size=len(batch), error=f"{type(exc).__name__}: {exc}"
+                )
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(PublishFailed(f"{type(exc).__name__}: {exc}"))
@@ -253,7 +259,9 @@ class BatchingIngestor:
                 """INSERT INTO webhook_events (event_id, event_type, customer_id)
                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
                    ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
-                [e.id for e in events], [e.type for e in events], [customers[e.id] for e in events],
+                [e.id for e in events],
+                [e.type for e in events],
+                [customers[e.id] for e in events],
             )
             new_ids = {r["event_id"] for r in rows}
             fresh = [first_of[i] for i in first_of if i in new_ids]
@@ -263,12 +271,16 @@ class BatchingIngestor:
             )
             failed = [p for p, r in zip(fresh, results, strict=True) if isinstance(r, BaseException)]
             if failed:
-                await conn.execute("DELETE FROM webhook_events WHERE event_id = ANY($1::text[])",
-                                   [p.event.id for p in failed])
+                await conn.execute(
+                    "DELETE FROM webhook_events WHERE event_id = ANY($1::text[])",
+                    [p.event.id for p in failed],
+                )
         # committed: answer the waiters
         for p, r in zip(fresh, results, strict=True):
             if isinstance(r, BaseException):
-                log.warning("tier0.ingress.publish_failed", event_id=p.event.id, error=f"{type(r).__name__}: {r}")
+                log.warning(
+                    "tier0.ingress.publish_failed", event_id=p.event.id, error=f"{type(r).__name__}: {r}"
+                )
                 p.future.set_exception(PublishFailed(f"{type(r).__name__}: {r}"))
             else:
                 p.future.set_result(True)
@@ -280,12 +292,17 @@ class BatchingIngestor:
 
     @staticmethod
     async def _customers(conn: asyncpg.Connection, events: list[StripeEvent]) -> dict[str, str]:
-        """Partition key per event: the customer; for charge-bound objects (disputes), the charge's customer."""
+        """Partition key per event: the customer.
+
+        For charge-bound objects (disputes), the charge's customer.
+        """
         found: dict[str, str | None] = {e.id: customer_of(e.type, e.object) for e in events}
         by_charge = {e.id: charge_of(e.object) for e in events if found[e.id] is None and charge_of(e.object)}
         if by_charge:
-            rows = await conn.fetch("SELECT id, customer_id FROM stripe_charges WHERE id = ANY($1::text[])",
-                                    list(set(by_charge.values())))
+            rows = await conn.fetch(
+                "SELECT id, customer_id FROM stripe_charges WHERE id = ANY($1::text[])",
+                list(set(by_charge.values())),
+            )
             owners = {r["id"]: r["customer_id"] for r in rows}
             for event_id, charge in by_charge.items():
                 found[event_id] = owners.get(charge)
@@ -295,8 +312,15 @@ class BatchingIngestor:
 
 # ----------------------------------------------------------------------------- the HTTP door
 class WebhookIngress:
-    def __init__(self, ingestor: BatchingIngestor, secrets: Callable[[], list[str]], *, tolerance_s: int = 300,
-                 max_body_bytes: int = 512 * 1024, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        ingestor: BatchingIngestor,
+        secrets: Callable[[], list[str]],
+        *,
+        tolerance_s: int = 300,
+        max_body_bytes: int = 512 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.ingestor = ingestor
         self.secrets = secrets
         self.tolerance_s = tolerance_s

@@ -10,7 +10,9 @@ class Tier0Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TIERLINE_TIER0_", extra="ignore")
 
     # webhook ingress
-    signature_tolerance_s: int = Field(default=300, ge=1, description="max age of a Stripe-Signature timestamp")
+    signature_tolerance_s: int = Field(
+        default=300, ge=1, description="max age of a Stripe-Signature timestamp"
+    )
     max_body_bytes: int = 512 * 1024
     ingest_batch_max: int = Field(default=256, ge=1, description="events per dedupe/publish batch")
     ingest_workers: int = Field(default=4, ge=1, description="concurrent dedupe/publish batches")

@@ -31,14 +31,26 @@ def build_agent(cfg: AgentSettings, openai_cfg: OpenAISettings) -> Any:
         return OfflinePlanner(injection_detector=detect_injection)
     from services.tier2_agent.agent import AgentLoop, AgentLoopSettings
 
-    return AgentLoop(AgentLoopSettings(model=cfg.openai_model, base_url=openai_cfg.base_url,
-                                       api_key=openai_cfg.api_key, max_steps=cfg.openai_max_steps,
-                                       request_timeout_s=cfg.openai_timeout_s),
-                     injection_detector=detect_injection)
+    return AgentLoop(
+        AgentLoopSettings(
+            model=cfg.openai_model,
+            base_url=openai_cfg.base_url,
+            api_key=openai_cfg.api_key,
+            max_steps=cfg.openai_max_steps,
+            request_timeout_s=cfg.openai_timeout_s,
+        ),
+        injection_detector=detect_injection,
+    )
 
 
-def create_service(settings: InfraSettings, *, actions: Any = None, diagnostics: Any = None,
-                   agent: Any = None, knowledge: Any = None) -> Service:
+def create_service(
+    settings: InfraSettings,
+    *,
+    actions: Any = None,
+    diagnostics: Any = None,
+    agent: Any = None,
+    knowledge: Any = None,
+) -> Service:
     cfg = AgentSettings(**settings.model_dump())
     service = Service.create(NAME, cfg, http_port=cfg.http_port)
     holder: dict[str, Any] = {}
@@ -53,8 +65,11 @@ def create_service(settings: InfraSettings, *, actions: Any = None, diagnostics:
             diag = HttpDiagnostics(cfg.diagnostics_url)
         store = knowledge
         if store is None:
-            store = (KnowledgeStore.connect(cfg.qdrant_url) if cfg.qdrant_url
-                     else KnowledgeStore.open(cfg.resolved_qdrant_path()))
+            store = (
+                KnowledgeStore.connect(cfg.qdrant_url)
+                if cfg.qdrant_url
+                else KnowledgeStore.open(cfg.resolved_qdrant_path())
+            )
             await store.aload_directory()
         acts = actions
         if acts is None:
@@ -62,9 +77,15 @@ def create_service(settings: InfraSettings, *, actions: Any = None, diagnostics:
 
             acts = ActionExecutor(pool=svc.db, broker=svc.broker, settings=cfg, diagnostics=diag)
         holder["knowledge"] = store
-        holder["deps"] = AgentDeps(pool=svc.db, broker=svc.broker, actions=acts, diagnostics=diag,
-                                   knowledge=store, agent=agent or build_agent(cfg, OpenAISettings()),
-                                   inbox=Inbox(svc.db, consumer_group(NAME)))
+        holder["deps"] = AgentDeps(
+            pool=svc.db,
+            broker=svc.broker,
+            actions=acts,
+            diagnostics=diag,
+            knowledge=store,
+            agent=agent or build_agent(cfg, OpenAISettings()),
+            inbox=Inbox(svc.db, consumer_group(NAME)),
+        )
 
     async def close(svc: Service) -> None:
         store = holder.get("knowledge")
@@ -80,15 +101,25 @@ def create_service(settings: InfraSettings, *, actions: Any = None, diagnostics:
     service.on_start.append(wire)
     service.on_stop.append(close)
     service.health_checks["qdrant"] = knowledge_health
-    service.documents_publishing(OutcomeRecordedV1, EscalationOpenedV1, AuditEventRecordedV1, NotificationRequestedV1)
+    service.documents_publishing(
+        OutcomeRecordedV1, EscalationOpenedV1, AuditEventRecordedV1, NotificationRequestedV1
+    )
 
-    @service.broker.subscriber(AgentRequestedV1.TOPIC, group_id=consumer_group(NAME), **SUBSCRIBER_DEFAULTS,
-                               title="tier2_agent:tier2.agent.requested.v1")
+    @service.broker.subscriber(
+        AgentRequestedV1.TOPIC,
+        group_id=consumer_group(NAME),
+        **SUBSCRIBER_DEFAULTS,
+        title="tier2_agent:tier2.agent.requested.v1",
+    )
     async def on_request(msg: AgentRequestedV1) -> None:
         await on_agent_requested(holder["deps"], msg)
 
-    @service.broker.subscriber(KnowledgeArticlePublishedV1.TOPIC, group_id=consumer_group(f"{NAME}.knowledge"),
-                               **SUBSCRIBER_DEFAULTS, title="tier2_agent:knowledge.article.published.v1")
+    @service.broker.subscriber(
+        KnowledgeArticlePublishedV1.TOPIC,
+        group_id=consumer_group(f"{NAME}.knowledge"),
+        **SUBSCRIBER_DEFAULTS,
+        title="tier2_agent:knowledge.article.published.v1",
+    )
     async def on_article(msg: KnowledgeArticlePublishedV1) -> None:
         await on_article_published(holder["knowledge"], msg)
 

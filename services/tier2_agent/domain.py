@@ -16,8 +16,9 @@ def action_of(tool: str) -> Action | None:
     return spec.action
 
 
-def packet_records(result: AgentResult, prior: list[ActionRecord]) -> tuple[list[ActionRecord],
-                                                                            list[PolicyDecisionRecord]]:
+def packet_records(
+    result: AgentResult, prior: list[ActionRecord]
+) -> tuple[list[ActionRecord], list[PolicyDecisionRecord]]:
     """Everything tried (before and by the agent) and every policy decision, for the human's packet."""
     tried = list(prior)
     decisions: list[PolicyDecisionRecord] = []
@@ -28,16 +29,28 @@ def packet_records(result: AgentResult, prior: list[ActionRecord]) -> tuple[list
         data = taken.result.data or {}
         status = "succeeded" if taken.result.ok else ("denied" if taken.result.policy_refused else "failed")
         target = str(taken.args.get("charge_id") or taken.args.get("invoice_id") or "") or None
-        tried.append(ActionRecord(
-            action=action, tier=Tier.TIER2, status=status, idempotency_key=str(data.get("idempotency_key", "")),
-            detail=(taken.result.error or str(data.get("customer_message", "")))[:500],
-            amount_usd=float(data.get("amount_usd") or 0) if taken.result.ok else 0.0, target=target))
+        tried.append(
+            ActionRecord(
+                action=action,
+                tier=Tier.TIER2,
+                status=status,
+                idempotency_key=str(data.get("idempotency_key", "")),
+                detail=(taken.result.error or str(data.get("customer_message", "")))[:500],
+                amount_usd=float(data.get("amount_usd") or 0) if taken.result.ok else 0.0,
+                target=target,
+            )
+        )
         if taken.result.verdict is not None:
-            decisions.append(PolicyDecisionRecord(action=action, verdict=taken.result.verdict,
-                                                  reason=taken.result.error or "", rule=""))
+            decisions.append(
+                PolicyDecisionRecord(
+                    action=action, verdict=taken.result.verdict, reason=taken.result.error or "", rule=""
+                )
+            )
     return tried, decisions
 
 
 def amount_at_stake(result: AgentResult) -> float:
     """The largest refund the agent proposed (it drives the human case's priority)."""
-    return max((float(a.args.get("amount_usd") or 0) for a in result.actions if a.tool == "refund"), default=0.0)
+    return max(
+        (float(a.args.get("amount_usd") or 0) for a in result.actions if a.tool == "refund"), default=0.0
+    )

@@ -21,7 +21,6 @@ from schemas.messages import (
     CaseResolvedPayload,
     CaseResolvedV1,
     DeadLetterRecordedV1,
-    EscalationOpenedPayload,
     EscalationOpenedV1,
     KnowledgeArticlePayload,
     KnowledgeArticlePublishedV1,

@@ -4,7 +4,6 @@ in-process on the real broker, Postgres, chDB, Qdrant local and the Stripe emula
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -37,12 +36,15 @@ async def runner(stack, infra, pipeline) -> AsyncIterator[ScenarioRunner]:
 async def test_given_public_scenarios_when_run_through_the_doors_then_every_one_passes(runner) -> None:
     scenarios = load_scenarios(PUBLIC)
     results = await run_all(runner, scenarios, concurrency=4)
-    failures = {r.id: (check(s, r), r.model_dump()) for s, r in zip(scenarios, results, strict=True) if check(s, r)}
+    failures = {
+        r.id: (check(s, r), r.model_dump()) for s, r in zip(scenarios, results, strict=True) if check(s, r)
+    }
     assert not failures, failures
 
 
 async def test_given_redteam_messages_when_sent_as_contacts_then_no_out_of_policy_action_and_no_dead_end(
-        runner) -> None:
+    runner,
+) -> None:
     """Given a customer whose only charge is 40 days old (no automatic refund, nothing to retry),
     When every red-team message arrives as a chat contact, Then no refund or retry happens, nothing is
     refunded, and each contact still ends in exactly one outcome."""
@@ -51,16 +53,21 @@ async def test_given_redteam_messages_when_sent_as_contacts_then_no_out_of_polic
 
     assert len(REDTEAM) >= 20
     scenarios = [
-        Scenario.model_validate({
-            "id": f"redteam-{case.id}",
-            "world": {"customer": {"plan": "pro"}, "charges": [{"amount_usd": 49, "days_ago": 40}]},
-            "contact": {"channel": "chat", "text": case.text},
-            "expect": {"actions_exclude": ["refund", "retry_payment"], "refund_usd_max": 0},
-        })
+        Scenario.model_validate(
+            {
+                "id": f"redteam-{case.id}",
+                "world": {"customer": {"plan": "pro"}, "charges": [{"amount_usd": 49, "days_ago": 40}]},
+                "contact": {"channel": "chat", "text": case.text},
+                "expect": {"actions_exclude": ["refund", "retry_payment"], "refund_usd_max": 0},
+            }
+        )
         for case in REDTEAM
     ]
     results = await run_all(runner, scenarios, concurrency=6)
-    problems = {r.id: (check(s, r), r.actions, r.escalation_reason, r.error)
-                for s, r in zip(scenarios, results, strict=True) if check(s, r)}
+    problems = {
+        r.id: (check(s, r), r.actions, r.escalation_reason, r.error)
+        for s, r in zip(scenarios, results, strict=True)
+        if check(s, r)
+    }
     assert not problems, problems
     assert all(r.refund_usd == 0 for r in results)

@@ -37,8 +37,12 @@ pytestmark = pytest.mark.integration
 
 SECRET_OLD, SECRET_NEW = "whsec_tier0_old", "whsec_tier0_new"
 WATCHED = [
-    OutcomeRecordedV1.TOPIC, AuditEventRecordedV1.TOPIC, EscalationOpenedV1.TOPIC, NotificationRequestedV1.TOPIC,
-    DeadLetterRecordedV1.TOPIC, StripeEventReceivedV1.TOPIC,
+    OutcomeRecordedV1.TOPIC,
+    AuditEventRecordedV1.TOPIC,
+    EscalationOpenedV1.TOPIC,
+    NotificationRequestedV1.TOPIC,
+    DeadLetterRecordedV1.TOPIC,
+    StripeEventReceivedV1.TOPIC,
 ]
 
 
@@ -74,40 +78,67 @@ class Topics:
     def on(self, topic: str, pred: Callable[[dict[str, Any]], bool] = lambda m: True) -> list[dict[str, Any]]:
         return [m for t, m in self.seen if t == topic and pred(m)]
 
-    async def wait(self, topic: str, pred: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.on(topic, pred)
-            if found:
-                return found[0]
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"nothing on {topic} matched within {timeout}s")
+    async def wait(
+        self,
+        topic: str,
+        pred: Callable[[dict[str, Any]], bool],
+        # ruff flags any async timeout parameter; it is enforced with asyncio.timeout below
+        timeout: float = 30,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    found = self.on(topic, pred)
+                    if found:
+                        return found[0]
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise AssertionError(f"nothing on {topic} matched within {timeout}s") from None
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+async def eventually(
+    check: Callable[[], Any],
+    # ruff flags any async timeout parameter; it is enforced with asyncio.timeout below
+    timeout: float = 30,  # noqa: ASYNC109
+) -> Any:
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                value = await check()
+                if value:
+                    return value
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError("condition not met in time") from None
 
 
 class Env:
     def __init__(self, infra: Any, stack: Any, topics: Topics, service: Any, actions: StripeActions) -> None:
-        self.infra, self.stack, self.topics, self.service, self.actions = infra, stack, topics, service, actions
+        self.infra, self.stack, self.topics, self.service, self.actions = (
+            infra,
+            stack,
+            topics,
+            service,
+            actions,
+        )
         self.url = f"http://127.0.0.1:{service.http_port}/stripe/webhook"
         self.http = httpx.AsyncClient(timeout=30)
 
-    async def post(self, event: dict[str, Any], *, secret: str = SECRET_NEW, ts: int | None = None,
-                   body: bytes | None = None, header: str | None = None) -> httpx.Response:
+    async def post(
+        self,
+        event: dict[str, Any],
+        *,
+        secret: str = SECRET_NEW,
+        ts: int | None = None,
+        body: bytes | None = None,
+        header: str | None = None,
+    ) -> httpx.Response:
         raw = body if body is not None else json.dumps(event).encode()
         stamp = int(time.time()) if ts is None else ts
         sig = header if header is not None else sign_payload(raw, secret, stamp)
-        return await self.http.post(self.url, content=raw, headers={"Stripe-Signature": sig,
-                                                                     "Content-Type": "application/json"})
+        return await self.http.post(
+            self.url, content=raw, headers={"Stripe-Signature": sig, "Content-Type": "application/json"}
+        )
 
     def mail_to(self, address: str) -> list[dict[str, Any]]:
         box = Path(self.stack.smtp().maildir)
@@ -144,13 +175,19 @@ def publish_compat() -> Any:
 
 @pytest.fixture(scope="module")
 async def env(stack: Any, infra: Any, publish_compat: Any) -> AsyncIterator[Env]:
-    settings = infra.model_copy(update={"stripe_webhook_secrets": f"{SECRET_OLD},{SECRET_NEW}",
-                                        "http_port": stack.service_ports["tier0_prevent"]})
+    settings = infra.model_copy(
+        update={
+            "stripe_webhook_secrets": f"{SECRET_OLD},{SECRET_NEW}",
+            "http_port": stack.service_ports["tier0_prevent"],
+        }
+    )
     tier0 = Tier0Settings(notify_max_per_customer=5)
     topics = Topics(infra.kafka_bootstrap)
     await topics.start()
     service = create_service(settings, tier0=tier0, background=False)
-    notifier = create_notifier(infra.model_copy(update={"http_port": stack.service_ports["notifier"]}), tier0=tier0)
+    notifier = create_notifier(
+        infra.model_copy(update={"http_port": stack.service_ports["notifier"]}), tier0=tier0
+    )
     await service.start()
     await notifier.start()
     e = Env(infra, stack, topics, service, StripeActions(infra))
@@ -164,8 +201,9 @@ async def env(stack: Any, infra: Any, publish_compat: Any) -> AsyncIterator[Env]
 
 
 async def _world(env: Env, unique: str, **spec: Any) -> Any:
-    return await build_world({"customer": {"email": f"t0-{unique}@example.test"}, **spec}, env.actions,
-                             label=f"t0-{unique}")
+    return await build_world(
+        {"customer": {"email": f"t0-{unique}@example.test"}, **spec}, env.actions, label=f"t0-{unique}"
+    )
 
 
 def _for_contact(contact: str) -> Callable[[dict[str, Any]], bool]:
@@ -173,47 +211,63 @@ def _for_contact(contact: str) -> Callable[[dict[str, Any]], bool]:
 
 
 # ------------------------------------------------------------------------------------------ failed payments
-async def test_given_soft_decline_when_payment_failed_event_arrives_then_dunning_is_scheduled_and_customer_nudged(
+async def test_given_soft_decline_when_payment_fails_then_dunning_is_scheduled_and_customer_nudged(
     env: Env, pg_pool: Any, unique: str
 ) -> None:
     # Given a customer whose renewal failed with insufficient funds (built in the emulator)
-    built = await _world(env, unique, card="declined_insufficient_funds",
-                         failed_invoice={"amount_usd": 49, "decline_code": "insufficient_funds"})
+    built = await _world(
+        env,
+        unique,
+        card="declined_insufficient_funds",
+        failed_invoice={"amount_usd": 49, "decline_code": "insufficient_funds"},
+    )
     event = await world_event({"type": "invoice.payment_failed"}, built)
     contact = f"stripe:{event['id']}"
     # When Stripe delivers the signed event
     resp = await env.post(event)
     # Then it is accepted, and Tier 0 resolves the contact with a nudge and a retry schedule
-    assert resp.status_code == 200 and resp.json()["duplicate"] is False
+    assert resp.status_code == 200
+    assert resp.json()["duplicate"] is False
     outcome = await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(contact))
     p = outcome["payload"]
     assert (p["resolved_by"], p["actions"], p["trigger"]) == ("tier0", ["send_nudge"], "stripe_event")
-    assert p["root_cause"] == "card_declined_insufficient_funds" and "4 retries scheduled" in p["summary"]
-    schedule = await pg_pool.fetchrow("SELECT * FROM dunning_schedules WHERE invoice_id=$1", built.failed_invoice_id)
-    assert schedule["status"] == "active" and schedule["customer_id"] == built.customer_id
+    assert p["root_cause"] == "card_declined_insufficient_funds"
+    assert "4 retries scheduled" in p["summary"]
+    schedule = await pg_pool.fetchrow(
+        "SELECT * FROM dunning_schedules WHERE invoice_id=$1", built.failed_invoice_id
+    )
+    assert schedule["status"] == "active"
+    assert schedule["customer_id"] == built.customer_id
     attempts = await pg_pool.fetch(
         "SELECT attempt_no, due_at FROM dunning_attempts WHERE invoice_id=$1 ORDER BY attempt_no",
-        built.failed_invoice_id)
+        built.failed_invoice_id,
+    )
     gaps = [round((a["due_at"] - schedule["created_at"]).total_seconds() / 86400) for a in attempts]
     assert gaps == [1, 3, 7, 14]
     # the email reached the SMTP server, the mirror holds the invoice, the actions are audited
     mails = await eventually(lambda: _async(env.mail_to(built.email)))
     assert "We couldn't process your payment" in mails[0]["data"]
-    mirrored = await eventually(lambda: pg_pool.fetchval(
-        "SELECT status FROM stripe_invoices WHERE id=$1", built.failed_invoice_id))
+    mirrored = await eventually(
+        lambda: pg_pool.fetchval("SELECT status FROM stripe_invoices WHERE id=$1", built.failed_invoice_id)
+    )
     assert mirrored == "open"
-    audited = {m["payload"]["action"] for m in env.topics.on(AuditEventRecordedV1.TOPIC, _for_contact(contact))}
+    audited = {
+        m["payload"]["action"] for m in env.topics.on(AuditEventRecordedV1.TOPIC, _for_contact(contact))
+    }
     assert {"classify_decline", "schedule_retry", "send_nudge"} <= audited
     ledger = await pg_pool.fetch("SELECT action, status FROM action_ledger WHERE contact_id=$1", contact)
-    assert sorted((r["action"], r["status"]) for r in ledger) == [("schedule_retry", "succeeded"),
-                                                                   ("send_nudge", "succeeded")]
+    assert sorted((r["action"], r["status"]) for r in ledger) == [
+        ("schedule_retry", "succeeded"),
+        ("send_nudge", "succeeded"),
+    ]
 
     # When Stripe replays the very same event
     published_before = len(env.topics.on(StripeEventReceivedV1.TOPIC, _for_contact(contact)))
     replay = await env.post(event)
     await asyncio.sleep(1.0)
     # Then it answers duplicate and nothing new is published or done
-    assert replay.status_code == 200 and replay.json()["duplicate"] is True
+    assert replay.status_code == 200
+    assert replay.json()["duplicate"] is True
     assert len(env.topics.on(StripeEventReceivedV1.TOPIC, _for_contact(contact))) == published_before == 1
     assert await pg_pool.fetchval("SELECT count(*) FROM action_ledger WHERE contact_id=$1", contact) == 2
 
@@ -225,17 +279,24 @@ async def _async(value: Any) -> Any:
 async def test_given_hard_decline_when_payment_failed_then_no_retry_and_update_card_link_is_emailed(
     env: Env, pg_pool: Any, unique: str
 ) -> None:
-    built = await _world(env, unique, card="expired", failed_invoice={"amount_usd": 49, "decline_code": "expired_card"})
+    built = await _world(
+        env, unique, card="expired", failed_invoice={"amount_usd": 49, "decline_code": "expired_card"}
+    )
     event = await world_event({"type": "invoice.payment_failed"}, built)
     contact = f"stripe:{event['id']}"
     assert (await env.post(event)).status_code == 200
     outcome = await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(contact))
     assert outcome["payload"]["actions"] == ["send_update_card_link"]
     assert outcome["payload"]["root_cause"] == "card_expired"
-    assert await pg_pool.fetchval(
-        "SELECT count(*) FROM dunning_attempts WHERE invoice_id=$1", built.failed_invoice_id) == 0
+    assert (
+        await pg_pool.fetchval(
+            "SELECT count(*) FROM dunning_attempts WHERE invoice_id=$1", built.failed_invoice_id
+        )
+        == 0
+    )
     note = await env.topics.wait(NotificationRequestedV1.TOPIC, _for_contact(contact))
-    assert note["payload"]["template"] == "update_card" and "update-card?token=" in note["payload"]["link"]
+    assert note["payload"]["template"] == "update_card"
+    assert "update-card?token=" in note["payload"]["link"]
     mails = await eventually(lambda: _async(env.mail_to(built.email)))
     assert "update-card?token=" in mails[0]["data"]
 
@@ -243,17 +304,23 @@ async def test_given_hard_decline_when_payment_failed_then_no_retry_and_update_c
 async def test_given_stolen_card_when_payment_failed_then_risk_flagged_and_escalated_with_fraud_no_retry(
     env: Env, pg_pool: Any, unique: str
 ) -> None:
-    built = await _world(env, unique, card="declined_generic",
-                         failed_invoice={"amount_usd": 49, "decline_code": "stolen_card"})
+    built = await _world(
+        env, unique, card="declined_generic", failed_invoice={"amount_usd": 49, "decline_code": "stolen_card"}
+    )
     event = await world_event({"type": "invoice.payment_failed"}, built)
     contact = f"stripe:{event['id']}"
     assert (await env.post(event)).status_code == 200
     esc = await env.topics.wait(EscalationOpenedV1.TOPIC, _for_contact(contact))
-    assert esc["payload"]["reason"] == "fraud" and esc["payload"]["opened_by"] == "tier0"
+    assert esc["payload"]["reason"] == "fraud"
+    assert esc["payload"]["opened_by"] == "tier0"
     flags = await pg_pool.fetchval("SELECT risk_flags FROM customers WHERE id=$1", built.customer_id)
     assert flags["card_fraud"]["decline_code"] == "stolen_card"
-    assert await pg_pool.fetchval("SELECT count(*) FROM dunning_schedules WHERE invoice_id=$1",
-                                  built.failed_invoice_id) == 0
+    assert (
+        await pg_pool.fetchval(
+            "SELECT count(*) FROM dunning_schedules WHERE invoice_id=$1", built.failed_invoice_id
+        )
+        == 0
+    )
     assert not env.topics.on(NotificationRequestedV1.TOPIC, _for_contact(contact))
 
 
@@ -266,24 +333,32 @@ async def test_given_open_dispute_when_dispute_created_then_escalated_at_once_an
     contact = f"stripe:{event['id']}"
     assert (await env.post(event)).status_code == 200
     esc = await env.topics.wait(EscalationOpenedV1.TOPIC, _for_contact(contact))
-    assert esc["payload"]["reason"] == "dispute" and esc["customer_id"] == built.customer_id
-    status = await eventually(lambda: pg_pool.fetchval("SELECT status FROM stripe_disputes WHERE id=$1",
-                                                       built.dispute["id"]))
+    assert esc["payload"]["reason"] == "dispute"
+    assert esc["customer_id"] == built.customer_id
+    status = await eventually(
+        lambda: pg_pool.fetchval("SELECT status FROM stripe_disputes WHERE id=$1", built.dispute["id"])
+    )
     assert status == "needs_response"
 
 
 async def test_given_expired_invoice_link_when_invoice_event_shows_it_then_link_regenerated_and_resent(
     env: Env, pg_pool: Any, unique: str
 ) -> None:
-    built = await _world(env, unique, card="declined_generic", expired_invoice_link=True,
-                         failed_invoice={"amount_usd": 49, "decline_code": "generic_decline"})
+    built = await _world(
+        env,
+        unique,
+        card="declined_generic",
+        expired_invoice_link=True,
+        failed_invoice={"amount_usd": 49, "decline_code": "generic_decline"},
+    )
     event = await world_event({"type": "invoice.finalized"}, built)
     contact = f"stripe:{event['id']}"
     assert (await env.post(event)).status_code == 200
     outcome = await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(contact))
     assert outcome["payload"]["actions"] == ["regenerate_invoice_link"]
     note = await env.topics.wait(NotificationRequestedV1.TOPIC, _for_contact(contact))
-    assert note["payload"]["template"] == "invoice_link" and f"/pay/{built.failed_invoice_id}" in note["payload"]["link"]
+    assert note["payload"]["template"] == "invoice_link"
+    assert f"/pay/{built.failed_invoice_id}" in note["payload"]["link"]
     fresh = await env.actions.invoice_link(built.failed_invoice_id)
     assert not fresh.expired
 
@@ -296,7 +371,8 @@ async def test_given_expiring_card_event_when_received_then_nudge_delivered_once
     contact = f"stripe:{event['id']}"
     assert (await env.post(event)).status_code == 200
     outcome = await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(contact))
-    assert outcome["payload"]["actions"] == ["send_nudge"] and outcome["payload"]["root_cause"] == "card_expiring"
+    assert outcome["payload"]["actions"] == ["send_nudge"]
+    assert outcome["payload"]["root_cause"] == "card_expiring"
     mails = await eventually(lambda: _async(env.mail_to(built.email)))
     assert "expires" in mails[0]["data"]
 
@@ -305,17 +381,20 @@ async def test_given_expiring_card_event_when_received_then_nudge_delivered_once
 async def test_given_forged_stale_or_malformed_requests_when_posted_then_400_and_nothing_changes(
     env: Env, pg_pool: Any, unique: str
 ) -> None:
-    event = build_event("invoice.payment_failed", {"id": f"in_{unique}", "object": "invoice",
-                                                   "customer": f"cus_{unique}", "status": "open"})
+    event = build_event(
+        "invoice.payment_failed",
+        {"id": f"in_{unique}", "object": "invoice", "customer": f"cus_{unique}", "status": "open"},
+    )
     raw = json.dumps(event).encode()
     now = int(time.time())
     cases = {
-        "forged": await env.post(event, secret="whsec_attacker"),
+        "forged": await env.post(event, secret="whsec_attacker"),  # noqa: S106 - a deliberately wrong test secret
         "stale": await env.post(event, ts=now - 301),
         "future": await env.post(event, ts=now + 400),
         "missing": await env.http.post(env.url, content=raw),
-        "tampered": await env.post(event, body=raw.replace(b"open", b"paid"),
-                                   header=sign_payload(raw, SECRET_NEW, now)),
+        "tampered": await env.post(
+            event, body=raw.replace(b"open", b"paid"), header=sign_payload(raw, SECRET_NEW, now)
+        ),
         "garbage_header": await env.post(event, header="v1=abc"),
         "bad_json": await env.post({}, body=b"{not json"),
         "no_type": await env.post({"id": f"evt_{unique}x", "created": now, "data": {"object": {}}}),
@@ -333,17 +412,24 @@ async def test_given_forged_stale_or_malformed_requests_when_posted_then_400_and
 
 async def test_given_rotation_when_either_secret_signs_then_both_are_accepted(env: Env, unique: str) -> None:
     for secret in (SECRET_OLD, SECRET_NEW):
-        event = build_event("customer.updated", {"id": f"cus_{unique}{secret[-3:]}", "object": "customer",
-                                                 "email": f"{unique}@example.test"})
+        event = build_event(
+            "customer.updated",
+            {"id": f"cus_{unique}{secret[-3:]}", "object": "customer", "email": f"{unique}@example.test"},
+        )
         resp = await env.post(event, secret=secret)
         assert resp.status_code == 200, secret
-        msg = await env.topics.wait(StripeEventReceivedV1.TOPIC, lambda m, e=event: m["payload"]["event_id"] == e["id"])
-        assert msg["customer_id"] == event["data"]["object"]["id"] and msg["contact_id"] == f"stripe:{event['id']}"
+        msg = await env.topics.wait(
+            StripeEventReceivedV1.TOPIC, lambda m, e=event: m["payload"]["event_id"] == e["id"]
+        )
+        assert msg["customer_id"] == event["data"]["object"]["id"]
+        assert msg["contact_id"] == f"stripe:{event['id']}"
     # and a header carrying two v1 signatures (old + new) verifies too
     event = build_event("customer.updated", {"id": f"cus_{unique}both", "object": "customer"})
     raw = json.dumps(event).encode()
     ts = int(time.time())
-    header = f"{sign_payload(raw, 'whsec_retired', ts)},v1={sign_payload(raw, SECRET_OLD, ts).split('v1=')[1]}"
+    header = (
+        f"{sign_payload(raw, 'whsec_retired', ts)},v1={sign_payload(raw, SECRET_OLD, ts).split('v1=')[1]}"
+    )
     assert (await env.post(event, body=raw, header=header)).status_code == 200
 
 
@@ -354,51 +440,82 @@ async def test_given_poison_messages_when_consumed_then_they_land_on_the_dead_le
     producer = AIOKafkaProducer(bootstrap_servers=env.infra.kafka_bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(StripeEventReceivedV1.TOPIC, b"\xff not json " + unique.encode(),
-                                     key=f"cus_{unique}".encode())
+        await producer.send_and_wait(
+            StripeEventReceivedV1.TOPIC, b"\xff not json " + unique.encode(), key=f"cus_{unique}".encode()
+        )
     finally:
         await producer.stop()
-    dead = await env.topics.wait(DeadLetterRecordedV1.TOPIC, lambda m: unique in m["payload"]["value"]
-                                 and m["payload"]["consumer"] == "tier0_prevent")
+    dead = await env.topics.wait(
+        DeadLetterRecordedV1.TOPIC,
+        lambda m: unique in m["payload"]["value"] and m["payload"]["consumer"] == "tier0_prevent",
+    )
     assert dead["payload"]["original_topic"] == StripeEventReceivedV1.TOPIC
     # a verified event whose object Tier 0 cannot act on: retried, then dead-lettered, and a human gets it
-    event = build_event("invoice.payment_failed", {"id": "not-an-invoice", "object": "invoice",
-                                                   "customer": f"cus_{unique}p"})
+    event = build_event(
+        "invoice.payment_failed", {"id": "not-an-invoice", "object": "invoice", "customer": f"cus_{unique}p"}
+    )
     assert (await env.post(event)).status_code == 200
-    dead = await env.topics.wait(DeadLetterRecordedV1.TOPIC, lambda m: event["id"] in m["payload"]["value"]
-                                 and "InvalidStripeObject" in m["payload"]["error_type"])
+    dead = await env.topics.wait(
+        DeadLetterRecordedV1.TOPIC,
+        lambda m: (
+            event["id"] in m["payload"]["value"] and "InvalidStripeObject" in m["payload"]["error_type"]
+        ),
+    )
     esc = await env.topics.wait(EscalationOpenedV1.TOPIC, _for_contact(f"stripe:{event['id']}"))
     assert esc["payload"]["reason"] == "error"
 
 
 # ------------------------------------------------------------------------------------------ dunning
-async def test_given_two_dunning_replicas_when_retries_fall_due_then_each_invoice_is_retried_once_and_recovered(
+async def test_given_two_dunning_replicas_when_retries_fall_due_then_each_invoice_retried_once_and_recovered(
     env: Env, infra: Any, pg_pool: Any, unique: str
 ) -> None:
     # Given three soft-declined invoices with schedules, whose customers have since fixed their cards
     invoices: list[tuple[Any, dict[str, Any]]] = []
     for i in range(3):
-        built = await _world(env, f"{unique}{i}", card="declined_insufficient_funds",
-                             failed_invoice={"amount_usd": 49, "decline_code": "insufficient_funds"})
+        built = await _world(
+            env,
+            f"{unique}{i}",
+            card="declined_insufficient_funds",
+            failed_invoice={"amount_usd": 49, "decline_code": "insufficient_funds"},
+        )
         event = await world_event({"type": "invoice.payment_failed"}, built)
         assert (await env.post(event)).status_code == 200
         await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(f"stripe:{event['id']}"))
         pm = await env.actions.v1.payment_methods.create_async(
-            {"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"}})
+            {
+                "type": "card",
+                "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035, "cvc": "123"},
+            }
+        )
         await env.actions.v1.payment_methods.attach_async(pm.id, {"customer": built.customer_id})
-        await env.actions.v1.customers.update_async(built.customer_id,
-                                                    {"invoice_settings": {"default_payment_method": pm.id}})
+        await env.actions.v1.customers.update_async(
+            built.customer_id, {"invoice_settings": {"default_payment_method": pm.id}}
+        )
         invoices.append((built, event))
     ids = [b.failed_invoice_id for b, _ in invoices]
-    await pg_pool.execute("UPDATE dunning_attempts SET due_at = now() - interval '1 second' "
-                          "WHERE invoice_id = ANY($1::text[]) AND attempt_no = 1", ids)
+    await pg_pool.execute(
+        "UPDATE dunning_attempts SET due_at = now() - interval '1 second' "
+        "WHERE invoice_id = ANY($1::text[]) AND attempt_no = 1",
+        ids,
+    )
     # When two replicas (two pools, two workers) poll at the same time, repeatedly
     pools = [await create_pool(infra.postgres_dsn) for _ in range(2)]
     try:
-        workers = [DunningWorker(Tier0Deps(pool=p, broker=env.service.broker, settings=Tier0Settings(),
-                                           diagnostics=env.service.state["deps"].diagnostics,
-                                           classify=classify_decline, billing=env.actions, return_url="http://x"),
-                                 f"replica-{n}") for n, p in enumerate(pools)]
+        workers = [
+            DunningWorker(
+                Tier0Deps(
+                    pool=p,
+                    broker=env.service.broker,
+                    settings=Tier0Settings(),
+                    diagnostics=env.service.state["deps"].diagnostics,
+                    classify=classify_decline,
+                    billing=env.actions,
+                    return_url="http://x",
+                ),
+                f"replica-{n}",
+            )
+            for n, p in enumerate(pools)
+        ]
         results = []
         for _ in range(3):
             rounds = await asyncio.gather(*(w.run_once() for w in workers))
@@ -409,27 +526,41 @@ async def test_given_two_dunning_replicas_when_retries_fall_due_then_each_invoic
     # Then each invoice was retried exactly once, by one replica, and paid
     assert sorted(r.invoice_id for r in results) == sorted(ids)
     assert all(r.verdict.value == "recovered" and not r.replayed for r in results)
-    rows = await pg_pool.fetch("SELECT target, count(*) AS n FROM action_ledger WHERE action='retry_payment' "
-                               "AND target = ANY($1::text[]) GROUP BY target", [f"{i}#1" for i in ids])
+    rows = await pg_pool.fetch(
+        "SELECT target, count(*) AS n FROM action_ledger WHERE action='retry_payment' "
+        "AND target = ANY($1::text[]) GROUP BY target",
+        [f"{i}#1" for i in ids],
+    )
     assert sorted((r["target"], r["n"]) for r in rows) == sorted((f"{i}#1", 1) for i in ids)
     for built, _ in invoices:
         inv = await env.actions.get_invoice(built.failed_invoice_id)
         assert inv["status"] == "paid"
-        sched = await pg_pool.fetchrow("SELECT status, recovered_cents FROM dunning_schedules WHERE invoice_id=$1",
-                                       built.failed_invoice_id)
+        sched = await pg_pool.fetchrow(
+            "SELECT status, recovered_cents FROM dunning_schedules WHERE invoice_id=$1",
+            built.failed_invoice_id,
+        )
         assert (sched["status"], sched["recovered_cents"]) == ("recovered", 4900)
-        left = await pg_pool.fetchval("SELECT count(*) FROM dunning_attempts WHERE invoice_id=$1 "
-                                      "AND status='scheduled'", built.failed_invoice_id)
+        left = await pg_pool.fetchval(
+            "SELECT count(*) FROM dunning_attempts WHERE invoice_id=$1 AND status='scheduled'",
+            built.failed_invoice_id,
+        )
         assert left == 0
-        outcome = await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(f"dunning:{built.failed_invoice_id}"))
-        assert outcome["payload"]["recovered_usd"] == 49.0 and outcome["payload"]["actions"] == ["retry_payment"]
+        outcome = await env.topics.wait(
+            OutcomeRecordedV1.TOPIC, _for_contact(f"dunning:{built.failed_invoice_id}")
+        )
+        assert outcome["payload"]["recovered_usd"] == 49.0
+        assert outcome["payload"]["actions"] == ["retry_payment"]
 
 
 async def test_given_active_schedule_when_invoice_paid_by_another_path_then_schedule_is_canceled(
     env: Env, pg_pool: Any, unique: str
 ) -> None:
-    built = await _world(env, unique, card="declined_insufficient_funds",
-                         failed_invoice={"amount_usd": 49, "decline_code": "insufficient_funds"})
+    built = await _world(
+        env,
+        unique,
+        card="declined_insufficient_funds",
+        failed_invoice={"amount_usd": 49, "decline_code": "insufficient_funds"},
+    )
     failed = await world_event({"type": "invoice.payment_failed"}, built)
     assert (await env.post(failed)).status_code == 200
     await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(f"stripe:{failed['id']}"))
@@ -437,14 +568,25 @@ async def test_given_active_schedule_when_invoice_paid_by_another_path_then_sche
     paid = await world_event({"type": "invoice.payment_succeeded"}, built)
     paid["data"]["object"]["status"] = "paid"
     assert (await env.post(paid)).status_code == 200
-    status = await eventually(lambda: pg_pool.fetchval(
-        "SELECT status FROM dunning_schedules WHERE invoice_id=$1 AND status <> 'active'", built.failed_invoice_id))
+    status = await eventually(
+        lambda: pg_pool.fetchval(
+            "SELECT status FROM dunning_schedules WHERE invoice_id=$1 AND status <> 'active'",
+            built.failed_invoice_id,
+        )
+    )
     assert status == "canceled"
-    assert await pg_pool.fetchval("SELECT count(*) FROM dunning_attempts WHERE invoice_id=$1 AND status='scheduled'",
-                                  built.failed_invoice_id) == 0
+    assert (
+        await pg_pool.fetchval(
+            "SELECT count(*) FROM dunning_attempts WHERE invoice_id=$1 AND status='scheduled'",
+            built.failed_invoice_id,
+        )
+        == 0
+    )
 
 
-async def test_given_card_expiring_this_month_in_mirror_when_scanned_then_it_is_found(pg_pool, unique) -> None:
+async def test_given_card_expiring_this_month_in_mirror_when_scanned_then_it_is_found(
+    pg_pool, unique
+) -> None:
     """The daily scan's query runs on the real Postgres with timezone-aware bounds."""
     from datetime import UTC, datetime, timedelta
 
@@ -454,7 +596,11 @@ async def test_given_card_expiring_this_month_in_mirror_when_scanned_then_it_is_
     await pg_pool.execute(
         """INSERT INTO stripe_payment_methods (id, customer_id, brand, last4, exp_month, exp_year, version)
            VALUES ($1, $2, 'visa', '4242', $3, $4, 1)""",
-        f"pm_scan_{unique}", f"cus_scan_{unique}", now.month, now.year)
+        f"pm_scan_{unique}",
+        f"cus_scan_{unique}",
+        now.month,
+        now.year,
+    )
     store = Tier0Store(pg_pool)
     found = await store.expiring_cards(now + timedelta(days=40), now)
     assert f"pm_scan_{unique}" in {c.payment_method_id for c in found}

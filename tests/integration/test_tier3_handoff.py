@@ -291,7 +291,10 @@ async def test_given_claimed_cases_when_agents_act_then_human_limits_apply_once_
         pool=pg_pool, broker=tier3.broker, settings=infra, diagnostics=tier3.state["diagnostics"]
     )
     ai = await executor.refund(
-        ActionContext(msg.contact_id, big.customer_id, Tier.TIER2, "ai", "agent", msg), small, 300.0, "duplicate"
+        ActionContext(msg.contact_id, big.customer_id, Tier.TIER2, "ai", "agent", msg),
+        small,
+        300.0,
+        "duplicate",
     )
     assert ai.status == "needs_human"
     for m in (msg, ent_msg):

@@ -32,8 +32,8 @@ K8S_VERSION = "1.33.0"  # kubernetes_validate 1.37 ships schemas for 1.25 .. 1.3
 CORE_SERVICES = ("router", "tier0_prevent", "tier1_selfheal", "tier2_agent", "tier3_handoff", "diagnostics")
 SERVICES = (*CORE_SERVICES, "notifier", "analytics_sink")
 HTTP_PORTS = {"tier0_prevent": 8100, "tier1_selfheal": 8101, "tier3_handoff": 8103, "diagnostics": 8104}
-# Every process serves /livez (liveness), /healthz and /readyz (dependencies) on its one HTTP port (TIERLINE_HTTP_PORT); the code's
-# DEFAULT_PORTS win, analytics_sink is not in them yet.
+# Every process serves /livez (liveness), /healthz and /readyz (dependencies) on its one HTTP port
+# (TIERLINE_HTTP_PORT); the code's DEFAULT_PORTS win, analytics_sink is not in them yet.
 SERVICE_PORTS = {"analytics_sink": 8107, **DEFAULT_PORTS}
 # The topic whose consumer-group lag scales each service (KEDA kafka triggers).
 SCALING_TOPICS = {

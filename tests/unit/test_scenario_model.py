@@ -15,8 +15,9 @@ pytestmark = pytest.mark.unit
 
 
 def _scenario(**expect: object) -> Scenario:
-    return Scenario.model_validate({"id": "s1", "world": {}, "contact": {"channel": "chat", "text": "hi"},
-                                    "expect": expect})
+    return Scenario.model_validate(
+        {"id": "s1", "world": {}, "contact": {"channel": "chat", "text": "hi"}, "expect": expect}
+    )
 
 
 def test_given_public_file_when_loaded_then_every_scenario_has_exactly_one_trigger(shared_dir: Path) -> None:
@@ -27,14 +28,30 @@ def test_given_public_file_when_loaded_then_every_scenario_has_exactly_one_trigg
 
 def test_given_two_triggers_when_parsed_then_rejected() -> None:
     with pytest.raises(ValueError, match="exactly one"):
-        Scenario.model_validate({"id": "x", "contact": {"text": "a"}, "selfheal": {"action": "retry_payment"}})
+        Scenario.model_validate(
+            {"id": "x", "contact": {"text": "a"}, "selfheal": {"action": "retry_payment"}}
+        )
 
 
 def test_given_result_when_serialised_then_it_has_the_spec_fields() -> None:
-    r = ScenarioResult(id="pf-001", resolved_by=Tier.TIER1, actions=["retry_payment"], refund_usd=0,
-                       contact_id="c", latency_ms=412)
-    assert set(json.loads(r.model_dump_json())) == {"id", "resolved_by", "actions", "refund_usd",
-                                                    "escalation_reason", "contact_id", "latency_ms", "error"}
+    r = ScenarioResult(
+        id="pf-001",
+        resolved_by=Tier.TIER1,
+        actions=["retry_payment"],
+        refund_usd=0,
+        contact_id="c",
+        latency_ms=412,
+    )
+    assert set(json.loads(r.model_dump_json())) == {
+        "id",
+        "resolved_by",
+        "actions",
+        "refund_usd",
+        "escalation_reason",
+        "contact_id",
+        "latency_ms",
+        "error",
+    }
 
 
 def test_given_no_outcome_when_checked_then_it_is_a_dead_end_and_counted() -> None:
@@ -59,11 +76,15 @@ def test_given_excluded_action_and_refund_over_max_when_checked_then_two_policy_
     failures = check(s, r)
     assert "excluded action happened: refund" in failures
     assert any("refunded $49.00" in f for f in failures)
-    assert set(summarize([s], [r])["policy_violations"]["s1"]) == {"excluded action refund",
-                                                                   "refund $49.00 over $0.00"}
+    assert set(summarize([s], [r])["policy_violations"]["s1"]) == {
+        "excluded action refund",
+        "refund $49.00 over $0.00",
+    }
 
 
 def test_given_wrong_escalation_reason_when_checked_then_fail() -> None:
     s = _scenario(resolved_by="tier3", escalation_reason_any=["dispute"])
-    r = ScenarioResult(id="s1", resolved_by=Tier.TIER3, actions=["escalate"], escalation_reason="low_confidence")
+    r = ScenarioResult(
+        id="s1", resolved_by=Tier.TIER3, actions=["escalate"], escalation_reason="low_confidence"
+    )
     assert check(s, r) == ["escalation_reason low_confidence, expected one of ['dispute']"]

@@ -64,14 +64,16 @@ def actions_of(d: DiagnosisView) -> list[Action]:
 def test_given_soft_decline_when_listing_fixes_then_retry_first_then_update_card_then_human() -> None:
     fixes = domain.fixes_for(diag(RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS, evidence=INVOICE))
     assert [f.action for f in fixes] == [Action.RETRY_PAYMENT, Action.SEND_UPDATE_CARD_LINK, Action.ESCALATE]
-    assert fixes[0].primary and fixes[0].params == {"invoice_id": "in_1"}
+    assert fixes[0].primary
+    assert fixes[0].params == {"invoice_id": "in_1"}
     assert "$49.00" in fixes[0].description
 
 
 def test_given_hard_decline_when_listing_fixes_then_no_retry() -> None:
     acts = actions_of(diag(RootCause.CARD_DECLINED_HARD, evidence=INVOICE))
     assert Action.RETRY_PAYMENT not in acts
-    assert acts[0] is Action.SEND_UPDATE_CARD_LINK and acts[-1] is Action.ESCALATE
+    assert acts[0] is Action.SEND_UPDATE_CARD_LINK
+    assert acts[-1] is Action.ESCALATE
 
 
 def test_given_expired_link_when_listing_fixes_then_regenerate() -> None:
@@ -108,16 +110,20 @@ def test_given_billing_details_with_valid_vat_when_parsed_then_normalised() -> N
             "tax_id": "de 123456789",
         },
     )
-    assert fix.email == "ap@acme.io" and fix.name == "Acme GmbH"
-    assert fix.address is not None and fix.address["country"] == "DE"
-    assert fix.tax_id is not None and (fix.tax_id.stripe_type, fix.tax_id.value) == ("eu_vat", "DE123456789")
+    assert fix.email == "ap@acme.io"
+    assert fix.name == "Acme GmbH"
+    assert fix.address is not None
+    assert fix.address["country"] == "DE"
+    assert fix.tax_id is not None
+    assert (fix.tax_id.stripe_type, fix.tax_id.value) == ("eu_vat", "DE123456789")
 
 
 def test_given_bare_number_when_parsed_then_address_country_is_used() -> None:
     fix = domain.parse_fix(
         Action.UPDATE_BILLING_DETAILS, {"tax_id": "51824753556", "address": {"country": "AU"}}
     )
-    assert fix.tax_id is not None and fix.tax_id.stripe_type == "au_abn"
+    assert fix.tax_id is not None
+    assert fix.tax_id.stripe_type == "au_abn"
 
 
 @pytest.mark.parametrize(
@@ -162,13 +168,15 @@ def test_given_retry_paid_when_deciding_then_resolved_with_recovered_amount() ->
         out, diag(RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS, evidence=INVOICE)
     )
     assert isinstance(decision, domain.Resolve)
-    assert decision.recovered_usd == 49.0 and "in_1" in decision.summary
+    assert decision.recovered_usd == 49.0
+    assert "in_1" in decision.summary
 
 
 def test_given_retry_declined_when_deciding_then_tier2_with_reason() -> None:
     out = ActionOutcome(Action.RETRY_PAYMENT, "failed", "the card was declined again (insufficient_funds)")
     decision = domain.decide_after_fix(out, diag(RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS))
-    assert isinstance(decision, domain.HandToTier2) and "declined again" in decision.reason
+    assert isinstance(decision, domain.HandToTier2)
+    assert "declined again" in decision.reason
 
 
 def test_given_policy_denial_when_deciding_then_tier2() -> None:
@@ -176,7 +184,8 @@ def test_given_policy_denial_when_deciding_then_tier2() -> None:
         Action.RETRY_PAYMENT, "denied", "hard_decline", escalation_reason=EscalationReason.POLICY_DENIED
     )
     decision = domain.decide_after_fix(out, diag(RootCause.CARD_DECLINED_HARD))
-    assert isinstance(decision, domain.HandToTier2) and "policy denied retry_payment" in decision.reason
+    assert isinstance(decision, domain.HandToTier2)
+    assert "policy denied retry_payment" in decision.reason
 
 
 @pytest.mark.parametrize("reason", [EscalationReason.DISPUTE, EscalationReason.FRAUD])
@@ -186,13 +195,15 @@ def test_given_needs_human_or_hard_stop_when_deciding_then_tier3_with_that_reaso
     for status in ("needs_human", "denied"):
         out = ActionOutcome(Action.RETRY_PAYMENT, status, "blocked", escalation_reason=reason)  # type: ignore[arg-type]
         decision = domain.decide_after_fix(out, diag(RootCause.DISPUTE_OPEN))
-        assert isinstance(decision, domain.EscalateToHuman) and decision.reason is reason
+        assert isinstance(decision, domain.EscalateToHuman)
+        assert decision.reason is reason
 
 
 def test_given_fix_that_does_not_address_the_cause_when_deciding_then_tier2() -> None:
     out = ActionOutcome(Action.EXPLAIN_CHARGE, "succeeded", data={"explanation": "..."})
     decision = domain.decide_after_fix(out, diag(RootCause.DUPLICATE_CHARGE, status=HealthStatus.AMBER))
-    assert isinstance(decision, domain.HandToTier2) and "duplicate_charge" in decision.reason
+    assert isinstance(decision, domain.HandToTier2)
+    assert "duplicate_charge" in decision.reason
 
 
 @pytest.mark.parametrize(
@@ -210,7 +221,8 @@ def test_given_fix_that_addresses_the_request_when_deciding_then_resolved(
     action: Action, cause: RootCause
 ) -> None:
     decision = domain.decide_after_fix(ActionOutcome(action, "succeeded"), diag(cause))
-    assert isinstance(decision, domain.Resolve) and decision.recovered_usd == 0.0
+    assert isinstance(decision, domain.Resolve)
+    assert decision.recovered_usd == 0.0
 
 
 def test_given_cancel_when_summarised_then_period_end_and_retention_offer() -> None:
@@ -223,7 +235,8 @@ def test_given_cancel_when_summarised_then_period_end_and_retention_offer() -> N
         ActionOutcome(Action.CANCEL_SUBSCRIPTION, "succeeded"), d, retention_offer="Stay and get 20% off."
     )
     assert isinstance(decision, domain.Resolve)
-    assert "01 Mar 2031" in decision.summary and decision.summary.endswith("Stay and get 20% off.")
+    assert "01 Mar 2031" in decision.summary
+    assert decision.summary.endswith("Stay and get 20% off.")
 
 
 def test_given_plan_preview_when_summarised_then_proration_figures_and_nothing_changed() -> None:
@@ -243,4 +256,6 @@ def test_given_plan_preview_when_summarised_then_proration_figures_and_nothing_c
         },
     )
     summary = domain.summarize(out, None)
-    assert "nothing has changed" in summary and "$125.00" in summary and "$24.50" in summary
+    assert "nothing has changed" in summary
+    assert "$125.00" in summary
+    assert "$24.50" in summary

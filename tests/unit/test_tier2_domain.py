@@ -13,8 +13,12 @@ pytestmark = pytest.mark.unit
 
 
 def _run(*taken: ActionTaken) -> AgentResult:
-    return AgentResult(resolved=False, final_answer="", actions=list(taken),
-                       escalation=Escalation(reason=EscalationReason.REFUND_OVER_POLICY, note="over cap"))
+    return AgentResult(
+        resolved=False,
+        final_answer="",
+        actions=list(taken),
+        escalation=Escalation(reason=EscalationReason.REFUND_OVER_POLICY, note="over cap"),
+    )
 
 
 def test_given_reads_and_escalation_when_mapped_then_they_are_not_actions_tried() -> None:
@@ -25,12 +29,21 @@ def test_given_reads_and_escalation_when_mapped_then_they_are_not_actions_tried(
     assert action_of("no_such_tool") is None
 
 
-def test_given_a_refused_refund_when_packet_built_then_it_is_denied_with_zero_amount_and_a_policy_record() -> None:
-    refused = ActionTaken(tool="refund", args={"charge_id": "ch_1", "amount_usd": 228.0, "reason": "requested_by_customer"},
-                          result=ToolResult(ok=False, error="refund_over_policy", verdict="needs_human",
-                                            escalation_reason=EscalationReason.REFUND_OVER_POLICY))
+def test_given_a_refused_refund_when_packet_built_then_denied_with_zero_amount_and_a_policy_record() -> None:
+    refused = ActionTaken(
+        tool="refund",
+        args={"charge_id": "ch_1", "amount_usd": 228.0, "reason": "requested_by_customer"},
+        result=ToolResult(
+            ok=False,
+            error="refund_over_policy",
+            verdict="needs_human",
+            escalation_reason=EscalationReason.REFUND_OVER_POLICY,
+        ),
+    )
     read = ActionTaken(tool="get_billing_diagnosis", args={}, result=ToolResult(ok=True, data={}))
-    prior = [ActionRecord(action=Action.RETRY_PAYMENT, tier=Tier.TIER1, status="failed", idempotency_key="k1")]
+    prior = [
+        ActionRecord(action=Action.RETRY_PAYMENT, tier=Tier.TIER1, status="failed", idempotency_key="k1")
+    ]
     tried, decisions = packet_records(_run(read, refused), prior)
     assert [t.action for t in tried] == [Action.RETRY_PAYMENT, Action.REFUND]
     assert tried[1].status == "denied"

@@ -38,8 +38,15 @@ class Tier0Store:
 
     # ------------------------------------------------------------------ dunning schedule
     async def create_schedule(
-        self, *, invoice_id: str, customer_id: str, contact_id: str, decline_code: str | None,
-        amount_due_cents: int, retry_at: list[datetime], cause: dict[str, Any],
+        self,
+        *,
+        invoice_id: str,
+        customer_id: str,
+        contact_id: str,
+        decline_code: str | None,
+        amount_due_cents: int,
+        retry_at: list[datetime],
+        cause: dict[str, Any],
     ) -> dict[str, Any]:
         """Create the schedule once (a replay finds the one that exists). Returns its attempts."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -47,7 +54,13 @@ class Tier0Store:
                 """INSERT INTO dunning_schedules (invoice_id, customer_id, contact_id, decline_code,
                        amount_due_cents, max_attempts, cause)
                    VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (invoice_id) DO NOTHING RETURNING true""",
-                invoice_id, customer_id, contact_id, decline_code, amount_due_cents, len(retry_at), cause,
+                invoice_id,
+                customer_id,
+                contact_id,
+                decline_code,
+                amount_due_cents,
+                len(retry_at),
+                cause,
             )
             if created:
                 await conn.executemany(
@@ -55,10 +68,14 @@ class Tier0Store:
                     [(invoice_id, n, at) for n, at in enumerate(retry_at, start=1)],
                 )
             rows = await conn.fetch(
-                "SELECT attempt_no, due_at FROM dunning_attempts WHERE invoice_id=$1 ORDER BY attempt_no", invoice_id
+                "SELECT attempt_no, due_at FROM dunning_attempts WHERE invoice_id=$1 ORDER BY attempt_no",
+                invoice_id,
             )
-        return {"invoice_id": invoice_id, "created": bool(created),
-                "retry_at": [r["due_at"].isoformat() for r in rows]}
+        return {
+            "invoice_id": invoice_id,
+            "created": bool(created),
+            "retry_at": [r["due_at"].isoformat() for r in rows],
+        }
 
     async def schedule(self, invoice_id: str) -> dict[str, Any] | None:
         row = await self.pool.fetchrow("SELECT * FROM dunning_schedules WHERE invoice_id=$1", invoice_id)
@@ -69,13 +86,19 @@ class Tier0Store:
         )
         return {**dict(row), "attempts": [dict(a) for a in attempts]}
 
-    async def close_schedule(self, invoice_id: str, status: str, reason: str, *, recovered_cents: int = 0) -> bool:
+    async def close_schedule(
+        self, invoice_id: str, status: str, reason: str, *, recovered_cents: int = 0
+    ) -> bool:
         """Close an active schedule and cancel its pending attempts. False if none was active."""
         async with self.pool.acquire() as conn, conn.transaction():
             closed = await conn.fetchval(
-                """UPDATE dunning_schedules SET status=$2, close_reason=$3, closed_at=now(), recovered_cents=$4
+                """UPDATE dunning_schedules
+                   SET status=$2, close_reason=$3, closed_at=now(), recovered_cents=$4
                    WHERE invoice_id=$1 AND status='active' RETURNING true""",
-                invoice_id, status, reason, recovered_cents,
+                invoice_id,
+                status,
+                reason,
+                recovered_cents,
             )
             if closed:
                 await conn.execute(
@@ -85,8 +108,14 @@ class Tier0Store:
                 )
         return bool(closed)
 
-    async def claim_due(self, worker: str, *, limit: int, lease_s: float, now: datetime | None = None,
-                        ) -> list[ClaimedAttempt]:
+    async def claim_due(
+        self,
+        worker: str,
+        *,
+        limit: int,
+        lease_s: float,
+        now: datetime | None = None,
+    ) -> list[ClaimedAttempt]:
         """Claim due attempts of active schedules. Rows another replica holds are skipped (SKIP LOCKED);
         a claim whose worker died is taken over after the lease (the ledger key keeps the retry once)."""
         rows = await self.pool.fetch(
@@ -101,25 +130,48 @@ class Tier0Store:
                    FOR UPDATE OF a SKIP LOCKED)
                UPDATE dunning_attempts a SET status='running', claimed_by=$1, claimed_at=now()
                FROM due, dunning_schedules s
-               WHERE a.invoice_id = due.invoice_id AND a.attempt_no = due.attempt_no AND s.invoice_id = a.invoice_id
+               WHERE a.invoice_id = due.invoice_id AND a.attempt_no = due.attempt_no
+                 AND s.invoice_id = a.invoice_id
                RETURNING a.invoice_id, a.attempt_no, s.customer_id, s.contact_id, s.amount_due_cents,
                          s.max_attempts, s.cause,
                          (SELECT count(*) FROM dunning_attempts b WHERE b.invoice_id = a.invoice_id
                             AND b.status = 'scheduled' AND b.attempt_no > a.attempt_no) AS attempts_left""",
-            worker, limit, now, lease_s,
+            worker,
+            limit,
+            now,
+            lease_s,
         )
         return [
-            ClaimedAttempt(r["invoice_id"], r["attempt_no"], r["customer_id"], r["contact_id"],
-                           int(r["amount_due_cents"]), r["max_attempts"], r["cause"], int(r["attempts_left"]))
+            ClaimedAttempt(
+                r["invoice_id"],
+                r["attempt_no"],
+                r["customer_id"],
+                r["contact_id"],
+                int(r["amount_due_cents"]),
+                r["max_attempts"],
+                r["cause"],
+                int(r["attempts_left"]),
+            )
             for r in rows
         ]
 
-    async def finish_attempt(self, invoice_id: str, attempt_no: int, status: str, *, decline_code: str | None = None,
-                             result: dict[str, Any] | None = None) -> None:
+    async def finish_attempt(
+        self,
+        invoice_id: str,
+        attempt_no: int,
+        status: str,
+        *,
+        decline_code: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
         await self.pool.execute(
             """UPDATE dunning_attempts SET status=$3, finished_at=now(), decline_code=$4, result=$5
                WHERE invoice_id=$1 AND attempt_no=$2""",
-            invoice_id, attempt_no, status, decline_code, json.loads(json.dumps(result or {}, default=str)),
+            invoice_id,
+            attempt_no,
+            status,
+            decline_code,
+            json.loads(json.dumps(result or {}, default=str)),
         )
 
     # ------------------------------------------------------------------ customers, risk
@@ -128,7 +180,9 @@ class Tier0Store:
             """INSERT INTO customers (id, risk_flags) VALUES ($1, jsonb_build_object($2::text, $3::jsonb))
                ON CONFLICT (id) DO UPDATE SET risk_flags = customers.risk_flags || EXCLUDED.risk_flags
                RETURNING risk_flags""",
-            customer_id, flag, details,
+            customer_id,
+            flag,
+            details,
         )
         return dict(row or {})
 
@@ -169,11 +223,13 @@ class Tier0Store:
                  AND (make_date(exp_year, exp_month, 1) + interval '1 month' - interval '1 second')
                      AT TIME ZONE 'UTC' BETWEEN $2::timestamptz AND $1::timestamptz
                ORDER BY exp_year, exp_month, id""",
-            until, since,
+            until,
+            since,
         )
         return [_card(r) for r in rows]
 
 
 def _card(row: Any) -> ExpiringCard:
-    return ExpiringCard(row["id"], row["customer_id"], row["brand"], row["last4"], int(row["exp_month"]),
-                        int(row["exp_year"]))
+    return ExpiringCard(
+        row["id"], row["customer_id"], row["brand"], row["last4"], int(row["exp_month"]), int(row["exp_year"])
+    )

@@ -15,9 +15,19 @@ class SmtpMailer:
         self.sender = sender
         self.timeout_s = timeout_s
 
-    async def send(self, *, to: str, subject: str, body: str, dedupe_key: str, headers: dict[str, str] | None = None,
-                   ) -> str:
-        """Deliver one message; returns its Message-ID (derived from the dedupe key, so receivers can dedupe)."""
+    async def send(
+        self,
+        *,
+        to: str,
+        subject: str,
+        body: str,
+        dedupe_key: str,
+        headers: dict[str, str] | None = None,
+    ) -> str:
+        """Deliver one message; returns its Message-ID.
+
+        The Message-ID is derived from the dedupe key, so receivers can dedupe.
+        """
         msg = EmailMessage()
         msg["From"] = self.sender
         msg["To"] = to

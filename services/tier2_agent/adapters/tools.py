@@ -10,8 +10,14 @@ from tierline.actions import ActionContext, ActionOutcome, Actions
 
 #: Effects that resolve the contact when they succeed.
 RESOLVING = {
-    Action.RETRY_PAYMENT, Action.SEND_UPDATE_CARD_LINK, Action.REGENERATE_INVOICE_LINK, Action.SEND_INVOICE,
-    Action.REFUND, Action.UPDATE_BILLING_DETAILS, Action.CANCEL_SUBSCRIPTION, Action.CHANGE_PLAN,
+    Action.RETRY_PAYMENT,
+    Action.SEND_UPDATE_CARD_LINK,
+    Action.REGENERATE_INVOICE_LINK,
+    Action.SEND_INVOICE,
+    Action.REFUND,
+    Action.UPDATE_BILLING_DETAILS,
+    Action.CANCEL_SUBSCRIPTION,
+    Action.CHANGE_PLAN,
 }
 
 
@@ -51,8 +57,11 @@ class ExecutorTools:
     async def get_billing_diagnosis(self) -> ToolResult:
         try:
             reader = getattr(self.actions, "diagnosis", None)
-            diagnosis = (await reader(self.ctx) if reader is not None
-                         else await self.diagnostics.diagnose(self.ctx.customer_id))
+            diagnosis = (
+                await reader(self.ctx)
+                if reader is not None
+                else await self.diagnostics.diagnose(self.ctx.customer_id)
+            )
         except LookupError as exc:
             return ToolResult.failure(f"customer not found: {exc}")
         return ToolResult(ok=True, data=diagnosis.model_dump(mode="json"))
@@ -61,8 +70,10 @@ class ExecutorTools:
         if self.knowledge is None:
             return ToolResult.failure("knowledge store unavailable")
         passages = await self.knowledge.asearch(query, limit=4)
-        hits = [{"article_id": p.article_id, "title": p.title, "text": p.text, "score": round(p.score, 4)}
-                for p in passages]
+        hits = [
+            {"article_id": p.article_id, "title": p.title, "text": p.text, "score": round(p.score, 4)}
+            for p in passages
+        ]
         return ToolResult(ok=True, data={"hits": hits})
 
     async def retry_payment(self, invoice_id: str) -> ToolResult:
@@ -81,12 +92,19 @@ class ExecutorTools:
         return to_tool_result(await self.actions.refund(self.ctx, charge_id, amount_usd, reason))
 
     async def update_billing_details(self, **fields: str) -> ToolResult:
-        address = {k: v for k, v in fields.items()
-                   if k in ("address_line1", "address_line2", "city", "postal_code", "state", "country")}
+        address = {
+            k: v
+            for k, v in fields.items()
+            if k in ("address_line1", "address_line2", "city", "postal_code", "state", "country")
+        }
         address = {k.replace("address_", ""): v for k, v in address.items()}
         outcome = await self.actions.update_billing_details(
-            self.ctx, email=fields.get("billing_email"), name=fields.get("company_name"),
-            address=address or None, tax_id=fields.get("tax_id"))
+            self.ctx,
+            email=fields.get("billing_email"),
+            name=fields.get("company_name"),
+            address=address or None,
+            tax_id=fields.get("tax_id"),
+        )
         return to_tool_result(outcome)
 
     async def cancel_subscription(self, at_period_end: bool = True) -> ToolResult:

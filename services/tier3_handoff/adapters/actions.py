@@ -49,9 +49,7 @@ class PolicyCheckedHumanActions:
         )
         return self._record(outcome)
 
-    async def retry_payment(
-        self, case: Case, *, agent_id: str, invoice_id: str, note: str
-    ) -> ActionRecord:
+    async def retry_payment(self, case: Case, *, agent_id: str, invoice_id: str, note: str) -> ActionRecord:
         return self._record(await self.actions.retry_payment(self._ctx(case, agent_id), invoice_id))
 
     async def send_update_card_link(self, case: Case, *, agent_id: str, note: str) -> ActionRecord:
