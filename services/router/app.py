@@ -33,6 +33,8 @@ def create_service(settings: InfraSettings, *, classifier: Any = None, diagnosti
             from services.router.intent.model import IntentClassifier
 
             clf = await asyncio.to_thread(IntentClassifier.load, cfg.intent_model_dir)
+            # Load the encoder now, not on the first contact (it takes seconds); ready means ready.
+            await asyncio.to_thread(clf.predict, ["warm-up: is my invoice ready?"])
         diag = diagnostics
         if diag is None:
             from services.diagnostics.client import HttpDiagnostics

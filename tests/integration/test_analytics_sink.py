@@ -389,3 +389,36 @@ async def test_given_flat_series_then_no_drift_and_given_spike_then_drift_alert(
         ),
     )
     assert {b["payload"]["subject"] for b in on_topic} == subjects
+
+
+# --------------------------------------------------------------------------- batches and bad input
+async def test_given_a_burst_with_a_malformed_record_when_sunk_then_rest_stored_and_it_dead_lettered(
+    analytics, ch_client, database, infra, unique
+):
+    from tests.helpers import read_topic
+
+    store = AnalyticsStore(ch_client, database)
+    at = datetime(2018, 7, 1, 9, tzinfo=UTC)
+    burst = [outcome(f"burst-{i}-{unique}", f"cus_b{unique}", at, Tier.TIER2, cost=0.2) for i in range(25)]
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            OutcomeRecordedV1.TOPIC, b'{"not": "an outcome", "tag": "' + unique.encode() + b'"}'
+        )
+        sent = [await producer.send(m.TOPIC, encode(m), key=m.key()) for m in burst]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    for m in burst:
+        await wait_for(lambda m=m: store.run(store.outcome_exists, m.contact_id))
+    assert await store.run(store.existing_outcomes, [m.contact_id for m in burst]) == {
+        m.contact_id for m in burst
+    }
+    dead = await read_topic(
+        infra.kafka_bootstrap,
+        "deadletter.message.recorded.v1",
+        lambda b: unique in str(b.get("payload", {}).get("value", "")),
+    )
+    assert dead[0]["payload"]["original_topic"] == OutcomeRecordedV1.TOPIC
+    assert dead[0]["payload"]["error"]

@@ -1,25 +1,30 @@
 """The analytics sink: outcomes, audit events and case resolutions into ClickHouse.
 
-Runs inside the process that owns chDB (diagnostics). Its own consumer group; an offset is committed
-only after the row is written. Outcomes are exactly-once per contact (explicit check before insert,
-and ReplacingMergeTree on contact_id read with FINAL). Audit records are chained per partition in log
-order: each stored record carries the previous one's hash.
+Runs inside the process that owns chDB (diagnostics). Its own consumer group; outcomes and audit
+records are consumed in batches (one insert each) and offsets are committed only after the insert.
+Outcomes are exactly-once per contact (explicit check before insert, and ReplacingMergeTree on
+contact_id read with FINAL). Audit records are chained per partition in log order: each stored record
+carries the previous one's hash.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from faststream.kafka.annotations import KafkaMessage
+from faststream import Context
+from faststream.kafka.message import KafkaMessage
+from pydantic import BaseModel, ValidationError
 
 from schemas.messages import AuditEventRecordedV1, CaseResolvedV1, OutcomeRecordedV1
 from services.tier3_handoff.analytics.domain import GENESIS, audit_record, canonical_json, chain_hash
 from services.tier3_handoff.analytics.store import DEFAULT_DATABASE, AnalyticsStore
-from tierline.messaging import SUBSCRIBER_DEFAULTS, consumer_group
+from tierline.messaging import ORDERED_DEFAULTS, SUBSCRIBER_DEFAULTS, consumer_group
 from tierline.runtime import Service
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T", bound=BaseModel)
 
 
 class AnalyticsSink:
@@ -28,14 +33,26 @@ class AnalyticsSink:
         self._links: dict[int, tuple[int, str]] = {}
 
     async def on_outcome_recorded(self, msg: OutcomeRecordedV1) -> bool:
+        return await self.on_outcomes_recorded([msg]) == 1
+
+    async def on_outcomes_recorded(self, messages: list[OutcomeRecordedV1]) -> int:
+        """Store each contact's outcome once: skip contacts already stored or repeated in the batch."""
         store = self.store
         await store.run(store.ensure_schema)
-        if await store.run(store.outcome_exists, msg.contact_id):
-            log.info("analytics.outcome.duplicate", contact_id=msg.contact_id, message_id=str(msg.message_id))
-            return False
-        await store.run(store.insert_outcomes, [msg.model_dump(mode="json")])
-        log.info("analytics.outcome.stored", contact_id=msg.contact_id, resolved_by=msg.payload.resolved_by)
-        return True
+        first: dict[str, OutcomeRecordedV1] = {}
+        for msg in messages:
+            first.setdefault(msg.contact_id, msg)
+        stored = await store.run(store.existing_outcomes, list(first))
+        new = [m for c, m in first.items() if c not in stored]
+        for msg in messages:
+            if msg.contact_id in stored or first[msg.contact_id] is not msg:
+                log.info(
+                    "analytics.outcome.duplicate", contact_id=msg.contact_id, message_id=str(msg.message_id)
+                )
+        if new:
+            await store.run(store.insert_outcomes, [m.model_dump(mode="json") for m in new])
+            log.info("analytics.outcomes.stored", count=len(new))
+        return len(new)
 
     async def on_case_resolved(self, msg: CaseResolvedV1) -> None:
         await self.store.run(self.store.ensure_schema)
@@ -43,30 +60,49 @@ class AnalyticsSink:
 
     async def on_audit_recorded(self, msg: AuditEventRecordedV1, partition: int, offset: int) -> bool:
         """Chain and store one audit record; False for a redelivery or a duplicate message id."""
+        return await self.on_audit_batch([(msg, partition, offset)]) == 1
+
+    async def on_audit_batch(self, items: list[tuple[AuditEventRecordedV1, int, int]]) -> int:
+        """Chain and store audit records, per partition in offset order, in one insert.
+
+        A record at or below a partition's last stored offset is a redelivery; a message id stored
+        already (or earlier in the batch) is a duplicate publish. Neither is chained again.
+        """
         store = self.store
         await store.run(store.ensure_schema)
-        link = self._links.get(partition) or await store.run(store.last_audit_link, partition)
-        if link is not None and offset <= link[0]:
-            return False  # redelivered: already chained
-        if await store.run(store.audit_message_seen, str(msg.message_id)):
-            log.info(
-                "analytics.audit.duplicate",
-                message_id=str(msg.message_id),
-                partition=partition,
-                offset=offset,
-            )
-            return False
-        prev = link[1] if link else GENESIS
-        record = canonical_json(audit_record(msg.model_dump(mode="json")))
-        digest = chain_hash(prev, record)
-        p = msg.payload
-        await store.run(
-            store.insert_audit,
-            [
+        by_partition: dict[int, list[tuple[int, AuditEventRecordedV1]]] = {}
+        for msg, partition, offset in items:
+            by_partition.setdefault(partition, []).append((offset, msg))
+        links: dict[int, tuple[int, str] | None] = {}
+        for partition in by_partition:
+            links[partition] = self._links.get(partition) or await store.run(store.last_audit_link, partition)
+        fresh = [
+            (partition, offset, msg)
+            for partition, entries in by_partition.items()
+            for offset, msg in sorted(entries, key=lambda e: e[0])
+            if (link := links[partition]) is None or offset > link[0]
+        ]
+        seen = await store.run(store.audit_messages_seen, sorted({str(m.message_id) for _, _, m in fresh}))
+        rows: list[list[Any]] = []
+        new_links: dict[int, tuple[int, str]] = {}
+        for partition, offset, msg in fresh:
+            message_id = str(msg.message_id)
+            if message_id in seen:
+                log.info(
+                    "analytics.audit.duplicate", message_id=message_id, partition=partition, offset=offset
+                )
+                continue
+            seen.add(message_id)
+            link = new_links.get(partition) or links[partition]
+            prev = link[1] if link else GENESIS
+            record = canonical_json(audit_record(msg.model_dump(mode="json")))
+            digest = chain_hash(prev, record)
+            p = msg.payload
+            rows.append(
                 [
                     partition,
                     offset,
-                    str(msg.message_id),
+                    message_id,
                     msg.contact_id,
                     msg.customer_id,
                     msg.occurred_at,
@@ -78,10 +114,32 @@ class AnalyticsSink:
                     prev,
                     digest,
                 ]
-            ],
-        )
-        self._links[partition] = (offset, digest)
-        return True
+            )
+            new_links[partition] = (offset, digest)
+        if rows:
+            await store.run(store.insert_audit, rows)
+        self._links.update(new_links)
+        return len(rows)
+
+
+async def _raw_batch(msg: Any, original: Any = None) -> list[bytes]:
+    """Batch decoder: the raw values; the handler validates each one (a bad one is dead-lettered)."""
+    body = msg.body
+    return [bytes(b) for b in body] if isinstance(body, list | tuple) else [bytes(body)]
+
+
+def _parse(
+    model: type[T], bodies: list[bytes], records: tuple[Any, ...] | None
+) -> tuple[list[tuple[T, Any]], list[tuple[Any, Exception]]]:
+    good: list[tuple[T, Any]] = []
+    bad: list[tuple[Any, Exception]] = []
+    for i, body in enumerate(bodies):
+        raw = records[i] if records and i < len(records) else None
+        try:
+            good.append((model.model_validate_json(body), raw))
+        except (ValidationError, ValueError) as exc:
+            bad.append((raw, exc))
+    return good, bad
 
 
 def register_analytics_sink(
@@ -91,6 +149,8 @@ def register_analytics_sink(
     database: str = DEFAULT_DATABASE,
     drift: bool = True,
     lock: Any = None,
+    batch_size: int = 500,
+    batch_timeout_ms: int = 200,
 ) -> AnalyticsSink:
     """Subscribe the sink (group `<service group>.analytics`) and, by default, the daily drift job."""
     store = AnalyticsStore(ch_client, database, lock)
@@ -98,19 +158,42 @@ def register_analytics_sink(
     group = f"{consumer_group(service.name)}.analytics"
     sub = service.broker.subscriber
 
-    async def on_outcome_recorded(msg: OutcomeRecordedV1) -> None:
-        await sink.on_outcome_recorded(msg)
+    # Outcomes and audit records arrive in bursts (several audit records per contact): consume them in
+    # batches, one ClickHouse insert per batch; offsets are committed after the insert.
+    batched = {
+        "batch": True,
+        "max_records": batch_size,
+        "batch_timeout_ms": batch_timeout_ms,
+        "decoder": _raw_batch,
+        **ORDERED_DEFAULTS,
+    }
+
+    async def dead_letter(bad: list[tuple[Any, Exception]]) -> None:
+        for raw, exc in bad:
+            log.warning("analytics.bad_message", error=str(exc)[:200])
+            if raw is not None:
+                await service.dead_letters.send(raw, exc, attempts=1)
+
+    async def on_outcomes_recorded(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+        records = message.raw_message if isinstance(message.raw_message, tuple) else None
+        good, bad = _parse(OutcomeRecordedV1, bodies, records)
+        await sink.on_outcomes_recorded([m for m, _ in good])
+        await dead_letter(bad)
 
     async def on_case_resolved(msg: CaseResolvedV1) -> None:
         await sink.on_case_resolved(msg)
 
-    async def on_audit_recorded(msg: AuditEventRecordedV1, message: KafkaMessage) -> None:
-        raw = message.raw_message
-        await sink.on_audit_recorded(msg, raw.partition, raw.offset)  # type: ignore[union-attr]
+    async def on_audit_events_recorded(
+        bodies: list[bytes], message: KafkaMessage = Context("message")
+    ) -> None:
+        records = message.raw_message if isinstance(message.raw_message, tuple) else None
+        good, bad = _parse(AuditEventRecordedV1, bodies, records)
+        await sink.on_audit_batch([(m, raw.partition, raw.offset) for m, raw in good if raw is not None])
+        await dead_letter(bad)
 
-    sub(OutcomeRecordedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(on_outcome_recorded)
+    sub(OutcomeRecordedV1.TOPIC, group_id=group, **batched)(on_outcomes_recorded)
     sub(CaseResolvedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(on_case_resolved)
-    sub(AuditEventRecordedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(on_audit_recorded)
+    sub(AuditEventRecordedV1.TOPIC, group_id=group, **batched)(on_audit_events_recorded)
 
     async def ensure(svc: Service) -> None:
         await store.run(store.ensure_schema)

@@ -33,8 +33,12 @@ def _ddl(db: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {db}.audit_events (
             partition UInt32, offset UInt64, message_id UUID, contact_id String, customer_id String,
             occurred_at DateTime64(3, 'UTC'), actor String, action String, target String, decision String,
-            record String, prev_hash String, hash String, inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            record String, prev_hash String, hash String, inserted_at DateTime64(3, 'UTC') DEFAULT now64(3),
+            INDEX message_id_bf message_id TYPE bloom_filter GRANULARITY 4
         ) ENGINE = ReplacingMergeTree ORDER BY (partition, offset)""",
+        # the duplicate check looks records up by message id: a skip index (also on older tables)
+        f"ALTER TABLE {db}.audit_events ADD INDEX IF NOT EXISTS message_id_bf message_id "
+        "TYPE bloom_filter GRANULARITY 4",
         f"""CREATE TABLE IF NOT EXISTS {db}.case_resolutions (
             message_id UUID, case_id String, contact_id String, customer_id String,
             occurred_at DateTime64(3, 'UTC'), agent_id String, refund_usd Float64, actions Array(String),
@@ -184,6 +188,16 @@ class AnalyticsStore:
             )
         )
 
+    def existing_outcomes(self, contact_ids: list[str]) -> set[str]:
+        """Which of these contacts already have their outcome stored (one query for a batch)."""
+        if not contact_ids:
+            return set()
+        rows = self._rows(
+            f"SELECT DISTINCT contact_id FROM {self.db}.outcomes WHERE contact_id IN {{c:Array(String)}}",
+            {"c": contact_ids},
+        )
+        return {str(r["contact_id"]) for r in rows}
+
     def insert_case_resolutions(self, messages: list[dict[str, Any]]) -> None:
         rows = [
             [
@@ -251,6 +265,17 @@ class AnalyticsStore:
                 {"m": message_id},
             )
         )
+
+    def audit_messages_seen(self, message_ids: list[str]) -> set[str]:
+        """Which of these audit message ids are stored already (one query for a batch)."""
+        if not message_ids:
+            return set()
+        rows = self._rows(
+            f"SELECT DISTINCT toString(message_id) AS m FROM {self.db}.audit_events "
+            "WHERE message_id IN {m:Array(UUID)}",
+            {"m": message_ids},
+        )
+        return {str(r["m"]) for r in rows}
 
     def audit_chain(self) -> list[ChainRow]:
         rows = self._rows(
