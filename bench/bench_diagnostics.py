@@ -26,22 +26,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PG_SEED = """
 INSERT INTO stripe_customers (id, email, name, default_payment_method, created, version, synced_at)
-SELECT 'cus_bench_' || g, 'c' || g || '@bench.io', 'Bench ' || g, 'pm_bench_' || g, now() - interval '400 days', 1, now()
+SELECT 'cus_bench_' || g, 'c' || g || '@bench.io', 'Bench ' || g, 'pm_bench_' || g,
+       now() - interval '400 days', 1, now()
 FROM generate_series($1::int, $2::int) g ON CONFLICT DO NOTHING;
 INSERT INTO customers (id, email, name, plan_tier)
-SELECT 'cus_bench_' || g, 'c' || g || '@bench.io', 'Bench ' || g, (ARRAY['starter','pro','business','enterprise'])[1 + g % 4]
+SELECT 'cus_bench_' || g, 'c' || g || '@bench.io', 'Bench ' || g,
+       (ARRAY['starter','pro','business','enterprise'])[1 + g % 4]
 FROM generate_series($1::int, $2::int) g ON CONFLICT DO NOTHING;
 INSERT INTO stripe_payment_methods (id, customer_id, brand, last4, exp_month, exp_year, version, synced_at)
-SELECT 'pm_bench_' || g, 'cus_bench_' || g, 'visa', lpad((g % 10000)::text, 4, '0'), 1 + g % 12, 2027 + g % 5, 1, now()
+SELECT 'pm_bench_' || g, 'cus_bench_' || g, 'visa', lpad((g % 10000)::text, 4, '0'), 1 + g % 12,
+       2027 + g % 5, 1, now()
 FROM generate_series($1::int, $2::int) g ON CONFLICT DO NOTHING;
-INSERT INTO subscriptions (id, customer_id, plan_id, status, seats, price_usd, current_period_start, current_period_end, version)
-SELECT 'sub_bench_' || g, 'cus_bench_' || g, (ARRAY['starter','pro','business','enterprise'])[1 + g % 4], 'active',
+INSERT INTO subscriptions (id, customer_id, plan_id, status, seats, price_usd, current_period_start,
+                           current_period_end, version)
+SELECT 'sub_bench_' || g, 'cus_bench_' || g,
+       (ARRAY['starter','pro','business','enterprise'])[1 + g % 4], 'active',
        1 + g % 20, 49, now() - interval '10 days', now() + interval '20 days', 1
 FROM generate_series($1::int, $2::int) g ON CONFLICT DO NOTHING;
 INSERT INTO stripe_charges (id, customer_id, amount_cents, status, created, version, synced_at)
-SELECT 'ch_bench_' || g || '_' || k, 'cus_bench_' || g, 4900, 'succeeded', now() - (k * interval '30 days'), 1, now()
+SELECT 'ch_bench_' || g || '_' || k, 'cus_bench_' || g, 4900, 'succeeded',
+       now() - (k * interval '30 days'), 1, now()
 FROM generate_series($1::int, $2::int) g, generate_series(0, 2) k ON CONFLICT DO NOTHING;
-INSERT INTO stripe_invoices (id, customer_id, status, amount_due_cents, amount_paid_cents, attempt_count, created, version, synced_at)
+INSERT INTO stripe_invoices (id, customer_id, status, amount_due_cents, amount_paid_cents, attempt_count,
+                             created, version, synced_at)
 SELECT 'in_bench_' || g, 'cus_bench_' || g, CASE WHEN g % 10 = 0 THEN 'open' ELSE 'paid' END, 4900,
        CASE WHEN g % 10 = 0 THEN 0 ELSE 4900 END, 1, now() - interval '1 day', 1, now()
 FROM generate_series($1::int, $2::int) g ON CONFLICT DO NOTHING;
@@ -60,8 +67,12 @@ def line(name: str, value: float, unit: str, baseline: float | None, lower_is_be
     ratio = None
     if baseline:
         ratio = round((baseline / value) if lower_is_better and value else (value / baseline), 3)
-    print(json.dumps({"name": name, "value": round(value, 3), "unit": unit, "baseline": baseline, "ratio": ratio}),
-          flush=True)
+    print(
+        json.dumps(
+            {"name": name, "value": round(value, 3), "unit": unit, "baseline": baseline, "ratio": ratio}
+        ),
+        flush=True,
+    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -78,7 +89,7 @@ async def run(args: argparse.Namespace) -> None:
     from tierline.db import create_pool
     from tierline.stack.manager import StackConfig, down, prepare, start_components
 
-    root = Path(args.data_dir).resolve()
+    root = Path(args.data_dir)  # made absolute by main()
     cfg = StackConfig.load(root / "stack") or StackConfig.for_tests(root / "stack")  # reuse data and ports
     start_components(cfg, fsync=False)
     try:
@@ -101,7 +112,9 @@ async def run(args: argparse.Namespace) -> None:
         pg_s = time.perf_counter() - t0
         client = get_client(dsn)
         t0 = time.perf_counter()
-        events = int(client.command("SELECT count() FROM usage_events WHERE startsWith(customer_id, 'cus_bench_')"))
+        events = int(
+            client.command("SELECT count() FROM usage_events WHERE startsWith(customer_id, 'cus_bench_')")
+        )
         chunk = 2_000_000
         while events < args.events:
             n = min(chunk, args.events - events)
@@ -112,15 +125,31 @@ async def run(args: argparse.Namespace) -> None:
         client.command("OPTIMIZE TABLE usage_daily FINAL")
         parts = int(client.command("SELECT count() FROM system.parts WHERE active AND table = 'usage_daily'"))
         ch_s = time.perf_counter() - t0
-        print(json.dumps({"setup": {"customers": args.customers, "events": events, "pg_seed_s": round(pg_s, 1),
-                                    "ch_seed_s": round(ch_s, 1), "usage_daily_parts": parts, "machine": platform.processor() or platform.machine(),
-                                    "cpus": os.cpu_count(),
-                                    "pinned_to": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                    else None}}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "setup": {
+                        "customers": args.customers,
+                        "events": events,
+                        "pg_seed_s": round(pg_s, 1),
+                        "ch_seed_s": round(ch_s, 1),
+                        "usage_daily_parts": parts,
+                        "machine": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count(),
+                        "pinned_to": sorted(os.sched_getaffinity(0))
+                        if hasattr(os, "sched_getaffinity")
+                        else None,
+                    }
+                }
+            ),
+            flush=True,
+        )
 
         mirror = MirrorStore(pool)
         stripe = StripeLiveReader("sk_test_bench", env["TIERLINE_STRIPE_API_BASE"], emulated=True)
-        warm = Diagnostician(mirror, stripe, usage, None, DiagnosticsSettings(mirror_max_age_s=10 * 365 * 86400))
+        warm = Diagnostician(
+            mirror, stripe, usage, None, DiagnosticsSettings(mirror_max_age_s=10 * 365 * 86400)
+        )
         rng = random.Random(7)
         ids = [f"cus_bench_{rng.randrange(args.customers)}" for _ in range(args.samples)]
         for cid in ids[:50]:  # warm-up
@@ -153,20 +182,34 @@ async def run(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(args.concurrency)))
         total = time.perf_counter() - started
-        line(f"diagnostics.warm.throughput.c{args.concurrency}", len(ids) / total, "diagnoses/s", 500.0, False)
+        line(
+            f"diagnostics.warm.throughput.c{args.concurrency}", len(ids) / total, "diagnoses/s", 500.0, False
+        )
         line(f"diagnostics.warm.c{args.concurrency}.p99", pct(loaded, 0.99), "ms", None, True)
 
         import stripe as stripe_sdk
 
         plan_id = f"pro-bench-{int(time.time())}"
         sc = stripe_sdk.StripeClient("sk_test_bench", base_addresses={"api": env["TIERLINE_STRIPE_API_BASE"]})
-        sc.v1.plans.create(params={"id": plan_id, "amount": 4900, "currency": "usd", "interval": "month",
-                                   "product": {"name": "Pro"}, "metadata": {"tl_plan": "pro"}})
+        sc.v1.plans.create(
+            params={
+                "id": plan_id,
+                "amount": 4900,
+                "currency": "usd",
+                "interval": "month",
+                "product": {"name": "Pro"},
+                "metadata": {"tl_plan": "pro"},
+            }
+        )
         cold: list[float] = []
         for i in range(args.cold):
             cus = sc.v1.customers.create(params={"email": f"cold{i}@bench.io"})
-            pm = sc.v1.payment_methods.create(params={"type": "card", "card": {
-                "number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}})
+            pm = sc.v1.payment_methods.create(
+                params={
+                    "type": "card",
+                    "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+                }
+            )
             sc.v1.payment_methods.attach(pm.id, params={"customer": cus.id})
             sc.v1.customers.update(cus.id, params={"invoice_settings": {"default_payment_method": pm.id}})
             sc.v1.subscriptions.create(params={"customer": cus.id, "items": [{"plan": plan_id}]})
@@ -188,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--cold", type=int, default=30)
-    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight for the loaded figure")
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="requests in flight for the loaded figure"
+    )
     parser.add_argument("--cores", default="0", help="CPU ids this process may run on ('' = no pinning)")
     parser.add_argument("--small", action="store_true", help="2,000 customers, 200,000 events")
     parser.add_argument("--data-dir", default=".tierline/bench-diagnostics")
@@ -205,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    args.data_dir = str(Path(args.data_dir).resolve())
     asyncio.run(run(args))
     return 0
 

@@ -59,8 +59,15 @@ class ActionOutcome:
 
     def record(self, tier: Tier) -> ActionRecord:
         status = "denied" if self.status == "needs_human" else self.status
-        return ActionRecord(action=self.action, tier=tier, status=status, idempotency_key=self.idempotency_key,
-                            detail=self.detail[:500], amount_usd=self.amount_usd, target=self.target)
+        return ActionRecord(
+            action=self.action,
+            tier=tier,
+            status=status,
+            idempotency_key=self.idempotency_key,
+            detail=self.detail[:500],
+            amount_usd=self.amount_usd,
+            target=self.target,
+        )
 
 
 class Actions(Protocol):
@@ -68,7 +75,9 @@ class Actions(Protocol):
 
     async def send_update_card_link(self, ctx: ActionContext) -> ActionOutcome: ...
 
-    async def regenerate_invoice_link(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome: ...
+    async def regenerate_invoice_link(
+        self, ctx: ActionContext, invoice_id: str | None = None
+    ) -> ActionOutcome: ...
 
     async def send_invoice(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome: ...
 
@@ -94,7 +103,9 @@ class Actions(Protocol):
 
     async def explain_charge(self, ctx: ActionContext, charge_id: str | None = None) -> ActionOutcome: ...
 
-    async def send_nudge(self, ctx: ActionContext, *, template: str, subject: str, body: str) -> ActionOutcome: ...
+    async def send_nudge(
+        self, ctx: ActionContext, *, template: str, subject: str, body: str
+    ) -> ActionOutcome: ...
 
 
 # =============================================================================== the executor
@@ -109,7 +120,7 @@ from schemas.messages import DiagnosisView, NotificationRequestedPayload, Notifi
 from tierline.ledger import ActionFailed, ActionLedger, LedgerResult, idempotency_key  # noqa: E402
 from tierline.messaging import publish  # noqa: E402
 from tierline.pipeline import audit  # noqa: E402
-from tierline.risk import fraud_flagged
+from tierline.risk import fraud_flagged  # noqa: E402
 from tierline.settings import InfraSettings  # noqa: E402
 
 log = structlog.get_logger(__name__)
@@ -179,16 +190,23 @@ class ActionExecutor:
 
         ev = diagnosis.evidence
         disputes = ev.get("disputes") or []
-        dispute_open = diagnosis.root_cause == RootCause.DISPUTE_OPEN or RootCause.DISPUTE_OPEN in (
-            diagnosis.secondary_causes
-        ) or any(str(d.get("status", "")) not in ("won", "lost", "closed", "warning_closed") for d in disputes)
+        dispute_open = (
+            diagnosis.root_cause == RootCause.DISPUTE_OPEN
+            or RootCause.DISPUTE_OPEN in (diagnosis.secondary_causes)
+            or any(
+                str(d.get("status", "")) not in ("won", "lost", "closed", "warning_closed") for d in disputes
+            )
+        )
         risk = await self.pool.fetchval("SELECT risk_flags FROM customers WHERE id=$1", ctx.customer_id) or {}
         invoice = ev.get("invoice") or {}
         window = self.policy.refund_history_window_days
         refunds = await self.pool.fetch(
-            """SELECT created_at FROM action_ledger WHERE customer_id=$1 AND action='refund' AND status='succeeded'
-               AND actor <> 'human' AND created_at > now() - make_interval(days => $2) ORDER BY created_at DESC""",
-            ctx.customer_id, window,
+            """SELECT created_at FROM action_ledger
+               WHERE customer_id=$1 AND action='refund' AND status='succeeded' AND actor <> 'human'
+                 AND created_at > now() - make_interval(days => $2)
+               ORDER BY created_at DESC""",
+            ctx.customer_id,
+            window,
         )
         today = await self.pool.fetch(
             """SELECT action, count(*) AS n FROM action_ledger WHERE customer_id=$1 AND status='succeeded'
@@ -198,7 +216,8 @@ class ActionExecutor:
         retries = await self.pool.fetchval(
             """SELECT count(*) FROM action_ledger WHERE customer_id=$1 AND action='retry_payment'
                AND target=$2 AND status IN ('succeeded','failed')""",
-            ctx.customer_id, invoice.get("id"),
+            ctx.customer_id,
+            invoice.get("id"),
         )
         base: dict[str, Any] = {
             "actor": ctx.actor,
@@ -224,10 +243,14 @@ class ActionExecutor:
         for charge in diagnosis.evidence.get("charges") or []:
             if charge.get("id") == charge_id:
                 created = _iso(charge.get("created_at")) or datetime.now(UTC)
-                return ChargeFacts(id=charge["id"], customer_id=diagnosis.customer_id,
-                                   amount_usd=float(charge.get("amount_usd") or 0), created_at=created,
-                                   refunded_usd=float(charge.get("refunded_usd") or 0),
-                                   status=str(charge.get("status") or "succeeded"))
+                return ChargeFacts(
+                    id=charge["id"],
+                    customer_id=diagnosis.customer_id,
+                    amount_usd=float(charge.get("amount_usd") or 0),
+                    created_at=created,
+                    refunded_usd=float(charge.get("refunded_usd") or 0),
+                    status=str(charge.get("status") or "succeeded"),
+                )
         return None
 
     # ------------------------------------------------------------------ the one path every action takes
@@ -251,62 +274,144 @@ class ActionExecutor:
             # A redelivered message or a second click: answer what happened, without asking the policy
             # again about a world the first execution already changed (a refunded charge has less left).
             log.info("action.replayed", action=action.value, target=target, status=done.status)
-            return ActionOutcome(action=action, status="succeeded" if done.ok else "failed",
-                                 detail=done.error or str(done.result.get("message", "")), data=done.result,
-                                 target=target, idempotency_key=key, replayed=True,
-                                 amount_usd=float(done.result.get("amount_usd", amount_usd)) if done.ok else 0.0)
+            return ActionOutcome(
+                action=action,
+                status="succeeded" if done.ok else "failed",
+                detail=done.error or str(done.result.get("message", "")),
+                data=done.result,
+                target=target,
+                idempotency_key=key,
+                replayed=True,
+                amount_usd=float(done.result.get("amount_usd", amount_usd)) if done.ok else 0.0,
+            )
         verdict = self.policy.check(action, pctx) if pctx is not None else Allow(rule="read_only")
         record = to_record(action, verdict)
-        await audit(self.broker, cause=ctx.cause, actor=f"{ctx.tier.value}:{ctx.actor_id}",
-                    action=f"policy.{action.value}", target=target, decision=verdict.kind,
-                    details={"rule": verdict.rule, "reason": record.reason, "policy_version": self.policy.version,
-                             "amount_usd": amount_usd})
+        await audit(
+            self.broker,
+            cause=ctx.cause,
+            actor=f"{ctx.tier.value}:{ctx.actor_id}",
+            action=f"policy.{action.value}",
+            target=target,
+            decision=verdict.kind,
+            details={
+                "rule": verdict.rule,
+                "reason": record.reason,
+                "policy_version": self.policy.version,
+                "amount_usd": amount_usd,
+            },
+        )
         if not isinstance(verdict, Allow):
             reason = verdict.reason.value if isinstance(verdict, NeedsHuman) else str(verdict.reason)
             escalation = EscalationReason(reason) if reason in _REASONS else EscalationReason.POLICY_DENIED
-            await self.ledger.record_denied(key=key, contact_id=ctx.contact_id, customer_id=ctx.customer_id,
-                                            action=action.value, target=target, tier=ctx.tier.value,
-                                            actor=ctx.actor, reason=reason, amount_usd=amount_usd)
+            await self.ledger.record_denied(
+                key=key,
+                contact_id=ctx.contact_id,
+                customer_id=ctx.customer_id,
+                action=action.value,
+                target=target,
+                tier=ctx.tier.value,
+                actor=ctx.actor,
+                reason=reason,
+                amount_usd=amount_usd,
+            )
             status: OutcomeStatus = "needs_human" if isinstance(verdict, NeedsHuman) else "denied"
             detail = verdict.detail if isinstance(verdict, NeedsHuman) else reason
-            log.info("action.refused", action=action.value, target=target, verdict=verdict.kind, reason=reason)
-            return ActionOutcome(action=action, status=status, detail=detail, target=target, amount_usd=amount_usd,
-                                 idempotency_key=key, escalation_reason=escalation, policy=record)
+            log.info(
+                "action.refused", action=action.value, target=target, verdict=verdict.kind, reason=reason
+            )
+            return ActionOutcome(
+                action=action,
+                status=status,
+                detail=detail,
+                target=target,
+                amount_usd=amount_usd,
+                idempotency_key=key,
+                escalation_reason=escalation,
+                policy=record,
+            )
         self.forget(ctx.customer_id)
         try:
             result: LedgerResult = await self.ledger.execute(
-                key=key, contact_id=ctx.contact_id, customer_id=ctx.customer_id, action=action.value,
-                target=target, tier=ctx.tier.value, actor=ctx.actor, effect=effect, amount_usd=amount_usd,
+                key=key,
+                contact_id=ctx.contact_id,
+                customer_id=ctx.customer_id,
+                action=action.value,
+                target=target,
+                tier=ctx.tier.value,
+                actor=ctx.actor,
+                effect=effect,
+                amount_usd=amount_usd,
                 reconcile=reconcile,
             )
         except Exception as exc:  # an unexpected error is a failed action, never a silent one
-            log.error("action.error", action=action.value, target=target, error=f"{type(exc).__name__}: {exc}")
-            await audit(self.broker, cause=ctx.cause, actor=f"{ctx.tier.value}:{ctx.actor_id}",
-                        action=action.value, target=target, decision="error",
-                        details={"error": f"{type(exc).__name__}: {exc}"[:500]})
-            return ActionOutcome(action=action, status="failed", detail=f"{type(exc).__name__}: {exc}",
-                                 target=target, amount_usd=amount_usd, idempotency_key=key, policy=record,
-                                 escalation_reason=EscalationReason.ERROR)
-        await audit(self.broker, cause=ctx.cause, actor=f"{ctx.tier.value}:{ctx.actor_id}", action=action.value,
-                    target=target, decision=result.status,
-                    details={"idempotency_key": key, "replayed": result.replayed, "amount_usd": amount_usd,
-                             "error": result.error})
-        return ActionOutcome(action=action, status="succeeded" if result.ok else "failed",
-                             detail=result.error or str(result.result.get("message", "")), data=result.result,
-                             target=target, amount_usd=amount_usd if result.ok else 0.0, idempotency_key=key,
-                             policy=record, replayed=result.replayed)
+            log.error(
+                "action.error", action=action.value, target=target, error=f"{type(exc).__name__}: {exc}"
+            )
+            await audit(
+                self.broker,
+                cause=ctx.cause,
+                actor=f"{ctx.tier.value}:{ctx.actor_id}",
+                action=action.value,
+                target=target,
+                decision="error",
+                details={"error": f"{type(exc).__name__}: {exc}"[:500]},
+            )
+            return ActionOutcome(
+                action=action,
+                status="failed",
+                detail=f"{type(exc).__name__}: {exc}",
+                target=target,
+                amount_usd=amount_usd,
+                idempotency_key=key,
+                policy=record,
+                escalation_reason=EscalationReason.ERROR,
+            )
+        await audit(
+            self.broker,
+            cause=ctx.cause,
+            actor=f"{ctx.tier.value}:{ctx.actor_id}",
+            action=action.value,
+            target=target,
+            decision=result.status,
+            details={
+                "idempotency_key": key,
+                "replayed": result.replayed,
+                "amount_usd": amount_usd,
+                "error": result.error,
+            },
+        )
+        return ActionOutcome(
+            action=action,
+            status="succeeded" if result.ok else "failed",
+            detail=result.error or str(result.result.get("message", "")),
+            data=result.result,
+            target=target,
+            amount_usd=amount_usd if result.ok else 0.0,
+            idempotency_key=key,
+            policy=record,
+            replayed=result.replayed,
+        )
 
-    async def _notify(self, ctx: ActionContext, *, template: str, subject: str, body: str, key: str,
-                      link: str | None = None) -> str | None:
+    async def _notify(
+        self, ctx: ActionContext, *, template: str, subject: str, body: str, key: str, link: str | None = None
+    ) -> str | None:
         """Ask the notifier to email the customer (deduplicated by the action's key)."""
         email = await self.pool.fetchval("SELECT email FROM stripe_customers WHERE id=$1", ctx.customer_id)
         email = email or await self.pool.fetchval("SELECT email FROM customers WHERE id=$1", ctx.customer_id)
         if not email:
             return None
-        await publish(self.broker, NotificationRequestedV1.build(
-            NotificationRequestedPayload(to=email, template=template, subject=subject, body=body,
-                                         dedupe_key=key, link=link),
-            contact_id=ctx.contact_id, customer_id=ctx.customer_id, cause=ctx.cause, role=f"notify:{key}"))
+        await publish(
+            self.broker,
+            NotificationRequestedV1.build(
+                NotificationRequestedPayload(
+                    to=email, template=template, subject=subject, body=body, dedupe_key=key, link=link
+                ),
+                contact_id=ctx.contact_id,
+                customer_id=ctx.customer_id,
+                cause=ctx.cause,
+                role=f"notify:{key}",
+            ),
+        )
         return str(email)
 
     # ------------------------------------------------------------------ actions
@@ -314,8 +419,11 @@ class ActionExecutor:
         diagnosis = await self.diagnosis(ctx)
         invoice = diagnosis.evidence.get("invoice") or {}
         target = invoice_id or invoice.get("id")
-        if not target or (invoice_id and invoice.get("id") not in (None, invoice_id)
-                          and not await self._owns_invoice(ctx.customer_id, invoice_id)):
+        if not target or (
+            invoice_id
+            and invoice.get("id") not in (None, invoice_id)
+            and not await self._owns_invoice(ctx.customer_id, invoice_id)
+        ):
             return ActionOutcome(Action.RETRY_PAYMENT, "failed", "no open invoice of this customer to retry")
         if invoice.get("status") == "paid":
             return ActionOutcome(Action.RETRY_PAYMENT, "failed", "the invoice is already paid", target=target)
@@ -331,23 +439,34 @@ class ActionExecutor:
                 code = getattr(exc, "code", None)
                 raise ActionFailed(f"the card was declined again ({code})", {"decline_code": code}) from exc
             if paid.status != "paid":
-                raise ActionFailed(f"the card was declined again ({paid.decline_code})",
-                                   {"decline_code": paid.decline_code})
+                raise ActionFailed(
+                    f"the card was declined again ({paid.decline_code})", {"decline_code": paid.decline_code}
+                )
             await self.pool.execute("UPDATE stripe_invoices SET status='paid' WHERE id=$1", target)
             recovered = 0.0 if paid.already_paid else paid.amount_cents / 100
-            return {"invoice": target, "status": paid.status, "recovered_usd": recovered, "charge": paid.charge_id,
-                    "message": f"Invoice {target} paid: ${recovered:.2f} recovered."}
+            return {
+                "invoice": target,
+                "status": paid.status,
+                "recovered_usd": recovered,
+                "charge": paid.charge_id,
+                "message": f"Invoice {target} paid: ${recovered:.2f} recovered.",
+            }
 
         async def reconcile() -> dict[str, Any] | None:
             prior = await self.stripe.find_invoice_retry(target, retry_key)
             if prior is None or prior.status != "paid":
                 return None
-            return {"invoice": target, "status": "paid", "recovered_usd": prior.amount_cents / 100,
-                    "reconciled": True}
+            return {
+                "invoice": target,
+                "status": "paid",
+                "recovered_usd": prior.amount_cents / 100,
+                "reconciled": True,
+            }
 
         retry_key = idempotency_key(ctx.key_scope, Action.RETRY_PAYMENT.value, target)
-        return await self._run(ctx, Action.RETRY_PAYMENT, target, pctx, effect, amount_usd=amount,
-                               reconcile=reconcile)
+        return await self._run(
+            ctx, Action.RETRY_PAYMENT, target, pctx, effect, amount_usd=amount, reconcile=reconcile
+        )
 
     async def _owns_invoice(self, customer_id: str, invoice_id: str) -> bool:
         owner = await self.pool.fetchval("SELECT customer_id FROM stripe_invoices WHERE id=$1", invoice_id)
@@ -361,21 +480,36 @@ class ActionExecutor:
         async def effect() -> dict[str, Any]:
             signed = await self.stripe.update_card_link(ctx.customer_id, self.settings.public_base_url)
             link = signed.url
-            sent_to = await self._notify(ctx, template="update_card", subject="Update your card",
-                                         body=f"Your payment method needs attention. Update it here: {link}",
-                                         key=key, link=str(link))
+            sent_to = await self._notify(
+                ctx,
+                template="update_card",
+                subject="Update your card",
+                body=f"Your payment method needs attention. Update it here: {link}",
+                key=key,
+                link=str(link),
+            )
             return {"url": str(link), "sent_to": sent_to, "message": "An update-card link was sent."}
 
         return await self._run(ctx, Action.SEND_UPDATE_CARD_LINK, ctx.customer_id, pctx, effect)
 
-    async def regenerate_invoice_link(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome:
+    async def regenerate_invoice_link(
+        self, ctx: ActionContext, invoice_id: str | None = None
+    ) -> ActionOutcome:
         diagnosis = await self.diagnosis(ctx)
         invoice = diagnosis.evidence.get("invoice") or {}
         target = invoice_id or invoice.get("id")
         if not target:
-            return ActionOutcome(Action.REGENERATE_INVOICE_LINK, "failed", "no open invoice to regenerate a link for")
-        if invoice_id and invoice.get("id") != invoice_id and not await self._owns_invoice(ctx.customer_id, invoice_id):
-            return ActionOutcome(Action.REGENERATE_INVOICE_LINK, "failed", "invoice not found for this customer")
+            return ActionOutcome(
+                Action.REGENERATE_INVOICE_LINK, "failed", "no open invoice to regenerate a link for"
+            )
+        if (
+            invoice_id
+            and invoice.get("id") != invoice_id
+            and not await self._owns_invoice(ctx.customer_id, invoice_id)
+        ):
+            return ActionOutcome(
+                Action.REGENERATE_INVOICE_LINK, "failed", "invoice not found for this customer"
+            )
         pctx = await self.policy_context(ctx, diagnosis)
         key = idempotency_key(ctx.key_scope, Action.REGENERATE_INVOICE_LINK.value, target)
 
@@ -385,11 +519,25 @@ class ActionExecutor:
             expires = link.expires_at
             await self.pool.execute(
                 "UPDATE stripe_invoices SET hosted_invoice_url=$2, link_expires_at=$3 WHERE id=$1",
-                target, url, _as_dt(expires))
-            sent_to = await self._notify(ctx, template="invoice_link", subject="Your new payment link",
-                                         body=f"Here is a fresh link to pay invoice {target}: {url}", key=key, link=url)
-            return {"invoice": target, "url": url, "expires_at": str(expires), "sent_to": sent_to,
-                    "message": "A new payment link was generated and sent."}
+                target,
+                url,
+                _as_dt(expires),
+            )
+            sent_to = await self._notify(
+                ctx,
+                template="invoice_link",
+                subject="Your new payment link",
+                body=f"Here is a fresh link to pay invoice {target}: {url}",
+                key=key,
+                link=url,
+            )
+            return {
+                "invoice": target,
+                "url": url,
+                "expires_at": str(expires),
+                "sent_to": sent_to,
+                "message": "A new payment link was generated and sent.",
+            }
 
         return await self._run(ctx, Action.REGENERATE_INVOICE_LINK, target, pctx, effect)
 
@@ -400,18 +548,25 @@ class ActionExecutor:
         if target is None:
             target = await self.pool.fetchval(
                 """SELECT id FROM stripe_invoices WHERE customer_id=$1 AND status='paid'
-                   ORDER BY created DESC NULLS LAST LIMIT 1""", ctx.customer_id)
+                   ORDER BY created DESC NULLS LAST LIMIT 1""",
+                ctx.customer_id,
+            )
         charge = None
         if target is None:
             charge = await self.pool.fetchrow(
-                """SELECT id, amount_cents, created FROM stripe_charges WHERE customer_id=$1 AND status='succeeded'
-                   ORDER BY created DESC LIMIT 1""", ctx.customer_id)
+                """SELECT id, amount_cents, created FROM stripe_charges
+                   WHERE customer_id=$1 AND status='succeeded' ORDER BY created DESC LIMIT 1""",
+                ctx.customer_id,
+            )
             if charge is None:
                 diagnosis = await self.diagnosis(ctx)  # live read fills the mirror on a miss
                 charges = diagnosis.evidence.get("charges") or []
                 if charges:
-                    charge = {"id": charges[0]["id"], "amount_cents": int(round(charges[0]["amount_usd"] * 100)),
-                              "created": _iso(charges[0].get("created_at"))}
+                    charge = {
+                        "id": charges[0]["id"],
+                        "amount_cents": int(round(charges[0]["amount_usd"] * 100)),
+                        "created": _iso(charges[0].get("created_at")),
+                    }
         if target is None and charge is None:
             return ActionOutcome(Action.SEND_INVOICE, "failed", "no paid invoice or payment found to send")
         doc_target = target or str(charge["id"])  # type: ignore[index]
@@ -423,15 +578,26 @@ class ActionExecutor:
                 url = info.pdf_url or info.hosted_url
             else:
                 url = f"{self.settings.public_base_url}/receipts/{doc_target}"
-            sent_to = await self._notify(ctx, template="invoice", subject="Your invoice",
-                                         body=f"As requested, your invoice/receipt: {url}", key=key, link=url)
-            return {"document": doc_target, "url": url, "sent_to": sent_to,
-                    "message": "The invoice was sent to the billing email."}
+            sent_to = await self._notify(
+                ctx,
+                template="invoice",
+                subject="Your invoice",
+                body=f"As requested, your invoice/receipt: {url}",
+                key=key,
+                link=url,
+            )
+            return {
+                "document": doc_target,
+                "url": url,
+                "sent_to": sent_to,
+                "message": "The invoice was sent to the billing email.",
+            }
 
         return await self._run(ctx, Action.SEND_INVOICE, doc_target, None, effect)
 
-    async def refund(self, ctx: ActionContext, charge_id: str | None, amount_usd: float | None,
-                     reason: str) -> ActionOutcome:
+    async def refund(
+        self, ctx: ActionContext, charge_id: str | None, amount_usd: float | None, reason: str
+    ) -> ActionOutcome:
         diagnosis = await self.diagnosis(ctx)
         charges = diagnosis.evidence.get("charges") or []
         if charge_id is None and charges:
@@ -443,47 +609,82 @@ class ActionExecutor:
         twin = None
         if duplicate.get("charge_id") == charge_id:
             twin = self.charge_facts(diagnosis, duplicate.get("twin_charge_id"))
-        pctx = await self.policy_context(ctx, diagnosis, charge=facts, requested_amount_usd=amount, duplicate_of=twin)
+        pctx = await self.policy_context(
+            ctx, diagnosis, charge=facts, requested_amount_usd=amount, duplicate_of=twin
+        )
         key = idempotency_key(ctx.key_scope, Action.REFUND.value, charge_id)
+        refunded = charge_id or ""  # the policy allows a refund only of a verified charge of the customer
 
         async def effect() -> dict[str, Any]:
-            refund = await self.stripe.refund(charge_id, int(round(amount * 100)), _refund_reason(reason), key)
-            return {"refund": refund.refund_id, "charge": charge_id, "amount_usd": amount, "status": refund.status,
-                    "message": f"Refunded ${amount:.2f} for charge {charge_id}."}
+            refund = await self.stripe.refund(refunded, int(round(amount * 100)), _refund_reason(reason), key)
+            return {
+                "refund": refund.refund_id,
+                "charge": charge_id,
+                "amount_usd": amount,
+                "status": refund.status,
+                "message": f"Refunded ${amount:.2f} for charge {charge_id}.",
+            }
 
         async def reconcile() -> dict[str, Any] | None:
-            found = await self.stripe.find_refund(charge_id, key)
+            found = await self.stripe.find_refund(refunded, key)
             if found is None:
                 return None
-            return {"refund": found.refund_id, "charge": charge_id, "amount_usd": found.amount_cents / 100,
-                    "reconciled": True}
+            return {
+                "refund": found.refund_id,
+                "charge": charge_id,
+                "amount_usd": found.amount_cents / 100,
+                "reconciled": True,
+            }
 
-        return await self._run(ctx, Action.REFUND, charge_id, pctx, effect, amount_usd=amount, reconcile=reconcile)
+        return await self._run(
+            ctx, Action.REFUND, charge_id, pctx, effect, amount_usd=amount, reconcile=reconcile
+        )
 
-    async def update_billing_details(self, ctx: ActionContext, *, email: str | None = None, name: str | None = None,
-                                     address: dict[str, str] | None = None, tax_id: str | None = None) -> ActionOutcome:
+    async def update_billing_details(
+        self,
+        ctx: ActionContext,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        address: dict[str, str] | None = None,
+        tax_id: str | None = None,
+    ) -> ActionOutcome:
         diagnosis = await self.diagnosis(ctx)
         pctx = await self.policy_context(ctx, diagnosis)
-        changes = {k: v for k, v in {"email": email, "name": name, "address": address, "tax_id": tax_id}.items() if v}
+        changes = {
+            k: v for k, v in {"email": email, "name": name, "address": address, "tax_id": tax_id}.items() if v
+        }
         if not changes:
             return ActionOutcome(Action.UPDATE_BILLING_DETAILS, "failed", "nothing to update")
         target = ",".join(f"{k}={v}" for k, v in sorted((k, str(v)) for k, v in changes.items()))
 
         async def effect() -> dict[str, Any]:
             key = idempotency_key(ctx.key_scope, "update_customer", target)
-            fields = {k: v for k, v in changes.items() if k in ("email", "name", "address")}
-            if fields:
-                await self.stripe.update_customer(ctx.customer_id, idempotency_key=key, **fields)
+            if email or name or address:
+                await self.stripe.update_customer(
+                    ctx.customer_id,
+                    idempotency_key=key,
+                    email=email or None,
+                    name=name or None,
+                    address=address or None,
+                )
                 if email:
-                    await self.pool.execute("UPDATE stripe_customers SET email=$2 WHERE id=$1", ctx.customer_id, email)
-                    await self.pool.execute("UPDATE customers SET email=$2 WHERE id=$1", ctx.customer_id, email)
+                    await self.pool.execute(
+                        "UPDATE stripe_customers SET email=$2 WHERE id=$1", ctx.customer_id, email
+                    )
+                    await self.pool.execute(
+                        "UPDATE customers SET email=$2 WHERE id=$1", ctx.customer_id, email
+                    )
             if tax_id:
                 kind, _, value = tax_id.partition(":")
-                await self.stripe.add_tax_id(ctx.customer_id, kind if value else "eu_vat", value or tax_id, key)
+                await self.stripe.add_tax_id(
+                    ctx.customer_id, kind if value else "eu_vat", value or tax_id, key
+                )
             return {"updated": sorted(changes), "message": "Billing details updated."}
 
-        return await self._run(ctx, Action.UPDATE_BILLING_DETAILS, ctx.customer_id, pctx, effect,
-                               key_target=target)
+        return await self._run(
+            ctx, Action.UPDATE_BILLING_DETAILS, ctx.customer_id, pctx, effect, key_target=target
+        )
 
     async def cancel_subscription(self, ctx: ActionContext, at_period_end: bool = True) -> ActionOutcome:
         diagnosis = await self.diagnosis(ctx)
@@ -495,15 +696,21 @@ class ActionExecutor:
 
         async def effect() -> dict[str, Any]:
             await self.stripe.cancel_at_period_end(sub["id"], key)
-            await self.pool.execute("UPDATE subscriptions SET cancel_at_period_end=true WHERE id=$1", sub["id"])
+            await self.pool.execute(
+                "UPDATE subscriptions SET cancel_at_period_end=true WHERE id=$1", sub["id"]
+            )
             end = sub.get("current_period_end")
-            return {"subscription": sub["id"], "at_period_end": True,
-                    "message": f"Your subscription will end at the end of the current period ({end})."}
+            return {
+                "subscription": sub["id"],
+                "at_period_end": True,
+                "message": f"Your subscription will end at the end of the current period ({end}).",
+            }
 
         return await self._run(ctx, Action.CANCEL_SUBSCRIPTION, sub["id"], pctx, effect)
 
-    async def change_plan(self, ctx: ActionContext, plan: str, seats: int | None = None, *,
-                          preview_only: bool = False) -> ActionOutcome:
+    async def change_plan(
+        self, ctx: ActionContext, plan: str, seats: int | None = None, *, preview_only: bool = False
+    ) -> ActionOutcome:
         diagnosis = await self.diagnosis(ctx)
         sub = diagnosis.evidence.get("subscription") or {}
         row = await self.pool.fetchrow("SELECT id, price_usd, tier FROM plans WHERE id=$1 AND active", plan)
@@ -512,19 +719,35 @@ class ActionExecutor:
         stripe_plan_id = await self.stripe.ensure_plan(row["tier"], float(row["price_usd"]), "month")
         preview = (await self.stripe.preview_plan_change(sub["id"], stripe_plan_id, seats)).to_dict()
         if preview_only:
-            return ActionOutcome(Action.CHANGE_PLAN, "succeeded", "proration preview", data={"preview": preview},
-                                 target=sub["id"])
+            return ActionOutcome(
+                Action.CHANGE_PLAN,
+                "succeeded",
+                "proration preview",
+                data={"preview": preview},
+                target=sub["id"],
+            )
         pctx = await self.policy_context(ctx, diagnosis)
         key = idempotency_key(ctx.key_scope, Action.CHANGE_PLAN.value, f"{sub['id']}:{plan}:{seats}")
 
         async def effect() -> dict[str, Any]:
             await self.stripe.change_plan(sub["id"], stripe_plan_id, seats, key)
-            await self.pool.execute("UPDATE subscriptions SET plan_id=$2, seats=COALESCE($3, seats) WHERE id=$1",
-                                    sub["id"], plan, seats)
-            return {"subscription": sub["id"], "plan": plan, "seats": seats, "preview": preview,
-                    "message": f"Plan changed to {row['id']}."}
+            await self.pool.execute(
+                "UPDATE subscriptions SET plan_id=$2, seats=COALESCE($3, seats) WHERE id=$1",
+                sub["id"],
+                plan,
+                seats,
+            )
+            return {
+                "subscription": sub["id"],
+                "plan": plan,
+                "seats": seats,
+                "preview": preview,
+                "message": f"Plan changed to {row['id']}.",
+            }
 
-        return await self._run(ctx, Action.CHANGE_PLAN, sub["id"], pctx, effect, key_target=f"{sub['id']}:{plan}")
+        return await self._run(
+            ctx, Action.CHANGE_PLAN, sub["id"], pctx, effect, key_target=f"{sub['id']}:{plan}"
+        )
 
     async def explain_charge(self, ctx: ActionContext, charge_id: str | None = None) -> ActionOutcome:
         diagnosis = await self.diagnosis(ctx)
@@ -536,7 +759,9 @@ class ActionExecutor:
 
         return await self._run(ctx, Action.EXPLAIN_CHARGE, target, None, effect)
 
-    async def send_nudge(self, ctx: ActionContext, *, template: str, subject: str, body: str) -> ActionOutcome:
+    async def send_nudge(
+        self, ctx: ActionContext, *, template: str, subject: str, body: str
+    ) -> ActionOutcome:
         key = idempotency_key(ctx.key_scope, Action.SEND_NUDGE.value, template)
 
         async def effect() -> dict[str, Any]:
@@ -554,18 +779,24 @@ def explain(diagnosis: DiagnosisView, charge_id: str | None = None) -> str:
     charge = next((c for c in charges if c.get("id") == charge_id), charges[0] if charges else None)
     if charge:
         when = str(charge.get("created_at", ""))[:10]
-        parts.append(f"The charge of ${float(charge.get('amount_usd') or 0):.2f} on {when} (id {charge.get('id')}).")
+        parts.append(
+            f"The charge of ${float(charge.get('amount_usd') or 0):.2f} on {when} (id {charge.get('id')})."
+        )
     plan = ev.get("plan") or {}
     if plan:
-        parts.append(f"Your {plan.get('name', plan.get('id', 'current'))} plan costs "
-                     f"${float(plan.get('monthly_usd') or 0):.2f} a month.")
+        parts.append(
+            f"Your {plan.get('name', plan.get('id', 'current'))} plan costs "
+            f"${float(plan.get('monthly_usd') or 0):.2f} a month."
+        )
     usage = ev.get("usage") or {}
     if usage and float(usage.get("overage_units") or 0) > 0:
+        last_30d, prev_30d = int(float(usage.get("last_30d") or 0)), int(float(usage.get("prev_30d") or 0))
+        limit, over = int(float(usage.get("limit") or 0)), int(float(usage["overage_units"]))
         parts.append(
-            f"You used {int(float(usage.get('last_30d') or 0)):,} {usage.get('metric', 'units')} in the last 30 days "
-            f"against {int(float(usage.get('limit') or 0)):,} included (previous 30 days: "
-            f"{int(float(usage.get('prev_30d') or 0)):,}); the {int(float(usage['overage_units'])):,} over the limit "
-            f"cost ${float(usage.get('overage_usd') or 0):.2f}.")
+            f"You used {last_30d:,} {usage.get('metric', 'units')} in the last 30 days "
+            f"against {limit:,} included (previous 30 days: {prev_30d:,}); the {over:,} over the limit "
+            f"cost ${float(usage.get('overage_usd') or 0):.2f}."
+        )
     if plan and plan.get("seat_limit") and int(plan.get("seats") or 0) > int(plan["seat_limit"]):
         parts.append(f"You have {plan['seats']} seats against {plan['seat_limit']} included.")
     parts.append(diagnosis.explanation)
@@ -574,7 +805,9 @@ def explain(diagnosis: DiagnosisView, charge_id: str | None = None) -> str:
 
 def _refund_reason(reason: str) -> str:
     """Stripe's refund reasons: duplicate | fraudulent | requested_by_customer."""
-    return reason if reason in ("duplicate", "fraudulent", "requested_by_customer") else "requested_by_customer"
+    return (
+        reason if reason in ("duplicate", "fraudulent", "requested_by_customer") else "requested_by_customer"
+    )
 
 
 def _get(obj: Any, name: str, default: Any) -> Any:

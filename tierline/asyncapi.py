@@ -23,7 +23,7 @@ def render() -> str:
         *(svc.broker for svc in services),
         title="tierline",
         version="1.0.0",
-        description="Event-driven support pipeline for SaaS billing: every topic, its producers and consumers.",
+        description="Event-driven support pipeline for SaaS billing: every topic, its producers, consumers.",
         schema_version="3.0.0",
     )
     document = spec.to_specification().to_jsonable()

@@ -180,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (RuntimeError, TimeoutError) as exc:
-        print(json.dumps({"error": str(exc)}) if not sys.stderr.isatty() else f"error: {exc}", file=sys.stderr)
+        print(
+            json.dumps({"error": str(exc)}) if not sys.stderr.isatty() else f"error: {exc}", file=sys.stderr
+        )
         return 1
 
 

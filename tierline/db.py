@@ -52,7 +52,8 @@ async def migrate(dsn: str) -> list[str]:
         await conn.execute("SELECT pg_advisory_lock(724051)")
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            " version text PRIMARY KEY, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
         )
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for version, sql in migration_files():

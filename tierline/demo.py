@@ -53,9 +53,20 @@ class Archetype:
 
 
 ARCHETYPES = [
-    Archetype("healthy", 0.52, [("invoice_request", 3), ("payment_methods_question", 1.5), ("plan_change", 1.5),
-                                ("cancel_subscription", 1), ("update_billing_details", 1.5), ("human_agent", 0.7),
-                                ("out_of_scope", 1.2), ("unrecognized_charge", 0.6)]),
+    Archetype(
+        "healthy",
+        0.52,
+        [
+            ("invoice_request", 3),
+            ("payment_methods_question", 1.5),
+            ("plan_change", 1.5),
+            ("cancel_subscription", 1),
+            ("update_billing_details", 1.5),
+            ("human_agent", 0.7),
+            ("out_of_scope", 1.2),
+            ("unrecognized_charge", 0.6),
+        ],
+    ),
     Archetype("soft_decline", 0.09, [("payment_failed", 1)], stripe_event="invoice.payment_failed"),
     Archetype("recovered_card", 0.05, [("payment_failed", 1)], selfheal="retry_payment"),
     Archetype("hard_decline", 0.04, [("payment_failed", 1)], stripe_event="invoice.payment_failed"),
@@ -75,36 +86,62 @@ def world_for(arch: str, rng: random.Random, i: int) -> dict[str, Any]:
     plan = rng.choices([p for p, _ in PLAN_MIX], [w for _, w in PLAN_MIX])[0]
     price = PRICES[plan]
     limit = {"starter": 100_000, "pro": 500_000, "business": 2_000_000, "enterprise": 10_000_000}[plan]
-    usage = {"metric": "api_calls", "limit": limit, "last_30d": int(limit * rng.uniform(0.3, 0.9)),
-             "prev_30d": int(limit * rng.uniform(0.3, 0.9))}
+    usage = {
+        "metric": "api_calls",
+        "limit": limit,
+        "last_30d": int(limit * rng.uniform(0.3, 0.9)),
+        "prev_30d": int(limit * rng.uniform(0.3, 0.9)),
+    }
     world: dict[str, Any] = {
-        "customer": {"plan": plan, "tenure_days": rng.randint(20, 900), "seats": rng.randint(1, 12),
-                     "email": f"billing+{i}@customer{i}.example", "country": rng.choice(["US", "DE", "FR", "GB"])},
+        "customer": {
+            "plan": plan,
+            "tenure_days": rng.randint(20, 900),
+            "seats": rng.randint(1, 12),
+            "email": f"billing+{i}@customer{i}.example",
+            "country": rng.choice(["US", "DE", "FR", "GB"]),
+        },
         "subscription": {"status": "active", "monthly_usd": price},
         "charges": [{"amount_usd": price, "days_ago": rng.randint(1, 25)}],
         "usage": usage,
     }
     if arch == "soft_decline":
-        world |= {"card": "declined_insufficient_funds", "subscription": {"status": "past_due", "monthly_usd": price},
-                  "failed_invoice": {"amount_usd": price, "days_ago": 0, "decline_code": "insufficient_funds"}}
+        world |= {
+            "card": "declined_insufficient_funds",
+            "subscription": {"status": "past_due", "monthly_usd": price},
+            "failed_invoice": {"amount_usd": price, "days_ago": 0, "decline_code": "insufficient_funds"},
+        }
     elif arch == "recovered_card":
-        world |= {"card": "visa", "subscription": {"status": "past_due", "monthly_usd": price},
-                  "failed_invoice": {"amount_usd": price, "days_ago": 1, "decline_code": "insufficient_funds"}}
+        world |= {
+            "card": "visa",
+            "subscription": {"status": "past_due", "monthly_usd": price},
+            "failed_invoice": {"amount_usd": price, "days_ago": 1, "decline_code": "insufficient_funds"},
+        }
     elif arch == "hard_decline":
-        world |= {"card": "expired", "subscription": {"status": "past_due", "monthly_usd": price},
-                  "failed_invoice": {"amount_usd": price, "days_ago": 0, "decline_code": "expired_card"}}
+        world |= {
+            "card": "expired",
+            "subscription": {"status": "past_due", "monthly_usd": price},
+            "failed_invoice": {"amount_usd": price, "days_ago": 0, "decline_code": "expired_card"},
+        }
     elif arch == "fraud_decline":
-        world |= {"card": "declined_generic", "subscription": {"status": "past_due", "monthly_usd": price},
-                  "failed_invoice": {"amount_usd": price, "days_ago": 0, "decline_code": "stolen_card"}}
+        world |= {
+            "card": "declined_generic",
+            "subscription": {"status": "past_due", "monthly_usd": price},
+            "failed_invoice": {"amount_usd": price, "days_ago": 0, "decline_code": "stolen_card"},
+        }
     elif arch == "expired_link":
-        world |= {"subscription": {"status": "past_due", "monthly_usd": price}, "expired_invoice_link": True,
-                  "failed_invoice": {"amount_usd": price, "days_ago": 9, "decline_code": "insufficient_funds"}}
+        world |= {
+            "subscription": {"status": "past_due", "monthly_usd": price},
+            "expired_invoice_link": True,
+            "failed_invoice": {"amount_usd": price, "days_ago": 9, "decline_code": "insufficient_funds"},
+        }
     elif arch == "duplicate":
         d = rng.randint(1, 5)
         world["charges"] = [{"amount_usd": price, "days_ago": d}, {"amount_usd": price, "days_ago": d}]
     elif arch == "overage":
         usage["last_30d"] = int(limit * rng.uniform(1.3, 2.0))
-        world["charges"] = [{"amount_usd": round(price * rng.uniform(1.8, 2.8), 2), "days_ago": rng.randint(1, 6)}]
+        world["charges"] = [
+            {"amount_usd": round(price * rng.uniform(1.8, 2.8), 2), "days_ago": rng.randint(1, 6)}
+        ]
     elif arch == "big_refund":
         world["charges"] = [{"amount_usd": price * 12, "days_ago": rng.randint(2, 10)}]
     elif arch == "small_refund":
@@ -142,8 +179,11 @@ def plan_month(rng: random.Random, customers: int, contacts: int) -> tuple[list[
         if arch.selfheal:
             triggers.append(Trigger("selfheal", i, action=arch.selfheal))
     # contacts: problem customers write about their problem, the rest draw from the healthy mix
-    pool = [i for i, n in enumerate(archetypes) if n not in ("healthy", "soft_decline", "hard_decline",
-                                                               "expiring_card", "recovered_card")]
+    pool = [
+        i
+        for i, n in enumerate(archetypes)
+        if n not in ("healthy", "soft_decline", "hard_decline", "expiring_card", "recovered_card")
+    ]
     healthy = [i for i, n in enumerate(archetypes) if n == "healthy"]
     rng.shuffle(pool)
     for i in pool[: max(0, contacts // 2)]:
@@ -199,8 +239,10 @@ def month_report(outcomes: list[dict[str, Any]], expected: int, costs: CostModel
         "saving_vs_baseline": round(1 - cost / baseline, 4) if baseline else 0.0,
         "recovered_revenue_usd": round(recovered, 2),
         "refunded_usd": round(refunded, 2),
-        "time_to_resolution_ms": {t: {"p50": percentile(v, 50), "p99": percentile(v, 99),
-                                      "mean": round(statistics.fmean(v), 1)} for t, v in sorted(latency.items())},
+        "time_to_resolution_ms": {
+            t: {"p50": percentile(v, 50), "p99": percentile(v, 99), "mean": round(statistics.fmean(v), 1)}
+            for t, v in sorted(latency.items())
+        },
         "escalation_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
     }
 
@@ -211,8 +253,13 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
         t.add_column(col, justify="right" if col != "tier" else "left")
     for tier, row in report["tier_mix"].items():
         lat = report["time_to_resolution_ms"].get(tier, {})
-        t.add_row(tier, str(row["count"]), f"{row['share'] * 100:.1f}%", f"{lat.get('p50', 0):.0f}",
-                  f"{lat.get('p99', 0):.0f}")
+        t.add_row(
+            tier,
+            str(row["count"]),
+            f"{row['share'] * 100:.1f}%",
+            f"{lat.get('p50', 0):.0f}",
+            f"{lat.get('p99', 0):.0f}",
+        )
     console.print(t)
     m = Table(title="Money")
     m.add_column("figure")
@@ -242,12 +289,18 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     tiers = list(report["tier_mix"])
-    a.bar(tiers, [report["tier_mix"][t]["count"] for t in tiers], color=["#2e7d32", "#1565c0", "#6a1b9a",
-                                                                        "#c62828"][: len(tiers)])
+    a.bar(
+        tiers,
+        [report["tier_mix"][t]["count"] for t in tiers],
+        color=["#2e7d32", "#1565c0", "#6a1b9a", "#c62828"][: len(tiers)],
+    )
     a.set_title(f"Tier mix ({report['outcomes']} contacts)")
     a.set_ylabel("contacts")
-    b.bar(["tierline", "all-human"], [report["cost_usd_month"], report["all_human_baseline_usd_month"]],
-          color=["#2e7d32", "#9e9e9e"])
+    b.bar(
+        ["tierline", "all-human"],
+        [report["cost_usd_month"], report["all_human_baseline_usd_month"]],
+        color=["#2e7d32", "#9e9e9e"],
+    )
     b.set_title(f"Cost this month (saving {report['saving_vs_baseline'] * 100:.0f}%)")
     b.set_ylabel("USD")
     fig.tight_layout()
@@ -263,18 +316,24 @@ async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
     cfg = manager.default_config(Path(args.data_dir) if args.data_dir else InfraSettings().data_dir)
     env = cfg.env()
-    settings = InfraSettings(kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"], postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
-                             stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],
-                             diagnostics_url=env["TIERLINE_DIAGNOSTICS_URL"],
-                             public_base_url=env["TIERLINE_PUBLIC_BASE_URL"])
+    settings = InfraSettings(
+        kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"],
+        postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
+        stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],
+        diagnostics_url=env["TIERLINE_DIAGNOSTICS_URL"],
+        public_base_url=env["TIERLINE_PUBLIC_BASE_URL"],
+    )
     rng = random.Random(args.seed)
     archetypes, triggers = plan_month(rng, args.customers, args.contacts)
     run_id = uuid.uuid4().hex[:6]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    async with ScenarioRunner(settings, ingress_url=f"http://127.0.0.1:{cfg.service_ports['tier0_prevent']}",
-                              timeout_s=args.timeout) as runner:
+    async with ScenarioRunner(
+        settings, ingress_url=f"http://127.0.0.1:{cfg.service_ports['tier0_prevent']}", timeout_s=args.timeout
+    ) as runner:
         built: dict[int, Any] = {}
-        needed = sorted({t.customer_index for t in triggers} | set(range(min(args.customers, len(archetypes)))))
+        needed = sorted(
+            {t.customer_index for t in triggers} | set(range(min(args.customers, len(archetypes))))
+        )
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("building customers in Stripe", total=len(needed))
             sem = asyncio.Semaphore(args.concurrency)
@@ -289,9 +348,10 @@ async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             usage_total = sum(len(b.usage_events) for b in built.values())
             task = progress.add_task("metering a month of usage", total=usage_total)
             for chunk_start in range(0, len(needed), 50):
-                chunk = needed[chunk_start: chunk_start + 50]
-                counts = await asyncio.gather(*(runner.publish_usage(built[i].customer_id, built[i].usage_events)
-                                                for i in chunk))
+                chunk = needed[chunk_start : chunk_start + 50]
+                counts = await asyncio.gather(
+                    *(runner.publish_usage(built[i].customer_id, built[i].usage_events) for i in chunk)
+                )
                 progress.advance(task, sum(counts))
             pending = [e for b in built.values() for e in b.pending_events]
             task = progress.add_task("disputes through the webhook ingress", total=len(pending))
@@ -311,19 +371,38 @@ async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                         amount = b.spec.charges[0].amount_usd if b.spec.charges else None
                         text = contact_text(t.intent or "out_of_scope", rng, amount)
                         channel = Channel.EMAIL if rng.random() < 0.3 else Channel.CHAT
-                        await publish(runner.broker, ContactReceivedV1.build(
-                            ContactReceivedPayload(channel=channel, text=text,
-                                                   sender=Sender(kind="customer_session", subject=cid)),
-                            contact_id=t.contact_id, customer_id=cid))
+                        await publish(
+                            runner.broker,
+                            ContactReceivedV1.build(
+                                ContactReceivedPayload(
+                                    channel=channel,
+                                    text=text,
+                                    sender=Sender(kind="customer_session", subject=cid),
+                                ),
+                                contact_id=t.contact_id,
+                                customer_id=cid,
+                            ),
+                        )
                     elif t.kind == "selfheal":
                         t.contact_id = f"demo-s-{uuid.uuid4()}"
-                        params = {"billing_email": f"finance@customer{t.customer_index}.example"} \
-                            if t.action == "update_billing_details" else {}
-                        await publish(runner.broker, SelfhealRequestedV1.build(
-                            SelfhealRequestedPayload(action=Action(t.action or "send_invoice"), params=params,
-                                                     source="dashboard",
-                                                     sender=Sender(kind="customer_session", subject=cid)),
-                            contact_id=t.contact_id, customer_id=cid))
+                        params = (
+                            {"billing_email": f"finance@customer{t.customer_index}.example"}
+                            if t.action == "update_billing_details"
+                            else {}
+                        )
+                        await publish(
+                            runner.broker,
+                            SelfhealRequestedV1.build(
+                                SelfhealRequestedPayload(
+                                    action=Action(t.action or "send_invoice"),
+                                    params=params,
+                                    source="dashboard",
+                                    sender=Sender(kind="customer_session", subject=cid),
+                                ),
+                                contact_id=t.contact_id,
+                                customer_id=cid,
+                            ),
+                        )
                     else:
                         event = await world_event({"type": t.event_type}, b)
                         t.contact_id = f"stripe:{event['id']}"
@@ -336,7 +415,9 @@ async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             deadline = time.monotonic() + args.timeout
             rows: list[Any] = []
             while time.monotonic() < deadline:
-                rows = await runner.db.fetch("SELECT message FROM outcomes WHERE contact_id = ANY($1::text[])", ids)
+                rows = await runner.db.fetch(
+                    "SELECT message FROM outcomes WHERE contact_id = ANY($1::text[])", ids
+                )
                 progress.update(task, completed=len(rows))
                 if len(rows) >= len(ids):
                     break
@@ -345,14 +426,20 @@ async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     report = month_report([dict(r["message"]) for r in rows], len(triggers), CostModel())
     report["customers"] = len(built)
     report["replay_seconds"] = round(elapsed, 1)
-    report["triggers"] = {k: sum(t.kind == k for t in triggers) for k in ("contact", "selfheal", "stripe_event")}
+    report["triggers"] = {
+        k: sum(t.kind == k for t in triggers) for k in ("contact", "selfheal", "stripe_event")
+    }
     return report
 
 
 def demo_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="tierline demo")
-    parser.add_argument("--customers", type=int, default=120,
-                        help="localstripe slows as its store grows: ~120 keeps the month under 5 minutes here")
+    parser.add_argument(
+        "--customers",
+        type=int,
+        default=120,
+        help="localstripe slows as its store grows: ~120 keeps the month under 5 minutes here",
+    )
     parser.add_argument("--contacts", type=int, default=150)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -376,6 +463,8 @@ def demo_main(argv: list[str]) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "month.json").write_text(json.dumps(report, indent=2))
     plot(report, args.out_dir / "month.png")
-    console.print(f"wrote {args.out_dir / 'month.json'} and {args.out_dir / 'month.png'} "
-                  f"({report['total_seconds']:.0f}s in all)")
+    console.print(
+        f"wrote {args.out_dir / 'month.json'} and {args.out_dir / 'month.png'} "
+        f"({report['total_seconds']:.0f}s in all)"
+    )
     return 0

@@ -5,8 +5,20 @@ from __future__ import annotations
 
 import random
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 OPENERS = ["", "Hi, ", "Hello team, ", "Hey there. ", "Good morning, ", "Quick question: ", "Urgent: "]
 
 TEMPLATES: dict[str, list[str]] = {
@@ -88,6 +100,7 @@ TEMPLATES: dict[str, list[str]] = {
 
 def contact_text(intent: str, rng: random.Random, amount_usd: float | None = None) -> str:
     template = rng.choice(TEMPLATES[intent])
-    text = template.format(o=rng.choice(OPENERS), month=rng.choice(MONTHS),
-                           amount=f"${amount_usd:.2f}" if amount_usd else "$49")
+    text = template.format(
+        o=rng.choice(OPENERS), month=rng.choice(MONTHS), amount=f"${amount_usd:.2f}" if amount_usd else "$49"
+    )
     return text[0].upper() + text[1:]

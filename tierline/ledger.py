@@ -57,14 +57,31 @@ class ActionLedger:
         return LedgerResult(key, row["status"], row["result"], row["error"], True)
 
     async def record_denied(
-        self, *, key: str, contact_id: str, customer_id: str, action: str, target: str | None, tier: str,
-        actor: str, reason: str, amount_usd: float = 0.0,
+        self,
+        *,
+        key: str,
+        contact_id: str,
+        customer_id: str,
+        action: str,
+        target: str | None,
+        tier: str,
+        actor: str,
+        reason: str,
+        amount_usd: float = 0.0,
     ) -> LedgerResult:
         await self.pool.execute(
-            """INSERT INTO action_ledger (idempotency_key, contact_id, customer_id, action, target, tier, actor,
-                   status, amount_usd, error, attempts)
+            """INSERT INTO action_ledger (idempotency_key, contact_id, customer_id, action, target, tier,
+                   actor, status, amount_usd, error, attempts)
                VALUES ($1,$2,$3,$4,$5,$6,$7,'denied',$8,$9,0) ON CONFLICT (idempotency_key) DO NOTHING""",
-            key, contact_id, customer_id, action, target, tier, actor, amount_usd, reason,
+            key,
+            contact_id,
+            customer_id,
+            action,
+            target,
+            tier,
+            actor,
+            amount_usd,
+            reason,
         )
         return LedgerResult(key, "denied", {}, reason, False)
 
@@ -90,9 +107,16 @@ class ActionLedger:
                 return LedgerResult(key, row["status"], row["result"], row["error"], True)
             if row is None:
                 await conn.execute(
-                    """INSERT INTO action_ledger (idempotency_key, contact_id, customer_id, action, target, tier,
-                           actor, status, amount_usd) VALUES ($1,$2,$3,$4,$5,$6,$7,'pending',$8)""",
-                    key, contact_id, customer_id, action, target, tier, actor, amount_usd,
+                    """INSERT INTO action_ledger (idempotency_key, contact_id, customer_id, action, target,
+                           tier, actor, status, amount_usd) VALUES ($1,$2,$3,$4,$5,$6,$7,'pending',$8)""",
+                    key,
+                    contact_id,
+                    customer_id,
+                    action,
+                    target,
+                    tier,
+                    actor,
+                    amount_usd,
                 )
             prior = await reconcile() if reconcile is not None else None
             status, result, error = "succeeded", prior or {}, None
@@ -102,18 +126,29 @@ class ActionLedger:
                 except ActionFailed as exc:
                     status, result, error = "failed", exc.result, str(exc)
             await conn.execute(
-                """UPDATE action_ledger SET status=$2, result=$3, error=$4, attempts=attempts+1, updated_at=now()
+                """UPDATE action_ledger
+                   SET status=$2, result=$3, error=$4, attempts=attempts+1, updated_at=now()
                    WHERE idempotency_key=$1""",
-                key, status, result, error,
+                key,
+                status,
+                result,
+                error,
             )
             log.info("ledger.executed", key=key, action=action, status=status, reconciled=prior is not None)
             return LedgerResult(key, status, result, error, False)
 
-    async def count_recent(self, customer_id: str, action: str, days: int, *, exclude_contact: str | None = None) -> int:
+    async def count_recent(
+        self, customer_id: str, action: str, days: int, *, exclude_contact: str | None = None
+    ) -> int:
         return int(
             await self.pool.fetchval(
-                """SELECT count(*) FROM action_ledger WHERE customer_id=$1 AND action=$2 AND status='succeeded'
-                   AND created_at > now() - make_interval(days => $3) AND ($4::text IS NULL OR contact_id <> $4)""",
-                customer_id, action, days, exclude_contact,
+                """SELECT count(*) FROM action_ledger
+                   WHERE customer_id=$1 AND action=$2 AND status='succeeded'
+                     AND created_at > now() - make_interval(days => $3)
+                     AND ($4::text IS NULL OR contact_id <> $4)""",
+                customer_id,
+                action,
+                days,
+                exclude_contact,
             )
         )

@@ -156,8 +156,14 @@ class DeadLetterRouter:
                     n = router._attempts.get(ident, 0) + 1
                     router._attempts[ident] = n
                     if n < router.max_attempts:
-                        log.warning("consumer.retrying", consumer=router.service, topic=raw.topic,
-                                    offset=raw.offset, attempt=n, error=_describe(exc)[:300])
+                        log.warning(
+                            "consumer.retrying",
+                            consumer=router.service,
+                            topic=raw.topic,
+                            offset=raw.offset,
+                            attempt=n,
+                            error=_describe(exc)[:300],
+                        )
                         await asyncio.sleep(router.backoff_s * n)
                         raise
                     router._attempts.pop(ident, None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from functools import lru_cache
+from typing import Any
 
 import structlog
 from opentelemetry import trace
@@ -39,7 +41,7 @@ def configure_logging(service: str = "tierline", json_logs: bool | None = None, 
     _configured = True
 
 
-def _add_trace_ids(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+def _add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     span = trace.get_current_span()
     ctx = span.get_span_context()
     if ctx.is_valid:

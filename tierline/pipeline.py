@@ -36,7 +36,7 @@ class CostModel(BaseSettings):
     tier3: float = 8.00
 
     def cost(self, resolved_by: Tier, tier_path: list[Tier]) -> float:
-        """The resolving tier's cost plus the automated tiers tried on the way (never below the tier's own)."""
+        """The resolving tier's cost plus the automated tiers tried on the way (at least the tier's own)."""
         per = {Tier.TIER0: self.tier0, Tier.TIER1: self.tier1, Tier.TIER2: self.tier2, Tier.TIER3: self.tier3}
         steps = set(tier_path) | {resolved_by}
         return round(sum(per[t] for t in steps), 4)
@@ -54,7 +54,11 @@ async def start_contact(
     await pool.execute(
         """INSERT INTO contacts (contact_id, customer_id, trigger, channel, started_at)
            VALUES ($1,$2,$3,$4,$5) ON CONFLICT (contact_id) DO NOTHING""",
-        contact_id, customer_id, trigger, channel, started_at or datetime.now(UTC),
+        contact_id,
+        customer_id,
+        trigger,
+        channel,
+        started_at or datetime.now(UTC),
     )
 
 
@@ -86,7 +90,9 @@ async def audit(
     The tamper-evident hash chain is computed per partition by the audit sink, in log order.
     """
     msg = AuditEventRecordedV1.build(
-        AuditEventPayload(actor=actor, action=action, target=target, decision=decision, details=details or {}),
+        AuditEventPayload(
+            actor=actor, action=action, target=target, decision=decision, details=details or {}
+        ),
         contact_id=cause.contact_id,
         customer_id=cause.customer_id,
         cause=cause,
@@ -127,7 +133,10 @@ async def record_outcome(
     row = await pool.fetchrow(
         """INSERT INTO outcomes (contact_id, customer_id, message_id, resolved_by, message)
            VALUES ($1,$2,$3,$4,$5) ON CONFLICT (contact_id) DO NOTHING RETURNING contact_id""",
-        cause.contact_id, cause.customer_id, msg.message_id, payload.resolved_by.value,
+        cause.contact_id,
+        cause.customer_id,
+        msg.message_id,
+        payload.resolved_by.value,
         json.loads(msg.model_dump_json()),
     )
     if row is None:
@@ -135,8 +144,12 @@ async def record_outcome(
         msg = OutcomeRecordedV1.model_validate(stored)
         log.info("outcome.already_recorded", contact_id=cause.contact_id, resolved_by=msg.payload.resolved_by)
     else:
-        log.info("outcome.recorded", contact_id=cause.contact_id, resolved_by=payload.resolved_by,
-                 actions=[a.value for a in payload.actions])
+        log.info(
+            "outcome.recorded",
+            contact_id=cause.contact_id,
+            resolved_by=payload.resolved_by,
+            actions=[a.value for a in payload.actions],
+        )
     await publish(broker, msg)
     return msg
 
@@ -168,7 +181,8 @@ async def escalate_failed_message(
 
     from schemas import EscalationReason
 
-    payload = body.get("payload") if isinstance(body.get("payload"), dict) else {}
+    raw_payload = body.get("payload")
+    payload: dict[str, Any] = raw_payload if isinstance(raw_payload, dict) else {}
     text = payload.get("text") if isinstance(payload.get("text"), str) else None
     try:
         cause_id: uuid.UUID | None = uuid.UUID(str(body.get("message_id")))
@@ -184,8 +198,8 @@ async def escalate_failed_message(
             reason=EscalationReason.ERROR,
             opened_by=opened_by,  # type: ignore[arg-type]
             text=text,
-            suggested_next_step=f"Processing failed ({type(error).__name__}); answer the customer and check the "
-            "dead-letter record for this contact.",
+            suggested_next_step=f"Processing failed ({type(error).__name__}); answer the customer and check "
+            "the dead-letter record for this contact.",
         ),
     )
     await publish(broker, msg)

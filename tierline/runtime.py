@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import structlog
 import uvicorn
-from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,7 +44,7 @@ class Service:
     routes: list[Any] = field(default_factory=list)
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
-    background: list[Callable[[Service], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[Service], Coroutine[Any, Any, None]]] = field(default_factory=list)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     needs_postgres: bool = True
     pool: asyncpg.Pool | None = None
@@ -70,12 +69,15 @@ class Service:
         for model in models:
             self.broker.publisher(model.TOPIC, schema=model, title=f"{self.name}:{model.TOPIC}")
 
-    def faststream_app(self) -> FastStream:
-        return FastStream(self.broker, title=f"tierline {self.name}")
-
     def asgi(self) -> Starlette:
-        return Starlette(routes=[*self.routes, Route("/livez", self._livez), Route("/healthz", self._healthz),
-                                 Route("/readyz", self._healthz)])
+        return Starlette(
+            routes=[
+                *self.routes,
+                Route("/livez", self._livez),
+                Route("/healthz", self._healthz),
+                Route("/readyz", self._healthz),
+            ]
+        )
 
     async def _livez(self, request: Request) -> JSONResponse:
         """Liveness: the process and its event loop answer (dependencies are readiness, not liveness)."""
@@ -84,7 +86,9 @@ class Service:
     async def _healthz(self, request: Request) -> JSONResponse:
         results = await self.check_health()
         ok = all(r["ok"] for r in results.values())
-        return JSONResponse({"service": self.name, "ok": ok, "checks": results}, status_code=200 if ok else 503)
+        return JSONResponse(
+            {"service": self.name, "ok": ok, "checks": results}, status_code=200 if ok else 503
+        )
 
     async def check_health(self) -> dict[str, dict[str, Any]]:
         results: dict[str, dict[str, Any]] = {}
@@ -116,8 +120,13 @@ class Service:
         for job in self.background:
             self._tasks.append(asyncio.create_task(job(self), name=f"{self.name}:{job.__name__}"))
         if serve_http and self.http_port is not None:
-            config = uvicorn.Config(self.asgi(), host=self.settings.http_host, port=self.http_port, log_level="warning",
-                                    lifespan="off")
+            config = uvicorn.Config(
+                self.asgi(),
+                host=self.settings.http_host,
+                port=self.http_port,
+                log_level="warning",
+                lifespan="off",
+            )
             self._server = uvicorn.Server(config)
             self._tasks.append(asyncio.create_task(self._server.serve(), name=f"{self.name}:http"))
             for _ in range(100):

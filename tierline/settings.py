@@ -22,13 +22,16 @@ class InfraSettings(BaseSettings):
     qdrant_path: Path | None = None
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; overrides qdrant_path")
     stripe_api_base: str | None = Field(
-        default=None, description="Stripe API base: unset = real Stripe; the embedded stack sets the emulator's"
+        default=None,
+        description="Stripe API base: unset = real Stripe; the embedded stack sets the emulator's",
     )
     stripe_api_key: SecretStr = SecretStr("sk_test_tierline_local")
     stripe_webhook_secrets: str = Field(
         default="whsec_tierline_local", description="comma-separated; two at once during rotation"
     )
-    session_secret: SecretStr = SecretStr("tierline-local-session-secret-for-the-embedded-stack-only-change-me-in-production")
+    session_secret: SecretStr = SecretStr(
+        "tierline-local-session-secret-for-the-embedded-stack-only-change-me-in-production"
+    )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 18025
     public_base_url: str = "http://127.0.0.1:8101"

@@ -35,8 +35,12 @@ def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings |
     diag_settings = diag_settings or DiagnosticsSettings()
     service = Service.create(NAME, settings, http_port=settings.http_port or DEFAULT_PORTS[NAME])
     usage = UsageStore(settings.resolved_clickhouse_dsn())
-    stripe = StripeLiveReader(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base,
-                              timeout_s=diag_settings.stripe_timeout_s, emulated=settings.emulated_stripe)
+    stripe = StripeLiveReader(
+        settings.stripe_api_key.get_secret_value(),
+        settings.stripe_api_base,
+        timeout_s=diag_settings.stripe_timeout_s,
+        emulated=settings.emulated_stripe,
+    )
     consumer = UsageBatchConsumer(usage, service.dead_letters)
     service.state["usage_store"] = usage
 
@@ -54,16 +58,19 @@ def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings |
         async def route(request: Request) -> JSONResponse:
             handlers = http_handlers(service.state["diagnostician"], usage)
             return await handlers[name](request)  # type: ignore[no-any-return]
+
         return route
 
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(openapi_document())
 
-    service.routes.extend([
-        Route("/v1/customers/{customer_id}/diagnosis", handler("diagnosis"), methods=["GET"]),
-        Route("/v1/customers/{customer_id}/usage", handler("usage"), methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-    ])
+    service.routes.extend(
+        [
+            Route("/v1/customers/{customer_id}/diagnosis", handler("diagnosis"), methods=["GET"]),
+            Route("/v1/customers/{customer_id}/usage", handler("usage"), methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ]
+    )
 
     @service.broker.subscriber(
         UsageEventRecordedV1.TOPIC,
@@ -74,7 +81,9 @@ def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings |
         decoder=_raw_batch,
         **ORDERED_DEFAULTS,
     )
-    async def on_usage_events_recorded(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+    async def on_usage_events_recorded(
+        bodies: list[bytes], message: KafkaMessage = Context("message")
+    ) -> None:
         records = message.raw_message if isinstance(message.raw_message, tuple) else None
         await consumer.handle(bodies, records)
 

@@ -12,8 +12,9 @@ from services.diagnostics.ports import CustomerNotFound, SourceUnavailable
 
 
 class DiagnosticsClient(Protocol):
-    async def diagnose(self, customer_id: str, *, contact_id: str | None = None,
-                       cause: Envelope[Any] | None = None) -> DiagnosisView: ...
+    async def diagnose(
+        self, customer_id: str, *, contact_id: str | None = None, cause: Envelope[Any] | None = None
+    ) -> DiagnosisView: ...
 
 
 class DiagnosticsUnavailable(SourceUnavailable):
@@ -27,26 +28,34 @@ class InProcessDiagnostics:
     def __init__(self, diagnostician: Any) -> None:
         self.diagnostician = diagnostician
 
-    async def diagnose(self, customer_id: str, *, contact_id: str | None = None,
-                       cause: Envelope[Any] | None = None) -> DiagnosisView:
-        result: DiagnosisView = await self.diagnostician.diagnose(customer_id, contact_id=contact_id, cause=cause)
+    async def diagnose(
+        self, customer_id: str, *, contact_id: str | None = None, cause: Envelope[Any] | None = None
+    ) -> DiagnosisView:
+        result: DiagnosisView = await self.diagnostician.diagnose(
+            customer_id, contact_id=contact_id, cause=cause
+        )
         return result
 
 
 class HttpDiagnostics:
     """Another process: ``GET {base_url}/v1/customers/{id}/diagnosis``."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 10.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_s: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, transport=transport)
 
-    async def diagnose(self, customer_id: str, *, contact_id: str | None = None,
-                       cause: Envelope[Any] | None = None) -> DiagnosisView:
+    async def diagnose(
+        self, customer_id: str, *, contact_id: str | None = None, cause: Envelope[Any] | None = None
+    ) -> DiagnosisView:
         headers = {}
         if contact_id or cause is not None:
             headers["x-contact-id"] = contact_id or (cause.contact_id if cause is not None else "")
         try:
-            resp = await self._client.get(f"/v1/customers/{httpx.URL(customer_id).path}/diagnosis", headers=headers)
+            resp = await self._client.get(
+                f"/v1/customers/{httpx.URL(customer_id).path}/diagnosis", headers=headers
+            )
         except httpx.HTTPError as exc:
             raise DiagnosticsUnavailable(f"{type(exc).__name__}: {exc}") from exc
         if resp.status_code == 404:

@@ -41,7 +41,9 @@ class BrokerAuditSink:
     def __init__(self, broker: KafkaBroker) -> None:
         self.broker = broker
 
-    async def diagnosed(self, diagnosis: DiagnosisView, *, contact_id: str | None, cause: Envelope[Any] | None) -> None:
+    async def diagnosed(
+        self, diagnosis: DiagnosisView, *, contact_id: str | None, cause: Envelope[Any] | None
+    ) -> None:
         if cause is None:
             cause = AuditEventRecordedV1.build(
                 AuditEventPayload(actor=ACTOR, action="diagnosis.requested", target=diagnosis.customer_id),
@@ -49,12 +51,18 @@ class BrokerAuditSink:
                 customer_id=diagnosis.customer_id,
             )
         await audit(
-            self.broker, cause=cause, actor=ACTOR, action="diagnosis.computed", target=diagnosis.customer_id,
+            self.broker,
+            cause=cause,
+            actor=ACTOR,
+            action="diagnosis.computed",
+            target=diagnosis.customer_id,
             decision=diagnosis.root_cause.value,
             details={
                 "status": diagnosis.status.value,
                 "root_cause": diagnosis.root_cause.value,
-                "recommended_action": diagnosis.recommended_action.value if diagnosis.recommended_action else None,
+                "recommended_action": diagnosis.recommended_action.value
+                if diagnosis.recommended_action
+                else None,
                 "secondary_causes": [c.value for c in diagnosis.secondary_causes],
                 "missing_sources": diagnosis.missing_sources,
                 "sources": diagnosis.evidence.get("sources", {}),
@@ -65,8 +73,14 @@ class BrokerAuditSink:
 class Diagnostician:
     """Joins the Stripe mirror (with a live read on a miss), the subscription store and usage."""
 
-    def __init__(self, mirror: MirrorStore, stripe: StripeReader | None, usage: UsageReader | None,
-                 audit_sink: AuditSink | None, settings: DiagnosticsSettings | None = None) -> None:
+    def __init__(
+        self,
+        mirror: MirrorStore,
+        stripe: StripeReader | None,
+        usage: UsageReader | None,
+        audit_sink: AuditSink | None,
+        settings: DiagnosticsSettings | None = None,
+    ) -> None:
         self.mirror = mirror
         self.stripe = stripe
         self.usage = usage
@@ -85,9 +99,12 @@ class Diagnostician:
                 usage_read.cancel()
                 await asyncio.gather(usage_read, return_exceptions=True)
             log.error("diagnostics.mirror.unavailable", customer_id=customer_id, error=str(exc)[:300])
-            return BillingSnapshot(customer_id=customer_id, customer_known=False,
-                                   missing_sources=("stripe_mirror", "subscriptions"),
-                                   sources={"stripe": "unavailable", "subscriptions": "unavailable"})
+            return BillingSnapshot(
+                customer_id=customer_id,
+                customer_known=False,
+                missing_sources=("stripe_mirror", "subscriptions"),
+                sources={"stripe": "unavailable", "subscriptions": "unavailable"},
+            )
         stripe_source = "mirror"
         age = fresh.age_s(now)
         if not fresh.known or age is None or age > self.settings.mirror_max_age_s:
@@ -102,14 +119,20 @@ class Diagnostician:
                     await self.mirror.store_live_read(customer_id, objects, read_ms)
                     snap, fresh = await self.mirror.load(customer_id)
                     stripe_source = "live"
-                    log.info("diagnostics.stripe.refreshed", customer_id=customer_id,
-                             ms=round((time.perf_counter() - started) * 1000, 1), mirror_age_s=age)
+                    log.info(
+                        "diagnostics.stripe.refreshed",
+                        customer_id=customer_id,
+                        ms=round((time.perf_counter() - started) * 1000, 1),
+                        mirror_age_s=age,
+                    )
                 except CustomerNotFound:
                     if not (fresh.known or fresh.in_store):
                         raise
                     stripe_source = "mirror" if fresh.known else "not_in_stripe"
                 except SourceUnavailable as exc:
-                    log.warning("diagnostics.stripe.unavailable", customer_id=customer_id, error=exc.detail[:300])
+                    log.warning(
+                        "diagnostics.stripe.unavailable", customer_id=customer_id, error=exc.detail[:300]
+                    )
                     missing.append("stripe")
                     stripe_source = "mirror_stale" if fresh.known else "unavailable"
         usage = None
@@ -118,35 +141,55 @@ class Diagnostician:
             missing.append("usage")
             usage_source = "unavailable"
         else:
-            subs = sorted(snap.subscriptions, key=lambda s: s.status in ("active", "trialing", "past_due"),
-                          reverse=True)
+            subs = sorted(
+                snap.subscriptions, key=lambda s: s.status in ("active", "trialing", "past_due"), reverse=True
+            )
             sub = subs[0] if subs else None
             try:
-                usage = usage_figures(await usage_read, sub.current_period_start if sub else None,
-                                      sub.current_period_end if sub else None, now)
+                usage = usage_figures(
+                    await usage_read,
+                    sub.current_period_start if sub else None,
+                    sub.current_period_end if sub else None,
+                    now,
+                )
             except SourceUnavailable as exc:
                 log.warning("diagnostics.usage.unavailable", customer_id=customer_id, error=exc.detail[:300])
                 missing.append("usage")
                 usage_source = "unavailable"
         return dataclasses.replace(
-            snap, usage=usage, missing_sources=tuple(missing),
+            snap,
+            usage=usage,
+            missing_sources=tuple(missing),
             sources={"stripe": stripe_source, "subscriptions": "postgres", "usage": usage_source},
         )
 
-    async def diagnose(self, customer_id: str, *, contact_id: str | None = None,
-                       cause: Envelope[Any] | None = None, now: datetime | None = None) -> DiagnosisView:
+    async def diagnose(
+        self,
+        customer_id: str,
+        *,
+        contact_id: str | None = None,
+        cause: Envelope[Any] | None = None,
+        now: datetime | None = None,
+    ) -> DiagnosisView:
         now = now or datetime.now(UTC)
         snap = await self.snapshot(customer_id, now)
         if not snap.customer_known and not snap.missing_sources:
             raise CustomerNotFound(customer_id)
         result = diagnose(snap, now)
-        log.info("diagnostics.diagnosed", customer_id=customer_id, status=result.status.value,
-                 root_cause=result.root_cause.value, missing=result.missing_sources)
+        log.info(
+            "diagnostics.diagnosed",
+            customer_id=customer_id,
+            status=result.status.value,
+            root_cause=result.root_cause.value,
+            missing=result.missing_sources,
+        )
         if self.audit_sink is not None and self.settings.audit:
             try:
                 await self.audit_sink.diagnosed(result, contact_id=contact_id, cause=cause)
             except Exception as exc:  # noqa: BLE001 - the diagnosis is read-only; the failure is logged
-                log.error("diagnostics.audit.failed", customer_id=customer_id, error=f"{type(exc).__name__}: {exc}")
+                log.error(
+                    "diagnostics.audit.failed", customer_id=customer_id, error=f"{type(exc).__name__}: {exc}"
+                )
         return result
 
 
@@ -155,8 +198,11 @@ class Diagnostician:
 
 def _not_found(customer_id: str) -> JSONResponse:
     return JSONResponse(
-        {"error": "customer_not_found", "customer_id": customer_id,
-         "detail": f"No customer {customer_id!r} in the Stripe mirror, the subscription store or Stripe."},
+        {
+            "error": "customer_not_found",
+            "customer_id": customer_id,
+            "detail": f"No customer {customer_id!r} in the Stripe mirror, the subscription store or Stripe.",
+        },
         status_code=404,
     )
 
@@ -176,29 +222,39 @@ def http_handlers(diagnostician: Diagnostician, usage: UsageStore | None) -> dic
         try:
             days = max(1, min(int(request.query_params.get("days", "60")), 366))
         except ValueError:
-            return JSONResponse({"error": "bad_request", "detail": "days must be an integer"}, status_code=400)
+            return JSONResponse(
+                {"error": "bad_request", "detail": "days must be an integer"}, status_code=400
+            )
         snap, fresh = await diagnostician.mirror.load(customer_id)
         if usage is None:
             return JSONResponse({"error": "usage_unavailable", "detail": "no usage store"}, status_code=503)
         now = datetime.now(UTC)
         sub = snap.subscriptions[0] if snap.subscriptions else None
         try:
-            figures = await usage.figures(customer_id, sub.current_period_start if sub else None,
-                                          sub.current_period_end if sub else None, now)
+            figures = await usage.figures(
+                customer_id,
+                sub.current_period_start if sub else None,
+                sub.current_period_end if sub else None,
+                now,
+            )
             daily = await usage.daily(customer_id, days, now)
         except SourceUnavailable as exc:
             return JSONResponse({"error": "usage_unavailable", "detail": exc.detail}, status_code=503)
         # metering may run ahead of the mirror (no webhook or diagnosis yet): usage alone proves the customer
         if not (fresh.known or fresh.in_store) and not daily:
             return _not_found(customer_id)
-        return JSONResponse({
-            "customer_id": customer_id,
-            "period_start": sub.current_period_start.isoformat() if sub and sub.current_period_start else None,
-            "period_end": sub.current_period_end.isoformat() if sub and sub.current_period_end else None,
-            "metrics": [dataclasses.asdict(f) for f in figures],
-            "events": int(sum(int(d.get("events", 0)) for d in daily)),
-            "daily": daily,
-        })
+        return JSONResponse(
+            {
+                "customer_id": customer_id,
+                "period_start": sub.current_period_start.isoformat()
+                if sub and sub.current_period_start
+                else None,
+                "period_end": sub.current_period_end.isoformat() if sub and sub.current_period_end else None,
+                "metrics": [dataclasses.asdict(f) for f in figures],
+                "events": int(sum(int(d.get("events", 0)) for d in daily)),
+                "daily": daily,
+            }
+        )
 
     return {"diagnosis": get_diagnosis, "usage": get_usage}
 

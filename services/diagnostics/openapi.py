@@ -13,30 +13,57 @@ def openapi_document() -> dict[str, Any]:
     error = {
         "type": "object",
         "required": ["error", "detail"],
-        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}, "customer_id": {"type": "string"}},
+        "properties": {
+            "error": {"type": "string"},
+            "detail": {"type": "string"},
+            "customer_id": {"type": "string"},
+        },
     }
-    customer_param = {"name": "customer_id", "in": "path", "required": True, "schema": {"type": "string"},
-                      "description": "The Stripe customer id (cus_...)"}
+    customer_param = {
+        "name": "customer_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The Stripe customer id (cus_...)",
+    }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "tierline diagnostics", "version": "1.0.0",
-                 "description": "The one Billing Diagnosis: Stripe state + subscription/entitlements + usage."},
+        "info": {
+            "title": "tierline diagnostics",
+            "version": "1.0.0",
+            "description": "The one Billing Diagnosis: Stripe state + subscription/entitlements + usage.",
+        },
         "paths": {
             "/v1/customers/{customer_id}/diagnosis": {
                 "get": {
                     "operationId": "getDiagnosis",
                     "summary": "Diagnose a customer's billing",
-                    "description": "Reads the Stripe mirror (live Stripe on a miss or when stale), the subscription "
-                                   "store and ClickHouse usage. A source that is down is listed in missing_sources "
-                                   "and the status is never green. Every diagnosis is audited.",
-                    "parameters": [customer_param,
-                                   {"name": "x-contact-id", "in": "header", "required": False,
-                                    "schema": {"type": "string"}, "description": "correlation id for the audit record"}],
+                    "description": "Reads the Stripe mirror (live Stripe on a miss or when stale), "
+                    "the subscription store and ClickHouse usage. A source that is down is listed in "
+                    "missing_sources and the status is never green. Every diagnosis is audited.",
+                    "parameters": [
+                        customer_param,
+                        {
+                            "name": "x-contact-id",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "description": "correlation id for the audit record",
+                        },
+                    ],
                     "responses": {
-                        "200": {"description": "the diagnosis",
-                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DiagnosisView"}}}},
-                        "404": {"description": "unknown customer",
-                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                        "200": {
+                            "description": "the diagnosis",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/DiagnosisView"}}
+                            },
+                        },
+                        "404": {
+                            "description": "unknown customer",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                            },
+                        },
                     },
                 }
             },
@@ -44,29 +71,73 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "operationId": "getUsage",
                     "summary": "Usage by metric (period, last 30 days vs previous 30, forecast) and by day",
-                    "parameters": [customer_param,
-                                   {"name": "days", "in": "query", "required": False,
-                                    "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 60}}],
+                    "parameters": [
+                        customer_param,
+                        {
+                            "name": "days",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 60},
+                        },
+                    ],
                     "responses": {
-                        "200": {"description": "usage figures", "content": {"application/json": {"schema": {
-                            "type": "object",
-                            "properties": {
-                                "customer_id": {"type": "string"},
-                                "period_start": {"type": ["string", "null"], "format": "date-time"},
-                                "period_end": {"type": ["string", "null"], "format": "date-time"},
-                                "metrics": {"type": "array", "items": {"type": "object", "properties": {
-                                    "metric": {"type": "string"}, "period_units": {"type": "number"},
-                                    "last_30d": {"type": "number"}, "prev_30d": {"type": "number"},
-                                    "forecast": {"type": "number"}, "period_cost_usd": {"type": "number"}}}},
-                                "daily": {"type": "array", "items": {"type": "object", "properties": {
-                                    "metric": {"type": "string"}, "day": {"type": "string", "format": "date"},
-                                    "units": {"type": "number"}, "cost_usd": {"type": "number"},
-                                    "events": {"type": "integer"}}}},
-                            }}}}},
-                        "404": {"description": "unknown customer",
-                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-                        "503": {"description": "usage store unavailable",
-                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+                        "200": {
+                            "description": "usage figures",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "customer_id": {"type": "string"},
+                                            "period_start": {
+                                                "type": ["string", "null"],
+                                                "format": "date-time",
+                                            },
+                                            "period_end": {"type": ["string", "null"], "format": "date-time"},
+                                            "metrics": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "object",
+                                                    "properties": {
+                                                        "metric": {"type": "string"},
+                                                        "period_units": {"type": "number"},
+                                                        "last_30d": {"type": "number"},
+                                                        "prev_30d": {"type": "number"},
+                                                        "forecast": {"type": "number"},
+                                                        "period_cost_usd": {"type": "number"},
+                                                    },
+                                                },
+                                            },
+                                            "daily": {
+                                                "type": "array",
+                                                "items": {
+                                                    "type": "object",
+                                                    "properties": {
+                                                        "metric": {"type": "string"},
+                                                        "day": {"type": "string", "format": "date"},
+                                                        "units": {"type": "number"},
+                                                        "cost_usd": {"type": "number"},
+                                                        "events": {"type": "integer"},
+                                                    },
+                                                },
+                                            },
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "404": {
+                            "description": "unknown customer",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                            },
+                        },
+                        "503": {
+                            "description": "usage store unavailable",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                            },
+                        },
                     },
                 }
             },

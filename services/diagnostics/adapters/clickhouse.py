@@ -95,7 +95,14 @@ class UsageEvent:
 
     def row(self) -> list[Any]:
         ts = self.ts if self.ts.tzinfo else self.ts.replace(tzinfo=UTC)
-        return [self.customer_id, self.metric, ts, float(self.units), float(self.unit_price_usd), self.event_id]
+        return [
+            self.customer_id,
+            self.metric,
+            ts,
+            float(self.units),
+            float(self.unit_price_usd),
+            self.event_id,
+        ]
 
 
 class UsageStore:
@@ -144,13 +151,16 @@ class UsageStore:
         customers = sorted({e.customer_id for e in unique.values()})
         existing = self._call(
             self.client.query,
-            "SELECT event_id FROM usage_events WHERE customer_id IN {c:Array(String)} AND event_id IN {e:Array(String)}",
+            "SELECT event_id FROM usage_events "
+            "WHERE customer_id IN {c:Array(String)} AND event_id IN {e:Array(String)}",
             parameters={"c": customers, "e": list(unique)},
         ).result_rows
         for (event_id,) in existing:
             unique.pop(event_id, None)
         if unique:
-            self._call(self.client.insert, "usage_events", [e.row() for e in unique.values()], column_names=COLUMNS)
+            self._call(
+                self.client.insert, "usage_events", [e.row() for e in unique.values()], column_names=COLUMNS
+            )
         return len(unique)
 
     async def write(self, events: Sequence[UsageEvent]) -> int:
@@ -210,8 +220,9 @@ class UsageStore:
         finally:
             self._draining = False
 
-    async def figures(self, customer_id: str, period_start: datetime | None, period_end: datetime | None,
-                      now: datetime) -> tuple[UsageFigures, ...]:
+    async def figures(
+        self, customer_id: str, period_start: datetime | None, period_end: datetime | None, now: datetime
+    ) -> tuple[UsageFigures, ...]:
         """Usage this period, last 30 days vs the 30 before, forecast (see :func:`usage_figures`)."""
         return usage_figures(await self.recent(customer_id, now), period_start, period_end, now)
 
@@ -227,8 +238,16 @@ class UsageStore:
                 "WHERE customer_id = {c:String} AND day > {s:Date} GROUP BY metric, day ORDER BY metric, day",
                 parameters={"c": customer_id, "s": since},
             ).result_rows
-            return [{"metric": m, "day": d.isoformat(), "units": float(u), "cost_usd": round(float(c), 4),
-                     "events": int(n)} for m, d, u, c, n in rows]
+            return [
+                {
+                    "metric": m,
+                    "day": d.isoformat(),
+                    "units": float(u),
+                    "cost_usd": round(float(c), 4),
+                    "events": int(n),
+                }
+                for m, d, u, c, n in rows
+            ]
 
         try:
             return await asyncio.to_thread(run)

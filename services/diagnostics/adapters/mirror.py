@@ -63,6 +63,10 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata")
     return meta if isinstance(meta, dict) else {}
@@ -100,39 +104,52 @@ def _decline_from_error(err: Any) -> str | None:
 
 def _customer(obj: dict[str, Any]) -> MirrorRow:
     tax_ids = obj.get("tax_ids")
-    tax_list = tax_ids.get("data", []) if isinstance(tax_ids, dict) else (tax_ids if isinstance(tax_ids, list) else [])
-    settings = obj.get("invoice_settings") if isinstance(obj.get("invoice_settings"), dict) else {}
-    return MirrorRow("stripe_customers", {
-        "id": obj["id"],
-        "email": _text(obj.get("email")),
-        "name": _text(obj.get("name")),
-        "address": obj.get("address") if isinstance(obj.get("address"), dict) else {},
-        "tax_ids": [{"type": t.get("type"), "value": t.get("value")} for t in tax_list if isinstance(t, dict)],
-        "default_payment_method": _id(settings.get("default_payment_method")) or _id(obj.get("default_source")),
-        "metadata": _meta(obj),
-        "deleted": bool(obj.get("deleted", False)),
-        "created": _created(obj),
-    })
+    tax_list = (
+        tax_ids.get("data", [])
+        if isinstance(tax_ids, dict)
+        else (tax_ids if isinstance(tax_ids, list) else [])
+    )
+    settings = _dict(obj.get("invoice_settings"))
+    return MirrorRow(
+        "stripe_customers",
+        {
+            "id": obj["id"],
+            "email": _text(obj.get("email")),
+            "name": _text(obj.get("name")),
+            "address": _dict(obj.get("address")),
+            "tax_ids": [
+                {"type": t.get("type"), "value": t.get("value")} for t in tax_list if isinstance(t, dict)
+            ],
+            "default_payment_method": _id(settings.get("default_payment_method"))
+            or _id(obj.get("default_source")),
+            "metadata": _meta(obj),
+            "deleted": bool(obj.get("deleted", False)),
+            "created": _created(obj),
+        },
+    )
 
 
 def _payment_method(obj: dict[str, Any]) -> MirrorRow:
     card = obj.get("card") if obj.get("object") == "payment_method" else obj
     card = card if isinstance(card, dict) else {}
-    return MirrorRow("stripe_payment_methods", {
-        "id": obj["id"],
-        "customer_id": _id(obj.get("customer")),
-        "brand": _text(card.get("brand")) and str(card.get("brand")).lower(),
-        "last4": _text(card.get("last4")),
-        "exp_month": _int(card.get("exp_month")) or None,
-        "exp_year": _int(card.get("exp_year")) or None,
-        "detached": False,
-    })
+    return MirrorRow(
+        "stripe_payment_methods",
+        {
+            "id": obj["id"],
+            "customer_id": _id(obj.get("customer")),
+            "brand": _text(card.get("brand")) and str(card.get("brand")).lower(),
+            "last4": _text(card.get("last4")),
+            "exp_month": _int(card.get("exp_month")) or None,
+            "exp_year": _int(card.get("exp_year")) or None,
+            "detached": False,
+        },
+    )
 
 
 def _invoice(obj: dict[str, Any]) -> MirrorRow:
     meta = _meta(obj)
-    parent = obj.get("parent") if isinstance(obj.get("parent"), dict) else {}
-    sub_details = parent.get("subscription_details") if isinstance(parent.get("subscription_details"), dict) else {}
+    parent = _dict(obj.get("parent"))
+    sub_details = _dict(parent.get("subscription_details"))
     pi = obj.get("payment_intent")
     decline = _text(meta.get("tl_decline_code"))
     if decline is None and isinstance(pi, dict):
@@ -140,91 +157,109 @@ def _invoice(obj: dict[str, Any]) -> MirrorRow:
     charge = obj.get("charge")
     if decline is None and isinstance(charge, dict) and charge.get("status") == "failed":
         decline = _text(_meta(charge).get("tl_decline_code")) or _text(charge.get("failure_code"))
-    return MirrorRow("stripe_invoices", {
-        "id": obj["id"],
-        "customer_id": _id(obj.get("customer")),
-        "subscription_id": _id(obj.get("subscription")) or _id(sub_details.get("subscription")),
-        "status": _text(obj.get("status")) or "draft",
-        "amount_due_cents": _int(obj.get("amount_due")),
-        "amount_paid_cents": _int(obj.get("amount_paid")),
-        "currency": _text(obj.get("currency")) or "usd",
-        "attempt_count": _int(obj.get("attempt_count")),
-        "next_payment_attempt": _ts(obj.get("next_payment_attempt")),
-        "hosted_invoice_url": _text(obj.get("hosted_invoice_url")),
-        "link_expires_at": _ts(meta.get("tl_link_expires_at")),
-        "last_decline_code": decline,
-        "last_failure_message": _text((pi.get("last_payment_error") or {}).get("message")) if isinstance(pi, dict) else None,
-        "charge_id": _id(charge),
-        "payment_intent_id": _id(pi),
-        "created": _created(obj),
-        "period_start": _ts(obj.get("period_start")),
-        "period_end": _ts(obj.get("period_end")),
-    })
+    return MirrorRow(
+        "stripe_invoices",
+        {
+            "id": obj["id"],
+            "customer_id": _id(obj.get("customer")),
+            "subscription_id": _id(obj.get("subscription")) or _id(sub_details.get("subscription")),
+            "status": _text(obj.get("status")) or "draft",
+            "amount_due_cents": _int(obj.get("amount_due")),
+            "amount_paid_cents": _int(obj.get("amount_paid")),
+            "currency": _text(obj.get("currency")) or "usd",
+            "attempt_count": _int(obj.get("attempt_count")),
+            "next_payment_attempt": _ts(obj.get("next_payment_attempt")),
+            "hosted_invoice_url": _text(obj.get("hosted_invoice_url")),
+            "link_expires_at": _ts(meta.get("tl_link_expires_at")),
+            "last_decline_code": decline,
+            "last_failure_message": _text((pi.get("last_payment_error") or {}).get("message"))
+            if isinstance(pi, dict)
+            else None,
+            "charge_id": _id(charge),
+            "payment_intent_id": _id(pi),
+            "created": _created(obj),
+            "period_start": _ts(obj.get("period_start")),
+            "period_end": _ts(obj.get("period_end")),
+        },
+    )
 
 
 def _payment_intent(obj: dict[str, Any]) -> MirrorRow:
-    return MirrorRow("stripe_payment_intents", {
-        "id": obj["id"],
-        "customer_id": _id(obj.get("customer")),
-        "invoice_id": _id(obj.get("invoice")),
-        "status": _text(obj.get("status")) or "requires_payment_method",
-        "amount_cents": _int(obj.get("amount")),
-        "last_decline_code": _text(_meta(obj).get("tl_decline_code")) or _decline_from_error(obj.get("last_payment_error")),
-        "created": _created(obj),
-    })
+    return MirrorRow(
+        "stripe_payment_intents",
+        {
+            "id": obj["id"],
+            "customer_id": _id(obj.get("customer")),
+            "invoice_id": _id(obj.get("invoice")),
+            "status": _text(obj.get("status")) or "requires_payment_method",
+            "amount_cents": _int(obj.get("amount")),
+            "last_decline_code": _text(_meta(obj).get("tl_decline_code"))
+            or _decline_from_error(obj.get("last_payment_error")),
+            "created": _created(obj),
+        },
+    )
 
 
 def _charge(obj: dict[str, Any]) -> MirrorRow:
     meta = _meta(obj)
-    outcome = obj.get("outcome") if isinstance(obj.get("outcome"), dict) else {}
+    outcome = _dict(obj.get("outcome"))
     failure = _text(obj.get("failure_code"))
     decline = _text(meta.get("tl_decline_code"))
     if decline is None and failure:
         reason = _text(outcome.get("reason"))
         decline = reason if failure == "card_declined" and reason else failure
     pm = obj.get("payment_method") or obj.get("source")
-    return MirrorRow("stripe_charges", {
-        "id": obj["id"],
-        "customer_id": _id(obj.get("customer")),
-        "invoice_id": _id(obj.get("invoice")),
-        "payment_intent_id": _id(obj.get("payment_intent")),
-        "amount_cents": _int(obj.get("amount")),
-        "amount_refunded_cents": _int(obj.get("amount_refunded")),
-        "currency": _text(obj.get("currency")) or "usd",
-        "status": _text(obj.get("status")) or "pending",
-        "failure_code": failure,
-        "decline_code": decline,
-        "payment_method_id": _id(pm),
-        "description": _text(obj.get("description")),
-        "disputed": bool(obj.get("disputed", False)),
-        "created": _created(obj) or datetime.now(UTC),
-    })
+    return MirrorRow(
+        "stripe_charges",
+        {
+            "id": obj["id"],
+            "customer_id": _id(obj.get("customer")),
+            "invoice_id": _id(obj.get("invoice")),
+            "payment_intent_id": _id(obj.get("payment_intent")),
+            "amount_cents": _int(obj.get("amount")),
+            "amount_refunded_cents": _int(obj.get("amount_refunded")),
+            "currency": _text(obj.get("currency")) or "usd",
+            "status": _text(obj.get("status")) or "pending",
+            "failure_code": failure,
+            "decline_code": decline,
+            "payment_method_id": _id(pm),
+            "description": _text(obj.get("description")),
+            "disputed": bool(obj.get("disputed", False)),
+            "created": _created(obj) or datetime.now(UTC),
+        },
+    )
 
 
 def _refund(obj: dict[str, Any]) -> MirrorRow:
     meta = _meta(obj)
-    return MirrorRow("stripe_refunds", {
-        "id": obj["id"],
-        "charge_id": _id(obj.get("charge")),
-        "customer_id": _text(meta.get("tl_customer")),
-        "amount_cents": _int(obj.get("amount")),
-        "status": _text(meta.get("tl_refund_status")) or _text(obj.get("status")) or "pending",
-        "reason": _text(obj.get("reason")),
-        "metadata": meta,
-        "created": _created(obj) or datetime.now(UTC),
-    })
+    return MirrorRow(
+        "stripe_refunds",
+        {
+            "id": obj["id"],
+            "charge_id": _id(obj.get("charge")),
+            "customer_id": _text(meta.get("tl_customer")),
+            "amount_cents": _int(obj.get("amount")),
+            "status": _text(meta.get("tl_refund_status")) or _text(obj.get("status")) or "pending",
+            "reason": _text(obj.get("reason")),
+            "metadata": meta,
+            "created": _created(obj) or datetime.now(UTC),
+        },
+    )
 
 
 def _dispute(obj: dict[str, Any]) -> MirrorRow:
-    return MirrorRow("stripe_disputes", {
-        "id": obj["id"],
-        "charge_id": _id(obj.get("charge")),
-        "customer_id": _id(obj.get("customer")) or _text(_meta(obj).get("tl_customer")),
-        "amount_cents": _int(obj.get("amount")),
-        "status": _text(obj.get("status")) or "needs_response",
-        "reason": _text(obj.get("reason")),
-        "created": _created(obj) or datetime.now(UTC),
-    })
+    return MirrorRow(
+        "stripe_disputes",
+        {
+            "id": obj["id"],
+            "charge_id": _id(obj.get("charge")),
+            "customer_id": _id(obj.get("customer")) or _text(_meta(obj).get("tl_customer")),
+            "amount_cents": _int(obj.get("amount")),
+            "status": _text(obj.get("status")) or "needs_response",
+            "reason": _text(obj.get("reason")),
+            "created": _created(obj) or datetime.now(UTC),
+        },
+    )
 
 
 def subscription_plan(obj: dict[str, Any]) -> dict[str, Any]:
@@ -250,20 +285,27 @@ def _subscription(obj: dict[str, Any]) -> MirrorRow:
         p = item.get("plan") or item.get("price") or {}
         unit = p.get("amount") if p.get("amount") is not None else p.get("unit_amount")
         amount += _int(unit) * max(1, _int(item.get("quantity"), 1))
-    quantity = sum(max(1, _int(i.get("quantity"), 1)) for i in data) if data else max(1, _int(obj.get("quantity"), 1))
-    return MirrorRow("subscriptions", {
-        "id": obj["id"],
-        "customer_id": _id(obj.get("customer")),
-        "plan_id": None,  # resolved against the plans table by MirrorStore
-        "status": _text(obj.get("status")) or "incomplete",
-        "seats": _int(meta.get("tl_seats")) or quantity,
-        "price_usd": round(amount / 100.0, 2),
-        "current_period_start": _ts(obj.get("current_period_start") or first.get("current_period_start")),
-        "current_period_end": _ts(obj.get("current_period_end") or first.get("current_period_end")),
-        "cancel_at_period_end": bool(obj.get("cancel_at_period_end", False)),
-        "canceled_at": _ts(obj.get("canceled_at")),
-        "_plan": plan,
-    })
+    quantity = (
+        sum(max(1, _int(i.get("quantity"), 1)) for i in data)
+        if data
+        else max(1, _int(obj.get("quantity"), 1))
+    )
+    return MirrorRow(
+        "subscriptions",
+        {
+            "id": obj["id"],
+            "customer_id": _id(obj.get("customer")),
+            "plan_id": None,  # resolved against the plans table by MirrorStore
+            "status": _text(obj.get("status")) or "incomplete",
+            "seats": _int(meta.get("tl_seats")) or quantity,
+            "price_usd": round(amount / 100.0, 2),
+            "current_period_start": _ts(obj.get("current_period_start") or first.get("current_period_start")),
+            "current_period_end": _ts(obj.get("current_period_end") or first.get("current_period_end")),
+            "cancel_at_period_end": bool(obj.get("cancel_at_period_end", False)),
+            "canceled_at": _ts(obj.get("canceled_at")),
+            "_plan": plan,
+        },
+    )
 
 
 _NORMALIZERS = {
@@ -301,8 +343,14 @@ _STICKY = {
 }
 #: Columns that need a value even when the object omits it: derived from related rows.
 _DERIVED = {
-    ("stripe_refunds", "customer_id"): "COALESCE({p}, (SELECT customer_id FROM stripe_charges WHERE id = {charge}))",
-    ("stripe_disputes", "customer_id"): "COALESCE({p}, (SELECT customer_id FROM stripe_charges WHERE id = {charge}))",
+    (
+        "stripe_refunds",
+        "customer_id",
+    ): "COALESCE({p}, (SELECT customer_id FROM stripe_charges WHERE id = {charge}))",
+    (
+        "stripe_disputes",
+        "customer_id",
+    ): "COALESCE({p}, (SELECT customer_id FROM stripe_charges WHERE id = {charge}))",
 }
 
 
@@ -312,13 +360,15 @@ def _upsert_sql(row: MirrorRow) -> tuple[str, list[Any]]:
     placeholders = [f"${i + 1}" for i in range(len(cols))]
     charge_p = placeholders[cols.index("charge_id")] if "charge_id" in cols else "NULL"
     exprs = [
-        _DERIVED.get((row.table, c), "{p}").format(p=p, charge=charge_p) for c, p in zip(cols, placeholders, strict=True)
+        _DERIVED.get((row.table, c), "{p}").format(p=p, charge=charge_p)
+        for c, p in zip(cols, placeholders, strict=True)
     ]
     n = len(cols)
     sticky = _STICKY.get(row.table, set())
     sets = ", ".join(
         f"{c} = COALESCE(excluded.{c}, {row.table}.{c})" if c in sticky else f"{c} = excluded.{c}"
-        for c in cols if c != "id"
+        for c in cols
+        if c != "id"
     )
     sql = (
         f"INSERT INTO {row.table} ({', '.join(cols)}, version, synced_at) "
@@ -341,12 +391,15 @@ SELECT
        created, next_payment_attempt, synced_at
      FROM stripe_invoices WHERE customer_id = $1 ORDER BY created DESC NULLS LAST LIMIT 24) i) AS invoices,
   (SELECT json_agg(x) FROM (SELECT id, status, amount_cents, invoice_id, last_decline_code, created, synced_at
-     FROM stripe_payment_intents WHERE customer_id = $1 ORDER BY created DESC NULLS LAST LIMIT 24) x) AS payment_intents,
+     FROM stripe_payment_intents WHERE customer_id = $1 ORDER BY created DESC NULLS LAST LIMIT 24) x)
+     AS payment_intents,
   (SELECT json_agg(ch) FROM (SELECT c.id, c.amount_cents, c.status, c.created, c.amount_refunded_cents,
        COALESCE(c.invoice_id, (SELECT i.id FROM stripe_invoices i WHERE i.customer_id = $1
-          AND (i.charge_id = c.id OR (c.payment_intent_id IS NOT NULL AND i.payment_intent_id = c.payment_intent_id))
+          AND (i.charge_id = c.id
+               OR (c.payment_intent_id IS NOT NULL AND i.payment_intent_id = c.payment_intent_id))
           LIMIT 1)) AS invoice_id,
-       c.payment_intent_id, c.failure_code, c.decline_code, c.payment_method_id, c.disputed, c.description, c.synced_at
+       c.payment_intent_id, c.failure_code, c.decline_code, c.payment_method_id, c.disputed, c.description,
+       c.synced_at
      FROM stripe_charges c WHERE c.customer_id = $1 ORDER BY c.created DESC LIMIT 50) ch) AS charges,
   (SELECT json_agg(r) FROM (SELECT id, charge_id, amount_cents, status, created, reason, synced_at
      FROM stripe_refunds WHERE customer_id = $1 ORDER BY created DESC LIMIT 50) r) AS refunds,
@@ -414,7 +467,9 @@ class MirrorStore:
         sql, args = _upsert_sql(row)
         await conn.execute(sql, *args, version_ms)
         if row.table == "stripe_disputes":
-            await conn.execute("UPDATE stripe_charges SET disputed = true WHERE id = $1", row.values["charge_id"])
+            await conn.execute(
+                "UPDATE stripe_charges SET disputed = true WHERE id = $1", row.values["charge_id"]
+            )
 
     async def _upsert_store_customer(self, conn: asyncpg.Connection, row: MirrorRow) -> None:
         v = row.values
@@ -422,9 +477,14 @@ class MirrorStore:
         await conn.execute(
             """INSERT INTO customers (id, email, name, country, tenure_start) VALUES ($1,$2,$3,$4,$5)
                ON CONFLICT (id) DO UPDATE SET email = COALESCE(excluded.email, customers.email),
-                 name = COALESCE(excluded.name, customers.name), country = COALESCE(excluded.country, customers.country),
+                 name = COALESCE(excluded.name, customers.name),
+                 country = COALESCE(excluded.country, customers.country),
                  tenure_start = COALESCE(customers.tenure_start, excluded.tenure_start)""",
-            v["id"], v["email"], v["name"], country, v["created"],
+            v["id"],
+            v["email"],
+            v["name"],
+            country,
+            v["created"],
         )
 
     async def plan_ids(self, conn: asyncpg.Connection) -> set[str]:
@@ -452,9 +512,13 @@ class MirrorStore:
         amount = plan.get("amount") if plan.get("amount") is not None else plan.get("unit_amount")
         interval = plan.get("interval") or (plan.get("recurring") or {}).get("interval") or "month"
         await conn.execute(
-            """INSERT INTO plans (id, name, price_usd, interval, seat_limit, tier) VALUES ($1,$2,$3,$4,NULL,$5)
+            """INSERT INTO plans (id, name, price_usd, interval, seat_limit, tier)
+               VALUES ($1,$2,$3,$4,NULL,$5)
                ON CONFLICT (id) DO NOTHING""",
-            plan_id, plan.get("nickname") or plan_id, round(_int(amount) / 100.0, 2), interval,
+            plan_id,
+            plan.get("nickname") or plan_id,
+            round(_int(amount) / 100.0, 2),
+            interval,
             _text(meta.get("tl_tier")) or "starter",
         )
         known.add(plan_id)
@@ -475,15 +539,18 @@ class MirrorStore:
             f"VALUES ({', '.join(f'${i + 1}' for i in range(n))}, ${n + 1}, now()) "
             f"ON CONFLICT (id) DO UPDATE SET {sets}, version = excluded.version, updated_at = now() "
             f"WHERE excluded.version >= subscriptions.version",
-            *[v[c] for c in cols], version_ms,
+            *[v[c] for c in cols],
+            version_ms,
         )
         tier = await conn.fetchval("SELECT tier FROM plans WHERE id = $1", v["plan_id"])
         live = v["status"] not in ("canceled", "incomplete_expired")
         await conn.execute(
             """INSERT INTO customers (id, plan_tier) VALUES ($1, $2)
                ON CONFLICT (id) DO UPDATE SET plan_tier = CASE WHEN $3 THEN excluded.plan_tier
-                                                               ELSE COALESCE(customers.plan_tier, excluded.plan_tier) END""",
-            v["customer_id"], tier, live,
+                    ELSE COALESCE(customers.plan_tier, excluded.plan_tier) END""",
+            v["customer_id"],
+            tier,
+            live,
         )
 
     async def store_live_read(self, customer_id: str, objects: list[dict[str, Any]], version_ms: int) -> int:
@@ -501,7 +568,9 @@ class MirrorStore:
         await self.pool.execute(
             """UPDATE stripe_payment_methods SET detached = true, synced_at = now()
                WHERE customer_id = $1 AND NOT (id = ANY($2::text[])) AND version < $3""",
-            customer_id, listed_pms, version_ms,
+            customer_id,
+            listed_pms,
+            version_ms,
         )
         return stored
 
@@ -524,8 +593,10 @@ class MirrorStore:
             kind in ("payment_method", "card") and event_type.endswith(".deleted")
         ):
             await self.pool.execute(
-                "UPDATE stripe_payment_methods SET detached = true, synced_at = now() WHERE id = $1 AND version <= $2",
-                obj["id"], version_ms,
+                "UPDATE stripe_payment_methods SET detached = true, synced_at = now() "
+                "WHERE id = $1 AND version <= $2",
+                obj["id"],
+                version_ms,
             )
         log.info("diagnostics.mirror.event_applied", event_type=event_type, object=kind, id=obj.get("id"))
         return True
@@ -550,51 +621,93 @@ class MirrorStore:
         )
         invoices = tuple(
             InvoiceRecord(
-                id=r["id"], status=r["status"], amount_due_cents=r["amount_due_cents"],
-                amount_paid_cents=r["amount_paid_cents"], attempt_count=r["attempt_count"],
-                hosted_invoice_url=r["hosted_invoice_url"], link_expires_at=_dt(r["link_expires_at"]),
-                last_decline_code=r["last_decline_code"], charge_id=r["charge_id"],
-                payment_intent_id=r["payment_intent_id"], subscription_id=r["subscription_id"],
-                created=_dt(r["created"]), next_payment_attempt=_dt(r["next_payment_attempt"]),
+                id=r["id"],
+                status=r["status"],
+                amount_due_cents=r["amount_due_cents"],
+                amount_paid_cents=r["amount_paid_cents"],
+                attempt_count=r["attempt_count"],
+                hosted_invoice_url=r["hosted_invoice_url"],
+                link_expires_at=_dt(r["link_expires_at"]),
+                last_decline_code=r["last_decline_code"],
+                charge_id=r["charge_id"],
+                payment_intent_id=r["payment_intent_id"],
+                subscription_id=r["subscription_id"],
+                created=_dt(r["created"]),
+                next_payment_attempt=_dt(r["next_payment_attempt"]),
             )
             for r in map(seen, _rows(rec["invoices"]))
         )
         pis = tuple(
-            PaymentIntentRecord(r["id"], r["status"], r["amount_cents"], r["invoice_id"], r["last_decline_code"],
-                                _dt(r["created"]))
+            PaymentIntentRecord(
+                r["id"],
+                r["status"],
+                r["amount_cents"],
+                r["invoice_id"],
+                r["last_decline_code"],
+                _dt(r["created"]),
+            )
             for r in map(seen, _rows(rec["payment_intents"]))
         )
         charges = tuple(
             ChargeRecord(
-                id=r["id"], amount_cents=r["amount_cents"], status=r["status"], created=_dt(r["created"]) or datetime.now(UTC),
-                amount_refunded_cents=r["amount_refunded_cents"], invoice_id=r["invoice_id"],
-                payment_intent_id=r["payment_intent_id"], failure_code=r["failure_code"],
-                decline_code=r["decline_code"], payment_method_id=r["payment_method_id"], disputed=r["disputed"],
+                id=r["id"],
+                amount_cents=r["amount_cents"],
+                status=r["status"],
+                created=_dt(r["created"]) or datetime.now(UTC),
+                amount_refunded_cents=r["amount_refunded_cents"],
+                invoice_id=r["invoice_id"],
+                payment_intent_id=r["payment_intent_id"],
+                failure_code=r["failure_code"],
+                decline_code=r["decline_code"],
+                payment_method_id=r["payment_method_id"],
+                disputed=r["disputed"],
                 description=r["description"],
             )
             for r in map(seen, _rows(rec["charges"]))
         )
         refunds = tuple(
-            RefundRecord(r["id"], r["charge_id"], r["amount_cents"], r["status"], _dt(r["created"]) or datetime.now(UTC),
-                         r["reason"])
+            RefundRecord(
+                r["id"],
+                r["charge_id"],
+                r["amount_cents"],
+                r["status"],
+                _dt(r["created"]) or datetime.now(UTC),
+                r["reason"],
+            )
             for r in map(seen, _rows(rec["refunds"]))
         )
         disputes = tuple(
-            DisputeRecord(r["id"], r["charge_id"], r["amount_cents"], r["status"], _dt(r["created"]) or datetime.now(UTC),
-                          r["reason"])
+            DisputeRecord(
+                r["id"],
+                r["charge_id"],
+                r["amount_cents"],
+                r["status"],
+                _dt(r["created"]) or datetime.now(UTC),
+                r["reason"],
+            )
             for r in map(seen, _rows(rec["disputes"]))
         )
         subs = tuple(
             SubscriptionRecord(
-                id=r["id"], status=r["status"], plan_id=r["plan_id"], seats=r["seats"], price_usd=float(r["price_usd"]),
-                current_period_start=_dt(r["current_period_start"]), current_period_end=_dt(r["current_period_end"]),
-                cancel_at_period_end=r["cancel_at_period_end"], canceled_at=_dt(r["canceled_at"]),
+                id=r["id"],
+                status=r["status"],
+                plan_id=r["plan_id"],
+                seats=r["seats"],
+                price_usd=float(r["price_usd"]),
+                current_period_start=_dt(r["current_period_start"]),
+                current_period_end=_dt(r["current_period_end"]),
+                cancel_at_period_end=r["cancel_at_period_end"],
+                canceled_at=_dt(r["canceled_at"]),
             )
             for r in _rows(rec["subscriptions"])
         )
         plans = {
             r["id"]: PlanRecord(
-                id=r["id"], name=r["name"], tier=r["tier"], price_usd=float(r["price_usd"]), seat_limit=r["seat_limit"],
+                id=r["id"],
+                name=r["name"],
+                tier=r["tier"],
+                price_usd=float(r["price_usd"]),
+                seat_limit=r["seat_limit"],
                 included_usage={k: float(x) for k, x in (r["included_usage"] or {}).items()},
                 overage_unit_usd={k: float(x) for k, x in (r["overage_unit_usd"] or {}).items()},
             )
@@ -609,11 +722,18 @@ class MirrorStore:
             name=(customer or {}).get("name") or (store or {}).get("name"),
             deleted=bool((customer or {}).get("deleted")),
             default_payment_method_id=(customer or {}).get("default_payment_method"),
-            payment_methods=pms, invoices=invoices, payment_intents=pis, charges=charges, refunds=refunds,
-            disputes=disputes, subscriptions=subs, plans=plans,
+            payment_methods=pms,
+            invoices=invoices,
+            payment_intents=pis,
+            charges=charges,
+            refunds=refunds,
+            disputes=disputes,
+            subscriptions=subs,
+            plans=plans,
         )
-        return snapshot, Freshness(known=customer is not None, in_store=store is not None,
-                                   synced_at=max(stamps) if stamps else None)
+        return snapshot, Freshness(
+            known=customer is not None, in_store=store is not None, synced_at=max(stamps) if stamps else None
+        )
 
 
 def now_ms() -> int:

@@ -20,24 +20,41 @@ def _plain(obj: Any) -> dict[str, Any]:
 class StripeLiveReader:
     """Reads a customer and everything billed to them. Never reads or returns full card numbers."""
 
-    def __init__(self, api_key: str, api_base: str | None, *, timeout_s: float = 5.0, emulated: bool = False,
-                 list_limit: int = 100) -> None:
-        bases = {"api": api_base} if api_base else None
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str | None,
+        *,
+        timeout_s: float = 5.0,
+        emulated: bool = False,
+        list_limit: int = 100,
+    ) -> None:
+        bases: Any = {"api": api_base} if api_base else None
         http = stripe.RequestsClient(timeout=timeout_s) if _has_requests() else None
-        self.client = stripe.StripeClient(api_key, base_addresses=bases, max_network_retries=0,  # type: ignore[arg-type]
-                                          http_client=http)
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses=bases,
+            max_network_retries=0,  # type: ignore[arg-type]
+            http_client=http,
+        )
         self.timeout_s = timeout_s
         self.emulated = emulated
         self.limit = list_limit
 
     async def read_customer(self, customer_id: str) -> list[dict[str, Any]]:
-        """The customer first, then payment methods, subscriptions, invoices, payment intents, charges, refunds."""
+        """The customer first, then payment methods, subscriptions, invoices, intents, charges, refunds."""
         try:
-            customer = await asyncio.wait_for(asyncio.to_thread(self._customer, customer_id), self.timeout_s * 2)
+            customer = await asyncio.wait_for(
+                asyncio.to_thread(self._customer, customer_id), self.timeout_s * 2
+            )
             parts = await asyncio.wait_for(
                 asyncio.gather(
-                    asyncio.to_thread(self._list, "payment_methods", {"customer": customer_id, "type": "card"}),
-                    asyncio.to_thread(self._list, "subscriptions", {"customer": customer_id, "status": "all"}),
+                    asyncio.to_thread(
+                        self._list, "payment_methods", {"customer": customer_id, "type": "card"}
+                    ),
+                    asyncio.to_thread(
+                        self._list, "subscriptions", {"customer": customer_id, "status": "all"}
+                    ),
                     asyncio.to_thread(self._list, "invoices", {"customer": customer_id}),
                     asyncio.to_thread(self._list, "charges", {"customer": customer_id}),
                     asyncio.to_thread(self._payment_intents, customer_id),
@@ -46,8 +63,13 @@ class StripeLiveReader:
             )
         except CustomerNotFound:
             raise
-        except (stripe.APIConnectionError, stripe.AuthenticationError, stripe.APIError, TimeoutError,
-                OSError) as exc:
+        except (
+            stripe.APIConnectionError,
+            stripe.AuthenticationError,
+            stripe.APIError,
+            TimeoutError,
+            OSError,
+        ) as exc:
             raise SourceUnavailable("stripe", f"{type(exc).__name__}: {exc}") from exc
         pms, subs, invoices, charges, intents = parts
         refunds = [r for ch in charges for r in ((ch.get("refunds") or {}).get("data") or [])]
