@@ -1,17 +1,21 @@
 """Benchmark the router's intent classifier: single-text latency (one torch thread) and batch throughput.
 
 Prints one JSON object per line: {"name", "value", "unit", "baseline", "ratio"}; ``baseline`` is the
-target; ``ratio`` > 1 means better than the target (bench/common.py).
-Run: .venv/bin/python bench/bench_classifier.py [--n 200] [--batch 512]
+target; ``ratio`` > 1 means better than the target (bench/common.py). Both paths are warmed up first
+(a single text and a batch of other texts); throughput is the median of ``--repeat`` timed batches,
+the slowest and fastest runs are printed beside it. Every row names the encoder variant.
+Run: .venv/bin/python bench/bench_classifier.py [--n 300] [--batch 512] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TIERLINE_TORCH_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,6 +37,20 @@ TEXTS = [
 ]
 
 
+def _throughput(classifier: IntentClassifier, batch: list[str], repeat: int) -> tuple[float, list[float]]:
+    """Median contacts/s over ``repeat`` timed ``predict`` calls on ``batch``, and every run's rate."""
+    rates = []
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        classifier.predict(batch)
+        rates.append(len(batch) / (time.perf_counter() - started))
+    return statistics.median(rates), rates
+
+
+def _spread(rates: list[float]) -> dict[str, Any]:
+    return {"runs": len(rates), "min": round(min(rates), 1), "max": round(max(rates), 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     quick = os.environ.get("TIERLINE_BENCH_QUICK") == "1"
@@ -40,6 +58,7 @@ def main() -> int:
     parser.add_argument(
         "--batch", type=int, default=128 if quick else 512, help="texts in the throughput batch"
     )
+    parser.add_argument("--repeat", type=int, default=1 if quick else 3, help="timed throughput batches")
     args = parser.parse_args()
 
     import torch
@@ -50,9 +69,11 @@ def main() -> int:
     except IntentModelError as exc:
         print(f"bench_classifier: {exc}", file=sys.stderr)
         return 1
+    encoder = classifier.encoder_variant
     classifier.predict(TEXTS[:1])  # load the encoder
     for text in TEXTS:  # warm up
         classifier.predict([text])
+    classifier.predict([f"{text} (warm-up {i})" for i, text in enumerate(TEXTS * 8)])  # and the batch path
 
     latencies = []
     for i in range(args.n):
@@ -68,21 +89,34 @@ def main() -> int:
             15.0,
             higher_is_better=False,
             target=15.0,
+            encoder=encoder,
         )
 
     batch = [f"{TEXTS[i % len(TEXTS)]} (ref {i})" for i in range(args.batch)]
-    started = time.perf_counter()
-    classifier.predict(batch)
-    rate = args.batch / (time.perf_counter() - started)
-    figure("classifier.throughput.1thread", rate, "contacts/s", 300.0, target=300.0)
+    rate, rates = _throughput(classifier, batch, args.repeat)
+    figure(
+        "classifier.throughput.1thread",
+        rate,
+        "contacts/s",
+        300.0,
+        target=300.0,
+        encoder=encoder,
+        **_spread(rates),
+    )
 
     threads = os.cpu_count() or 1
     if threads > 1:
         torch.set_num_threads(threads)
-        started = time.perf_counter()
-        classifier.predict(batch)
-        rate = args.batch / (time.perf_counter() - started)
-        figure(f"classifier.throughput.{threads}threads", rate, "contacts/s", 300.0, target=300.0)
+        rate, rates = _throughput(classifier, batch, args.repeat)
+        figure(
+            f"classifier.throughput.{threads}threads",
+            rate,
+            "contacts/s",
+            300.0,
+            target=300.0,
+            encoder=encoder,
+            **_spread(rates),
+        )
     return 0
 
 

@@ -28,11 +28,14 @@ from services.router.intent.dataset import (
     split_corpus,
 )
 from services.router.intent.model import (
+    ENCODER,
     IntentClassifier,
+    IntentModelError,
     IntentModelNotFound,
     IntentModelSettings,
     IntentPrediction,
     TfidfFeatures,
+    _cache_path,
     _embed,
     choose_threshold,
     classify_lines,
@@ -44,6 +47,7 @@ from services.router.intent.model import (
     metrics_from_predictions,
     train,
 )
+from tierline.embeddings import DIM, FP32, INT8, embed
 
 BANKING77 = default_banking77_dir()
 PUBLIC_SCENARIOS = BANKING77.parent / "scenarios" / "public.jsonl"
@@ -99,10 +103,11 @@ FRESH_TEXTS: list[tuple[str, Intent]] = [
 
 
 def _artefact_is_current(path: Path) -> bool:
-    meta = path / "meta.json"
-    if not meta.is_file():
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
         return False
-    return json.loads(meta.read_text())["data_hash"] == load_corpus(BANKING77).data_hash
+    meta = json.loads(meta_path.read_text())
+    return meta["data_hash"] == load_corpus(BANKING77).data_hash and meta.get("encoder_variant") == ENCODER.id
 
 
 @pytest.fixture(scope="session")
@@ -207,9 +212,69 @@ def test_given_predictions_when_scored_then_macro_f1_excludes_out_of_scope_and_r
 
 
 @pytest.mark.unit
+def test_given_texts_when_transformed_then_equal_to_scikit_learn_counts_with_sublinear_idf() -> None:
+    from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+    corpus = [t for t, _ in FRESH_TEXTS]
+    fitted = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(corpus)
+    features = TfidfFeatures(list(fitted.get_feature_names_out()), fitted.idf_)
+    texts = [*corpus[:10], "", "zzz unknown words only", "refund refund REFUND my refund"]
+    vocabulary = {term: i for i, term in enumerate(features.vocabulary)}
+    counts = CountVectorizer(vocabulary=vocabulary, ngram_range=(1, 2)).transform(texts).toarray()
+    expected = np.where(counts > 0, 1.0 + np.log(np.maximum(counts, 1)), 0.0) * features.idf
+    norms = np.linalg.norm(expected, axis=1, keepdims=True)
+    expected /= np.where(norms == 0.0, 1.0, norms)
+    assert np.allclose(features.transform(texts).toarray(), expected, atol=1e-12)
+    assert features.transform([]).shape == (0, len(features.vocabulary))
+
+
+@pytest.mark.unit
 def test_given_no_artefact_when_loading_then_model_not_found(tmp_path: Path) -> None:
-    with pytest.raises(IntentModelNotFound):
+    with pytest.raises(IntentModelNotFound, match="tierline train-intents"):
         IntentClassifier.load(tmp_path)
+
+
+def _tiny_classifier() -> IntentClassifier:
+    return IntentClassifier(
+        fine_labels=["refund", "other"],
+        fine_intents=[Intent.REFUND_REQUEST, Intent.OUT_OF_SCOPE],
+        w_embedding=np.zeros((DIM, 2)),
+        w_tfidf=np.ones((2, 2)),
+        bias=np.zeros(2),
+        tfidf=TfidfFeatures(["refund", "invoice"], np.array([1.0, 2.0])),
+    )
+
+
+@pytest.mark.unit
+def test_given_a_saved_artefact_when_loaded_then_it_records_and_accepts_this_builds_encoder(
+    tmp_path: Path,
+) -> None:
+    _tiny_classifier().save(tmp_path)
+    assert json.loads((tmp_path / "meta.json").read_text())["encoder_variant"] == ENCODER.id
+    assert IntentClassifier.load(tmp_path).encoder_variant == ENCODER.id
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("trained_with", [FP32.id, None], ids=["other-variant", "unrecorded"])
+def test_given_an_artefact_of_another_encoder_variant_when_loaded_then_refused_with_retrain_hint(
+    tmp_path: Path, trained_with: str | None
+) -> None:
+    _tiny_classifier().save(tmp_path)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    meta.pop("encoder_variant")
+    if trained_with is not None:
+        meta["encoder_variant"] = trained_with
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(IntentModelError, match=r"tierline train-intents") as raised:
+        IntentClassifier.load(tmp_path)
+    assert ENCODER.id in str(raised.value)
+
+
+@pytest.mark.unit
+def test_given_the_same_texts_when_cached_for_two_variants_then_two_cache_files(tmp_path: Path) -> None:
+    texts = ["send me the receipt", "hello"]
+    assert _cache_path(texts, tmp_path, INT8) != _cache_path(texts, tmp_path, FP32)
+    assert _cache_path(texts, tmp_path, INT8) == _cache_path(list(texts), tmp_path, INT8)
 
 
 @pytest.mark.unit
@@ -226,11 +291,11 @@ def test_given_the_model_dir_env_when_resolving_default_path_then_env_wins(
 
 
 @pytest.mark.integration
-def test_given_one_text_when_embedded_on_the_fast_path_then_equal_to_tierline_embed() -> None:
-    from tierline.embeddings import embed
-
-    text = "Why was I charged for 40 seats when we only have 25 users?"
-    assert np.allclose(_embed([text]), embed([text]), atol=1e-5)
+def test_given_texts_when_embedded_for_the_model_then_the_models_encoder_variant_is_used() -> None:
+    texts = ["Why was I charged for 40 seats when we only have 25 users?", "hello"]
+    assert ENCODER.precision == "int8"
+    assert np.array_equal(_embed(texts), embed(texts, variant=ENCODER))
+    assert np.array_equal(_embed(texts[:1]), _embed(texts)[:1])  # one text alone == the same text in a batch
 
 
 @pytest.mark.integration
@@ -256,6 +321,7 @@ def test_given_the_artefact_when_inspected_then_plain_files_with_threshold_in_ra
     with np.load(model_dir / "weights.npz", allow_pickle=False) as weights:
         assert all(weights[k].dtype.kind == "f" for k in weights.files)
     meta = json.loads((model_dir / "meta.json").read_text())
+    assert meta["encoder_variant"] == ENCODER.id
     assert 0.3 <= meta["threshold"] <= 0.9
     assert meta["temperature"] > 0
     assert sum(p.stat().st_size for p in model_dir.iterdir()) < 10_000_000

@@ -32,7 +32,7 @@ class DatasetError(ValueError):
 
 
 def default_banking77_dir() -> Path:
-    """``<repo>/../shared/data/banking77`` when present, else the copy shipped in ``<repo>/data/banking77``."""
+    """``<repo>/../shared/data/banking77`` when present, else the copy in ``<repo>/data/banking77``."""
     shared = REPO_ROOT.parent / "shared" / "data" / "banking77"
     return shared if (shared / "mapping.csv").exists() else REPO_ROOT / "data" / "banking77"
 
