@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qdrant_client import QdrantClient
 from qdrant_client.http import models as qm
 
-from tierline.embeddings import DIM, embed
+from tierline.embeddings import DIM, EncoderVariant, embed
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +41,10 @@ DEFAULT_COLLECTION = "kcs_passages"
 SHIPPED_ARTICLES = Path(__file__).resolve().parent.parent / "knowledge"
 # bump when chunking or the embedded text changes: every article is then re-indexed on next load
 CHUNKER_VERSION = "1"
+# Passages and queries are embedded with int8 weights (about 1.7x faster than float32 for a query, cosine
+# 0.996 to the float32 vector); the variant is part of each article's content hash, so a collection
+# indexed with another variant is re-indexed on the next load instead of being searched with mixed vectors.
+KNOWLEDGE_ENCODER = EncoderVariant("int8", 256)
 _POINT_NAMESPACE = uuid.UUID("6a0f6c1e-3b0e-5d4c-9a51-7c1b0e2f4d10")
 _MAX_PASSAGE_CHARS = 900
 _MIN_PASSAGE_CHARS = 160
@@ -170,10 +174,16 @@ def chunk_markdown(title: str, body: str) -> list[tuple[str, str]]:
     return merged
 
 
+def embed_knowledge(texts: list[str]) -> npt.NDArray[np.float32]:
+    """Passage and query vectors, in ``KNOWLEDGE_ENCODER``."""
+    return embed(texts, variant=KNOWLEDGE_ENCODER)
+
+
 def content_hash(article: Article) -> str:
     digest = hashlib.sha256()
     for part in (
         CHUNKER_VERSION,
+        KNOWLEDGE_ENCODER.id,
         article.article_id,
         article.title,
         "\x1f".join(article.tags),
@@ -204,7 +214,7 @@ class KnowledgeStore:
         client: QdrantClient,
         *,
         collection: str = DEFAULT_COLLECTION,
-        embedder: Embedder = embed,
+        embedder: Embedder = embed_knowledge,
         payload_indexes: bool = False,
     ) -> None:
         self._client = client

@@ -9,6 +9,8 @@ carries the previous one's hash.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, TypeVar
 
 import structlog
@@ -151,8 +153,14 @@ def register_analytics_sink(
     lock: Any = None,
     batch_size: int = 500,
     batch_timeout_ms: int = 200,
+    linger_s: float = 1.0,
 ) -> AnalyticsSink:
-    """Subscribe the sink (group `<service group>.analytics`) and, by default, the daily drift job."""
+    """Subscribe the sink (group `<service group>.analytics`) and, by default, the daily drift job.
+
+    ``linger_s``: after a batch smaller than ``batch_size``, the topic's consumer waits out the rest of
+    this interval before fetching again, so records gather into fewer, larger inserts (every chDB insert
+    writes a part: its cost is mostly per insert, not per row). Analysts see records up to that much later.
+    """
     store = AnalyticsStore(ch_client, database, lock)
     sink = AnalyticsSink(store)
     group = f"{consumer_group(service.name)}.analytics"
@@ -168,6 +176,12 @@ def register_analytics_sink(
         **ORDERED_DEFAULTS,
     }
 
+    async def linger(started: float, count: int) -> None:
+        if count < batch_size:
+            remaining = linger_s - (time.monotonic() - started)
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+
     async def dead_letter(bad: list[tuple[Any, Exception]]) -> None:
         for raw, exc in bad:
             log.warning("analytics.bad_message", error=str(exc)[:200])
@@ -175,10 +189,12 @@ def register_analytics_sink(
                 await service.dead_letters.send(raw, exc, attempts=1)
 
     async def on_outcomes_recorded(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+        started = time.monotonic()
         records = message.raw_message if isinstance(message.raw_message, tuple) else None
         good, bad = _parse(OutcomeRecordedV1, bodies, records)
         await sink.on_outcomes_recorded([m for m, _ in good])
         await dead_letter(bad)
+        await linger(started, len(bodies))
 
     async def on_case_resolved(msg: CaseResolvedV1) -> None:
         await sink.on_case_resolved(msg)
@@ -186,10 +202,12 @@ def register_analytics_sink(
     async def on_audit_events_recorded(
         bodies: list[bytes], message: KafkaMessage = Context("message")
     ) -> None:
+        started = time.monotonic()
         records = message.raw_message if isinstance(message.raw_message, tuple) else None
         good, bad = _parse(AuditEventRecordedV1, bodies, records)
         await sink.on_audit_batch([(m, raw.partition, raw.offset) for m, raw in good if raw is not None])
         await dead_letter(bad)
+        await linger(started, len(bodies))
 
     sub(OutcomeRecordedV1.TOPIC, group_id=group, **batched)(on_outcomes_recorded)
     sub(CaseResolvedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(on_case_resolved)
