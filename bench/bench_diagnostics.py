@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         args.customers, args.events, args.samples, args.cold = 2000, 200_000, 500, 10
         args.data_dir = args.data_dir + "-small"
     if args.cores and hasattr(os, "sched_setaffinity"):
-        # "On one core": the diagnostics process (and chDB's threads) share one CPU; Postgres is not pinned.
+        # "On one core": this process, chDB's threads and the stack it starts (Postgres and the Stripe
+        # emulator inherit the affinity when spawned) all share the CPUs named here.
         os.sched_setaffinity(0, {int(c) for c in args.cores.split(",")})
     os.environ.setdefault("TIERLINE_LOG_LEVEL", "WARNING")
     import logging
