@@ -2,6 +2,11 @@
 
 localstripe itself binds every interface and pickles its whole store to /tmp on every write; this
 wrapper binds 127.0.0.1 only and writes the state file (debounced) where we say.
+
+It also indexes the store by object type. localstripe answers every list call (and every charge it
+renders: a charge's ``refunds``, ``amount_refunded`` and ``refunded`` are each a refund list) by scanning
+the whole store, so its cost grew with everything ever created and it became the demo's bottleneck.
+The index holds the same objects in the same (insertion) order, so list answers do not change.
 """
 
 from __future__ import annotations
@@ -13,6 +18,62 @@ import os
 import pickle
 from pathlib import Path
 from typing import Any
+
+
+def install_type_index(resources: Any) -> dict[str, dict[str, Any]]:
+    """Keep ``object type -> {store key: object}`` beside localstripe's store; lists read it.
+
+    Store keys are ``<object>:<id>`` (singletons such as the account have no colon and are not
+    listed). Returns the index, for tests.
+    """
+    index: dict[str, dict[str, Any]] = {}
+    store_cls = resources.Store
+
+    def rebuild(store: Any) -> None:
+        index.clear()
+        for key, value in dict.items(store):
+            kind, sep, _ = key.partition(":")
+            if sep:
+                index.setdefault(kind, {})[key] = value
+
+    def setitem(self: Any, key: str, value: Any) -> None:
+        dict.__setitem__(self, key, value)
+        kind, sep, _ = key.partition(":")
+        if sep:
+            index.setdefault(kind, {})[key] = value
+        self.dump_to_disk()
+
+    def delitem(self: Any, key: str) -> None:
+        dict.__delitem__(self, key)
+        kind, sep, _ = key.partition(":")
+        if sep:
+            index.get(kind, {}).pop(key, None)
+        self.dump_to_disk()
+
+    def clear(self: Any) -> None:
+        dict.clear(self)
+        index.clear()
+
+    load = store_cls.try_load_from_disk
+
+    def try_load_from_disk(self: Any) -> None:
+        load(self)
+        rebuild(self)
+
+    def list_all(cls: Any, url: str, limit: Any = None, starting_after: Any = None, **kwargs: Any) -> Any:
+        if kwargs:
+            raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+        li = resources.List(url, limit=limit, starting_after=starting_after)
+        li._list = list(index.get(cls.object, {}).values())
+        return li
+
+    store_cls.__setitem__ = setitem
+    store_cls.__delitem__ = delitem
+    store_cls.clear = clear
+    store_cls.try_load_from_disk = try_load_from_disk
+    resources.StripeObject._api_list_all = classmethod(list_all)
+    rebuild(resources.store)
+    return index
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
 
     resources.Store.dump_to_disk = dump_to_disk  # type: ignore[method-assign]
     resources.Store.try_load_from_disk = try_load_from_disk  # type: ignore[method-assign]
+    install_type_index(resources)
     resources.store.try_load_from_disk()
 
     async def flush_on_shutdown(_: web.Application) -> None:
