@@ -437,10 +437,10 @@ def demo_main(argv: list[str]) -> int:
     parser.add_argument(
         "--customers",
         type=int,
-        default=120,
-        help="localstripe slows as its store grows: ~120 keeps the month under 5 minutes here",
+        default=400,
+        help="customers built in the Stripe emulator (1,000 with --contacts 600 takes about 5 minutes here)",
     )
-    parser.add_argument("--contacts", type=int, default=150)
+    parser.add_argument("--contacts", type=int, default=300, help="chat and email contacts in the month")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=240.0)
