@@ -571,6 +571,7 @@ class ActionExecutor:
             return ActionOutcome(Action.SEND_INVOICE, "failed", "no paid invoice or payment found to send")
         doc_target = target or str(charge["id"])  # type: ignore[index]
         key = idempotency_key(ctx.key_scope, Action.SEND_INVOICE.value, doc_target)
+        pctx = await self.policy_context(ctx, await self.diagnosis(ctx))  # daily sending limit
 
         async def effect() -> dict[str, Any]:
             if target is not None:
@@ -593,7 +594,7 @@ class ActionExecutor:
                 "message": "The invoice was sent to the billing email.",
             }
 
-        return await self._run(ctx, Action.SEND_INVOICE, doc_target, None, effect)
+        return await self._run(ctx, Action.SEND_INVOICE, doc_target, pctx, effect)
 
     async def refund(
         self, ctx: ActionContext, charge_id: str | None, amount_usd: float | None, reason: str
@@ -723,7 +724,7 @@ class ActionExecutor:
                 Action.CHANGE_PLAN,
                 "succeeded",
                 "proration preview",
-                data={"preview": preview},
+                data={"preview": preview, "plan": plan, "seats": seats, "preview_only": True},
                 target=sub["id"],
             )
         pctx = await self.policy_context(ctx, diagnosis)

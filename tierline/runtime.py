@@ -116,7 +116,7 @@ class Service:
             self.pool = await create_pool(self.settings.postgres_dsn)
         for hook in self.on_start:
             await hook(self)
-        await self.broker.start()
+        await self._start_broker()
         for job in self.background:
             self._tasks.append(asyncio.create_task(job(self), name=f"{self.name}:{job.__name__}"))
         if serve_http and self.http_port is not None:
@@ -135,6 +135,31 @@ class Service:
                 await asyncio.sleep(0.05)
         self.started = True
         log.info("service.started", service=self.name, http_port=self.http_port)
+
+    async def _start_broker(self) -> None:
+        """Start the consumers; a group that does not form in time is left and joined again.
+
+        A consumer's start waits for its partition assignment. A join round on the broker that never
+        completes (seen with Tansu while several members of one group join at once) would otherwise
+        hang the service forever; leaving the group and joining afresh completes it.
+        """
+        timeout = self.settings.broker_join_timeout_s
+        attempts = self.settings.broker_join_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await asyncio.wait_for(self.broker.start(), timeout)
+                return
+            except TimeoutError:
+                log.warning(
+                    "service.broker_join_timeout",
+                    service=self.name,
+                    attempt=attempt,
+                    timeout_s=timeout,
+                    waiting_in=awaiting_tasks(),
+                )
+                with contextlib.suppress(Exception):
+                    await self.broker.stop()
+        raise TimeoutError(f"{self.name}: consumer groups did not form in {attempts} x {timeout:.0f} s")
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -168,3 +193,18 @@ class Service:
         await self.start()
         await stop.wait()
         await self.stop()
+
+
+def awaiting_tasks() -> list[str]:
+    """Where each task of the running loop waits (module:line, outermost first): for a start that hangs."""
+    out = []
+    for task in asyncio.all_tasks():
+        coro: Any = task.get_coro()
+        frames = []
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                frames.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        out.append(f"{task.get_name()}: " + " > ".join(frames))
+    return out

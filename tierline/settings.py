@@ -39,6 +39,12 @@ class InfraSettings(BaseSettings):
     http_port: int | None = Field(default=None, description="this service's HTTP port (health, API, pages)")
     http_host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 inside a container")
     log_json: bool | None = None
+    broker_join_timeout_s: float = Field(
+        default=90.0,
+        gt=0,
+        description="how long a service waits for its consumer groups to form before it rejoins them",
+    )
+    broker_join_attempts: int = Field(default=3, ge=1)
 
     def resolved_clickhouse_dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"

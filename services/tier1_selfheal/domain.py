@@ -472,7 +472,7 @@ def summarize(outcome: ActionOutcome, diagnosis: DiagnosisView | None, retention
         pr: dict[str, Any] = found[0] if found else d
         plan = d.get("plan") or pr.get("new_plan_id") or "the new plan"
         seats = pr.get("new_seats") or d.get("seats")
-        what = f"{plan}" + (f" with {seats} seats" if seats else "")
+        what = f"{plan}" + (f" with {seats} seat{'' if seats == 1 else 's'}" if seats else "")
         figures = ""
         if "net_cents" in pr:
             figures = (

@@ -35,7 +35,7 @@ from services.tier1_selfheal.app import create_service
 from services.tier1_selfheal.auth import issue_session_token
 from tierline.messaging import publish
 from tierline.stack.procs import free_port
-from tierline.stripe_adapter import StripeActions
+from tierline.stripe_adapter import StripeActions, ref_id
 from tierline.world import VISA, build_world
 
 pytestmark = pytest.mark.integration
@@ -484,3 +484,293 @@ async def test_given_contact_id_unknown_when_polled_then_404(tier1: Any, http: h
         f"/v1/health-meter/contacts/sh_{uuid.uuid4().hex}", headers=bearer(tier1, "cus_nobody")
     )
     assert resp.status_code == 404
+
+
+# -------------------------------------------------------------------- every fixer: success, failure, denial
+#
+# Each fix the meter offers runs once through the real consumer, the shared policy-checked executor and the
+# Stripe emulator: it succeeds (the effect is visible in Stripe and ledgered once), fails (handed to Tier 2
+# with what was tried, nothing changed), or is refused by policy (handed on or escalated, nothing changed).
+
+SETTLED = {"resolved", "handed_to_tier2", "escalated"}
+
+
+async def click(
+    http: httpx.AsyncClient, headers: dict[str, str], action: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    resp = await http.post(
+        "/v1/health-meter/fixes", headers=headers, json={"action": action, "params": params or {}}
+    )
+    assert resp.status_code == 202, resp.text
+    return await wait_status(http, headers, resp.json()["contact_id"], SETTLED)
+
+
+def plan_of(sub: dict[str, Any]) -> str:
+    """The Stripe plan id a subscription is on (expanded or not, on the item or the subscription)."""
+    item = ((sub.get("items") or {}).get("data") or [{}])[0]
+    plan = ref_id(item.get("plan") or sub.get("plan") or {})
+    assert plan, sub
+    return plan
+
+
+async def test_given_expired_invoice_link_when_regenerate_clicked_then_fresh_link_sent_and_resolved(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    # Given an unpaid invoice whose payment link expired yesterday
+    world = await build_world(
+        {
+            "subscription": {"status": "past_due"},
+            "expired_invoice_link": True,
+            "failed_invoice": {"amount_usd": 49, "days_ago": 9, "decline_code": "insufficient_funds"},
+        },
+        stripe_actions,
+        label=f"t1-link-{unique}",
+    )
+    headers = bearer(tier1, world.customer_id)
+    meter = (await http.get("/v1/health-meter", headers=headers)).json()
+    assert "regenerate_invoice_link" in [f["action"] for f in meter["fixes"]], meter
+    # When
+    status = await click(http, headers, "regenerate_invoice_link")
+    # Then one fresh link, valid for about 30 days, was made and sent
+    assert status["status"] == "resolved", status
+    assert status["actions"] == ["regenerate_invoice_link"]
+    assert world.failed_invoice_id in status["summary"]
+    assert [link["action"] for link in status["links"]] == ["regenerate_invoice_link"]
+    invoice = await stripe_actions.get_invoice(world.failed_invoice_id or "")
+    expires = int(invoice["metadata"]["tl_link_expires_at"])
+    assert 29 * 86400 < expires - time.time() <= 30 * 86400
+    rows = await ledger_rows(pg_pool, world.customer_id, "regenerate_invoice_link")
+    assert [(r["status"], r["target"]) for r in rows] == [("succeeded", world.failed_invoice_id)]
+    assert rows[0]["result"]["url"] == status["links"][0]["url"]
+
+
+async def test_given_no_open_invoice_when_regenerate_requested_then_failed_and_handed_to_tier2(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    world = await build_world({}, stripe_actions, label=f"t1-nolink-{unique}")
+    headers = bearer(tier1, world.customer_id)
+    status = await click(http, headers, "regenerate_invoice_link")
+    assert status["status"] == "handed_to_tier2", status
+    handoff = await tier1.state["collector"].wait_for(AgentRequestedV1.TOPIC, world.customer_id)
+    assert [(t["action"], t["status"]) for t in handoff["payload"]["tried"]] == [
+        ("regenerate_invoice_link", "failed")
+    ]
+    rows = await ledger_rows(pg_pool, world.customer_id, "regenerate_invoice_link")
+    assert [r["status"] for r in rows if r["status"] == "succeeded"] == []
+
+
+async def test_given_paid_invoice_when_send_invoice_clicked_then_document_sent_and_resolved(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    world = await build_world({}, stripe_actions, label=f"t1-inv-{unique}")
+    headers = bearer(tier1, world.customer_id)
+    status = await click(http, headers, "send_invoice")
+    assert status["status"] == "resolved", status
+    assert status["actions"] == ["send_invoice"]
+    assert status["links"]
+    assert status["links"][0]["url"]
+    rows = await ledger_rows(pg_pool, world.customer_id, "send_invoice")
+    assert len(rows) == 1
+    assert rows[0]["status"] == "succeeded"
+    assert rows[0]["target"] in world.invoice_ids + world.charge_ids
+    # and it went to the customer's billing email
+    assert rows[0]["result"]["sent_to"] == world.email
+    assert rows[0]["result"]["url"] == status["links"][0]["url"]
+
+
+async def test_given_another_customers_invoice_id_when_send_invoice_then_only_own_document_is_sent(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    victim = await build_world({}, stripe_actions, label=f"t1-inv-v-{unique}")
+    asker = await build_world({}, stripe_actions, label=f"t1-inv-a-{unique}")
+    victim_invoice = victim.invoice_ids[0]
+    status = await click(
+        http, bearer(tier1, asker.customer_id), "send_invoice", {"invoice_id": victim_invoice}
+    )
+    assert status["status"] == "resolved", status
+    rows = await ledger_rows(pg_pool, asker.customer_id, "send_invoice")
+    assert [r["status"] for r in rows] == ["succeeded"]
+    assert rows[0]["target"] != victim_invoice
+    assert rows[0]["target"] in asker.invoice_ids + asker.charge_ids
+    assert victim_invoice not in json.dumps(status)
+
+
+async def test_given_plan_preview_when_clicked_then_proration_shown_and_nothing_changed(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    world = await build_world({}, stripe_actions, label=f"t1-prev-{unique}")
+    before = plan_of(await stripe_actions.get_subscription(world.subscription_id or ""))
+    status = await click(
+        http, bearer(tier1, world.customer_id), "change_plan", {"plan": "business", "preview_only": True}
+    )
+    assert status["status"] == "resolved", status
+    assert status["summary"].startswith("Preview of moving to business"), status
+    assert "Proration: credit $" in status["summary"]
+    assert "nothing has changed" in status["summary"]
+    assert plan_of(await stripe_actions.get_subscription(world.subscription_id or "")) == before
+    assert await ledger_rows(pg_pool, world.customer_id, "change_plan") == []
+
+
+async def test_given_plan_change_when_clicked_then_subscription_moves_once_with_proration(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    world = await build_world({"customer": {"plan": "pro"}}, stripe_actions, label=f"t1-plan-{unique}")
+    status = await click(http, bearer(tier1, world.customer_id), "change_plan", {"plan": "business"})
+    assert status["status"] == "resolved", status
+    assert status["summary"].startswith("Your plan is now business"), status
+    assert "net $" in status["summary"]
+    sub = await stripe_actions.get_subscription(world.subscription_id or "")
+    assert plan_of(sub) == await stripe_actions.ensure_plan("business", 299)
+    rows = await ledger_rows(pg_pool, world.customer_id, "change_plan")
+    assert [(r["status"], r["target"]) for r in rows] == [("succeeded", world.subscription_id)]
+    assert await pg_pool.fetchval("SELECT plan_id FROM subscriptions WHERE id=$1", world.subscription_id) in (
+        "business",
+        None,
+    )
+
+
+async def test_given_unknown_plan_when_change_requested_then_failed_handed_to_tier2_and_unchanged(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    world = await build_world({}, stripe_actions, label=f"t1-noplan-{unique}")
+    before = plan_of(await stripe_actions.get_subscription(world.subscription_id or ""))
+    status = await click(http, bearer(tier1, world.customer_id), "change_plan", {"plan": "platinum"})
+    assert status["status"] == "handed_to_tier2", status
+    handoff = await tier1.state["collector"].wait_for(AgentRequestedV1.TOPIC, world.customer_id)
+    assert "unknown plan 'platinum'" in handoff["payload"]["handoff_reason"]
+    assert plan_of(await stripe_actions.get_subscription(world.subscription_id or "")) == before
+    assert await ledger_rows(pg_pool, world.customer_id, "change_plan") == []
+
+
+async def test_given_card_declined_as_stolen_when_plan_change_requested_then_fraud_escalation_no_change(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    world = await declined_world(stripe_actions, unique, code="stolen_card", card="declined_generic")
+    before = plan_of(await stripe_actions.get_subscription(world.subscription_id or ""))
+    status = await click(http, bearer(tier1, world.customer_id), "change_plan", {"plan": "business"})
+    assert status["status"] == "escalated", status
+    assert status["escalation_reason"] == "fraud"
+    esc = await tier1.state["collector"].wait_for(EscalationOpenedV1.TOPIC, world.customer_id)
+    assert [d["verdict"] for d in esc["payload"]["policy_decisions"]] == ["needs_human"]
+    assert plan_of(await stripe_actions.get_subscription(world.subscription_id or "")) == before
+    rows = await ledger_rows(pg_pool, world.customer_id, "change_plan")
+    assert [r["status"] for r in rows if r["status"] == "succeeded"] == []
+
+
+async def test_given_open_dispute_when_cancel_clicked_then_escalated_for_dispute_and_not_cancelled(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    # Given an open dispute, known to billing the way Tier 0's mirror learns it (charge.dispute.created)
+    world = await build_world({"dispute_open": True}, stripe_actions, label=f"t1-disp-{unique}")
+    [event] = [e for e in world.pending_events if e["type"] == "charge.dispute.created"]
+    await MirrorStore(pg_pool).apply_stripe_event(event["type"], event["data"]["object"], event["created"])
+    status = await click(http, bearer(tier1, world.customer_id), "cancel_subscription")
+    assert status["status"] == "escalated", status
+    assert status["escalation_reason"] == "dispute"
+    sub = await stripe_actions.get_subscription(world.subscription_id or "")
+    assert sub["cancel_at_period_end"] is False
+
+
+async def test_given_cancelled_subscription_when_cancel_clicked_then_failed_and_handed_to_tier2(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    world = await build_world(
+        {"subscription": {"status": "canceled"}}, stripe_actions, label=f"t1-gone-{unique}"
+    )
+    status = await click(http, bearer(tier1, world.customer_id), "cancel_subscription")
+    assert status["status"] in ("handed_to_tier2", "escalated"), status
+    rows = await ledger_rows(pg_pool, world.customer_id, "cancel_subscription")
+    assert [r["status"] for r in rows if r["status"] == "succeeded"] == []
+
+
+async def test_given_three_card_links_today_when_a_fourth_is_clicked_then_rate_limited_and_handed_on(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    # Given the daily limit for automatic update-card links (3 in the shipped policy)
+    world = await build_world({}, stripe_actions, label=f"t1-rate-{unique}")
+    headers = bearer(tier1, world.customer_id)
+    for _ in range(3):
+        assert (await click(http, headers, "send_update_card_link"))["status"] == "resolved"
+    # When a fourth is clicked the same day
+    fourth = await click(http, headers, "send_update_card_link")
+    # Then policy refuses it, Tier 2 gets the contact with the denial, and no fourth link exists
+    assert fourth["status"] == "handed_to_tier2", fourth
+    assert "links" not in fourth
+    rows = await ledger_rows(pg_pool, world.customer_id, "send_update_card_link")
+    assert sorted(r["status"] for r in rows) == ["denied", "succeeded", "succeeded", "succeeded"]
+    handoff = await tier1.state["collector"].wait_for(AgentRequestedV1.TOPIC, world.customer_id)
+    assert handoff["contact_id"] == fourth["contact_id"]
+    assert [(t["action"], t["status"]) for t in handoff["payload"]["tried"]] == [
+        ("send_update_card_link", "denied")
+    ]
+
+
+DAILY_LIMITED = [
+    # action, params, the shipped policy's daily limit for automatic actors, the world it needs
+    ("regenerate_invoice_link", {}, 5, "expired_link"),
+    ("send_invoice", {}, 10, "healthy"),
+    ("update_billing_details", {"company_name": "Limit Test Ltd"}, 5, "healthy"),
+    ("cancel_subscription", {}, 1, "healthy"),
+    ("change_plan", {"plan": "business"}, 2, "healthy"),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "params", "limit", "kind"), DAILY_LIMITED, ids=[a[0] for a in DAILY_LIMITED]
+)
+async def test_given_daily_limit_reached_when_fix_clicked_then_policy_denies_and_nothing_changes(
+    tier1: Any,
+    http: httpx.AsyncClient,
+    stripe_actions: StripeActions,
+    pg_pool: Any,
+    unique: str,
+    action: str,
+    params: dict[str, Any],
+    limit: int,
+    kind: str,
+) -> None:
+    # Given a customer for whom this fix already ran `limit` times in the last day (ledgered earlier)
+    spec: dict[str, Any] = {}
+    if kind == "expired_link":
+        spec = {
+            "subscription": {"status": "past_due"},
+            "expired_invoice_link": True,
+            "failed_invoice": {"amount_usd": 49, "days_ago": 9, "decline_code": "insufficient_funds"},
+        }
+    world = await build_world(spec, stripe_actions, label=f"t1-lim-{action}-{unique}")
+    for i in range(limit):
+        await pg_pool.execute(
+            """INSERT INTO action_ledger (idempotency_key, contact_id, customer_id, action, target,
+                   tier, actor, status) VALUES ($1, $2, $3, $4, $5, 'tier1', 'selfheal', 'succeeded')""",
+            f"seed:{unique}:{action}:{i}",
+            f"seed-{unique}-{i}",
+            world.customer_id,
+            action,
+            f"earlier-{i}",
+        )
+    sub_before = await stripe_actions.get_subscription(world.subscription_id or "")
+    customer_before = await stripe_actions.get_customer(world.customer_id)
+    invoice_before = (
+        await stripe_actions.get_invoice(world.failed_invoice_id) if world.failed_invoice_id else None
+    )
+    # When the customer clicks it once more
+    status = await click(http, bearer(tier1, world.customer_id), action, params)
+    # Then the policy refuses it and Tier 2 gets the contact with the denial; Stripe is unchanged
+    assert status["status"] == "handed_to_tier2", status
+    assert "links" not in status
+    rows = [
+        r
+        for r in await ledger_rows(pg_pool, world.customer_id, action)
+        if r["contact_id"] == status["contact_id"]
+    ]
+    assert [r["status"] for r in rows] == ["denied"]
+    assert "rate_limited" in (rows[0]["error"] or ""), rows[0]
+    sub_after = await stripe_actions.get_subscription(world.subscription_id or "")
+    assert sub_after["cancel_at_period_end"] == sub_before["cancel_at_period_end"]
+    assert plan_of(sub_after) == plan_of(sub_before)
+    assert (await stripe_actions.get_customer(world.customer_id)).get("name") == customer_before.get("name")
+    if invoice_before is not None:
+        after = await stripe_actions.get_invoice(world.failed_invoice_id or "")
+        assert after["metadata"].get("tl_link_expires_at") == invoice_before["metadata"].get(
+            "tl_link_expires_at"
+        )

@@ -31,7 +31,7 @@ async def start_pipeline(
         for name in services:
             settings = infra.model_copy(update={"http_port": ports.get(name)})
             service = load_service_factory(name)(settings, **(overrides or {}).get(name, {}))
-            await service.start()
+            await service.start()  # bounded: a consumer group that does not form is rejoined
             started.append(service)
     except BaseException:
         await stop_pipeline(started)
