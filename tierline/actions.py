@@ -210,7 +210,8 @@ class ActionExecutor:
         )
         today = await self.pool.fetch(
             """SELECT action, count(*) AS n FROM action_ledger WHERE customer_id=$1 AND status='succeeded'
-               AND created_at > now() - interval '1 day' GROUP BY action""",
+               AND created_at >= date_trunc('day', now(), 'UTC')  -- the policy's day: calendar, UTC
+               GROUP BY action""",
             ctx.customer_id,
         )
         retries = await self.pool.fetchval(

@@ -85,9 +85,10 @@ def create_service(
     service.broker.subscriber(EscalationOpenedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(
         on_escalation_opened
     )
-    service.broker.subscriber(DeadLetterRecordedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(
-        on_dead_letter_recorded
-    )
+    # its own group: one topic per consumer group (see analytics/sink.py)
+    service.broker.subscriber(
+        DeadLetterRecordedV1.TOPIC, group_id=f"{group}.dead_letters", **SUBSCRIBER_DEFAULTS
+    )(on_dead_letter_recorded)
     service.on_start.append(on_start)
     service.background.append(sla_job)
     return service

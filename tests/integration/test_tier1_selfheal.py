@@ -774,3 +774,24 @@ async def test_given_daily_limit_reached_when_fix_clicked_then_policy_denies_and
         assert after["metadata"].get("tl_link_expires_at") == invoice_before["metadata"].get(
             "tl_link_expires_at"
         )
+
+
+async def test_given_yesterdays_links_when_a_link_is_clicked_today_then_the_daily_limit_starts_afresh(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    # Given three update-card links sent a minute before midnight UTC (yesterday's limit used up)
+    world = await build_world({}, stripe_actions, label=f"t1-day-{unique}")
+    for i in range(3):
+        await pg_pool.execute(
+            """INSERT INTO action_ledger (idempotency_key, contact_id, customer_id, action, target, tier,
+                   actor, status, created_at)
+               VALUES ($1, $2, $3, 'send_update_card_link', $3, 'tier1', 'selfheal', 'succeeded',
+                       date_trunc('day', now(), 'UTC') - interval '1 minute')""",
+            f"seed:{unique}:day:{i}",
+            f"seed-day-{unique}-{i}",
+            world.customer_id,
+        )
+    # When one is clicked today, Then it is sent: the policy's day is the calendar day in UTC
+    status = await click(http, bearer(tier1, world.customer_id), "send_update_card_link")
+    assert status["status"] == "resolved", status
+    assert [link["action"] for link in status["links"]] == ["send_update_card_link"]

@@ -43,7 +43,7 @@ SCALING_TOPICS = {
     "tier2_agent": {"tier2.agent.requested.v1"},
     "tier3_handoff": {"tier3.escalation.opened.v1"},
     "notifier": {"notification.requested.v1"},
-    "analytics_sink": {"contact.outcome.recorded.v1", "usage.event.recorded.v1"},
+    "analytics_sink": {"contact.outcome.recorded.v1", "audit.event.recorded.v1"},
 }
 INFRA_COMPONENTS = ("kafka", "kafka-init", "postgres", "migrate", "clickhouse", "qdrant")
 # Environment variables the code reads that are not InfraSettings fields.
@@ -347,10 +347,20 @@ def test_given_the_http_services_when_read_then_each_targets_its_deployment_port
 
 
 @pytest.mark.unit
+def subscriptions(service: str) -> set[tuple[str, str]]:
+    """(consumer group, topic) of every subscriber the service's code declares."""
+    from tierline.cli import load_service_factory
+    from tierline.settings import InfraSettings
+
+    built = load_service_factory(service)(InfraSettings())
+    return {(str(s.group_id), t) for s in built.broker.subscribers for t in s.topic_names}
+
+
 def test_given_the_scaled_objects_when_read_then_groups_topics_and_brokers_match_the_services(
     manifests: list[tuple[Path, dict[str, Any]]],
 ) -> None:
-    """Given the ScaledObjects, When read, Then each scales on tierline.<service> lag of its topics."""
+    """Given the ScaledObjects, When read, Then each scales on the lag of a group and topic its service
+    really consumes."""
     deployments = {d["metadata"]["name"]: served_service(d) for d in of_kind(manifests, "Deployment")}
     bootstrap = configmap_data(manifests)["TIERLINE_KAFKA_BOOTSTRAP"]
     partitions = int(job_env(manifests, "tierline-topics")["PARTITIONS"])
@@ -360,7 +370,8 @@ def test_given_the_scaled_objects_when_read_then_groups_topics_and_brokers_match
         assert obj["spec"]["maxReplicaCount"] <= partitions, f"{service}: replicas past partitions idle"
         for trigger in obj["spec"]["triggers"]:
             meta = trigger["metadata"]
-            assert meta["consumerGroup"] == f"tierline.{service}"
+            # the lag KEDA reads must be that of a group the service really consumes the topic with
+            assert (meta["consumerGroup"], meta["topic"]) in subscriptions(service), (service, meta)
             assert meta["topic"] in TOPICS
             assert meta["bootstrapServers"] == bootstrap
             scaled.setdefault(service, set()).add(meta["topic"])

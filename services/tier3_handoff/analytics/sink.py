@@ -155,7 +155,7 @@ def register_analytics_sink(
     batch_timeout_ms: int = 200,
     linger_s: float = 1.0,
 ) -> AnalyticsSink:
-    """Subscribe the sink (group `<service group>.analytics`) and, by default, the daily drift job.
+    """Subscribe the sink (groups `<service group>.analytics.<topic>`) and, by default, the drift job.
 
     ``linger_s``: after a batch smaller than ``batch_size``, the topic's consumer waits out the rest of
     this interval before fetching again, so records gather into fewer, larger inserts (every chDB insert
@@ -209,9 +209,11 @@ def register_analytics_sink(
         await dead_letter(bad)
         await linger(started, len(bodies))
 
-    sub(OutcomeRecordedV1.TOPIC, group_id=group, **batched)(on_outcomes_recorded)
-    sub(CaseResolvedV1.TOPIC, group_id=group, **SUBSCRIBER_DEFAULTS)(on_case_resolved)
-    sub(AuditEventRecordedV1.TOPIC, group_id=group, **batched)(on_audit_events_recorded)
+    # One consumer group per topic: members of one group with different subscriptions joining together
+    # left Tansu's group stuck at an old generation (a new member's SyncGroup never answered).
+    sub(OutcomeRecordedV1.TOPIC, group_id=f"{group}.outcomes", **batched)(on_outcomes_recorded)
+    sub(CaseResolvedV1.TOPIC, group_id=f"{group}.cases", **SUBSCRIBER_DEFAULTS)(on_case_resolved)
+    sub(AuditEventRecordedV1.TOPIC, group_id=f"{group}.audit", **batched)(on_audit_events_recorded)
 
     async def ensure(svc: Service) -> None:
         await store.run(store.ensure_schema)
