@@ -10,6 +10,7 @@ import copy
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -350,9 +351,8 @@ def test_given_the_http_services_when_read_then_each_targets_its_deployment_port
 def subscriptions(service: str) -> set[tuple[str, str]]:
     """(consumer group, topic) of every subscriber the service's code declares."""
     from tierline.cli import load_service_factory
-    from tierline.settings import InfraSettings
 
-    built = load_service_factory(service)(InfraSettings())
+    built = load_service_factory(service)(InfraSettings(data_dir=Path(tempfile.mkdtemp())))
     return {(str(s.group_id), t) for s in built.broker.subscribers for t in s.topic_names}
 
 

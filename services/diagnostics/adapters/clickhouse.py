@@ -39,14 +39,16 @@ def get_client(dsn: str) -> Client:
         if client is None:
             client = clickhouse_connect.get_client(dsn=dsn)
             _CLIENTS[dsn] = client
-            _LOCKS[dsn] = threading.Lock()
+            _LOCKS.setdefault(dsn, threading.Lock())
         return client
 
 
 def client_lock(dsn: str) -> threading.Lock:
-    """Serialises calls on the shared client (chDB sessions are not safe for concurrent use)."""
-    get_client(dsn)
-    return _LOCKS[dsn]
+    """Serialises calls on the shared client (chDB sessions are not safe for concurrent use).
+
+    Opens nothing: a service is built with its lock and opens the engine on first use."""
+    with _REGISTRY_LOCK:
+        return _LOCKS.setdefault(dsn, threading.Lock())
 
 
 SCHEMA: tuple[str, ...] = (
