@@ -139,9 +139,11 @@ class Service:
     async def _start_broker(self) -> None:
         """Start the consumers; a group that does not form in time is left and joined again.
 
-        A consumer's start waits for its partition assignment. A join round on the broker that never
-        completes (seen with Tansu while several members of one group join at once) would otherwise
-        hang the service forever; leaving the group and joining afresh completes it.
+        A consumer's start waits for its partition assignment, so a join round the broker never
+        completes would hang the service for good. Each attempt is bounded; after the last, the start
+        fails with the reason and where every task was waiting. (The stall seen with Tansu — a group
+        whose members read different topics — came back on every rejoin; one topic per group is what
+        avoids it.)
         """
         timeout = self.settings.broker_join_timeout_s
         attempts = self.settings.broker_join_attempts
