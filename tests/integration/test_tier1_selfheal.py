@@ -493,6 +493,33 @@ async def test_given_contact_id_unknown_when_polled_then_404(tier1: Any, http: h
 # with what was tried, nothing changed), or is refused by policy (handed on or escalated, nothing changed).
 
 SETTLED = {"resolved", "handed_to_tier2", "escalated"}
+# an unpaid invoice whose payment link expired
+EXPIRED_LINK_WORLD: dict[str, Any] = {
+    "subscription": {"status": "past_due"},
+    "expired_invoice_link": True,
+    "failed_invoice": {"amount_usd": 49, "days_ago": 9, "decline_code": "insufficient_funds"},
+}
+
+
+async def ledger_earlier_runs(
+    pg_pool: Any, customer_id: str, action: str, n: int, *, label: str, yesterday: bool = False
+) -> None:
+    """Record that `action` already succeeded n times for the customer: now, or a minute before
+    today began (UTC)."""
+    for i in range(n):
+        await pg_pool.execute(
+            """INSERT INTO action_ledger (idempotency_key, contact_id, customer_id, action, target,
+                   tier, actor, status, created_at)
+               VALUES ($1, $2, $3, $4, $5, 'tier1', 'selfheal', 'succeeded',
+                       CASE WHEN $6 THEN date_trunc('day', now(), 'UTC') - interval '1 minute'
+                            ELSE now() END)""",
+            f"seed:{label}:{action}:{i}",
+            f"seed-{label}-{i}",
+            customer_id,
+            action,
+            f"earlier-{i}",
+            yesterday,
+        )
 
 
 async def click(
@@ -517,15 +544,7 @@ async def test_given_expired_invoice_link_when_regenerate_clicked_then_fresh_lin
     tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
 ) -> None:
     # Given an unpaid invoice whose payment link expired yesterday
-    world = await build_world(
-        {
-            "subscription": {"status": "past_due"},
-            "expired_invoice_link": True,
-            "failed_invoice": {"amount_usd": 49, "days_ago": 9, "decline_code": "insufficient_funds"},
-        },
-        stripe_actions,
-        label=f"t1-link-{unique}",
-    )
+    world = await build_world(EXPIRED_LINK_WORLD, stripe_actions, label=f"t1-link-{unique}")
     headers = bearer(tier1, world.customer_id)
     meter = (await http.get("/v1/health-meter", headers=headers)).json()
     assert "regenerate_invoice_link" in [f["action"] for f in meter["fixes"]], meter
@@ -707,16 +726,16 @@ async def test_given_three_card_links_today_when_a_fourth_is_clicked_then_rate_l
 
 DAILY_LIMITED = [
     # action, params, the shipped policy's daily limit for automatic actors, the world it needs
-    ("regenerate_invoice_link", {}, 5, "expired_link"),
-    ("send_invoice", {}, 10, "healthy"),
-    ("update_billing_details", {"company_name": "Limit Test Ltd"}, 5, "healthy"),
-    ("cancel_subscription", {}, 1, "healthy"),
-    ("change_plan", {"plan": "business"}, 2, "healthy"),
+    ("regenerate_invoice_link", {}, 5, EXPIRED_LINK_WORLD),
+    ("send_invoice", {}, 10, {}),
+    ("update_billing_details", {"company_name": "Limit Test Ltd"}, 5, {}),
+    ("cancel_subscription", {}, 1, {}),
+    ("change_plan", {"plan": "business"}, 2, {}),
 ]
 
 
 @pytest.mark.parametrize(
-    ("action", "params", "limit", "kind"), DAILY_LIMITED, ids=[a[0] for a in DAILY_LIMITED]
+    ("action", "params", "limit", "world_spec"), DAILY_LIMITED, ids=[a[0] for a in DAILY_LIMITED]
 )
 async def test_given_daily_limit_reached_when_fix_clicked_then_policy_denies_and_nothing_changes(
     tier1: Any,
@@ -727,27 +746,11 @@ async def test_given_daily_limit_reached_when_fix_clicked_then_policy_denies_and
     action: str,
     params: dict[str, Any],
     limit: int,
-    kind: str,
+    world_spec: dict[str, Any],
 ) -> None:
-    # Given a customer for whom this fix already ran `limit` times in the last day (ledgered earlier)
-    spec: dict[str, Any] = {}
-    if kind == "expired_link":
-        spec = {
-            "subscription": {"status": "past_due"},
-            "expired_invoice_link": True,
-            "failed_invoice": {"amount_usd": 49, "days_ago": 9, "decline_code": "insufficient_funds"},
-        }
-    world = await build_world(spec, stripe_actions, label=f"t1-lim-{action}-{unique}")
-    for i in range(limit):
-        await pg_pool.execute(
-            """INSERT INTO action_ledger (idempotency_key, contact_id, customer_id, action, target,
-                   tier, actor, status) VALUES ($1, $2, $3, $4, $5, 'tier1', 'selfheal', 'succeeded')""",
-            f"seed:{unique}:{action}:{i}",
-            f"seed-{unique}-{i}",
-            world.customer_id,
-            action,
-            f"earlier-{i}",
-        )
+    # Given a customer for whom this fix already ran `limit` times today (ledgered earlier)
+    world = await build_world(world_spec, stripe_actions, label=f"t1-lim-{action}-{unique}")
+    await ledger_earlier_runs(pg_pool, world.customer_id, action, limit, label=unique)
     sub_before = await stripe_actions.get_subscription(world.subscription_id or "")
     customer_before = await stripe_actions.get_customer(world.customer_id)
     invoice_before = (
@@ -781,16 +784,9 @@ async def test_given_yesterdays_links_when_a_link_is_clicked_today_then_the_dail
 ) -> None:
     # Given three update-card links sent a minute before midnight UTC (yesterday's limit used up)
     world = await build_world({}, stripe_actions, label=f"t1-day-{unique}")
-    for i in range(3):
-        await pg_pool.execute(
-            """INSERT INTO action_ledger (idempotency_key, contact_id, customer_id, action, target, tier,
-                   actor, status, created_at)
-               VALUES ($1, $2, $3, 'send_update_card_link', $3, 'tier1', 'selfheal', 'succeeded',
-                       date_trunc('day', now(), 'UTC') - interval '1 minute')""",
-            f"seed:{unique}:day:{i}",
-            f"seed-day-{unique}-{i}",
-            world.customer_id,
-        )
+    await ledger_earlier_runs(
+        pg_pool, world.customer_id, "send_update_card_link", 3, label=f"day-{unique}", yesterday=True
+    )
     # When one is clicked today, Then it is sent: the policy's day is the calendar day in UTC
     status = await click(http, bearer(tier1, world.customer_id), "send_update_card_link")
     assert status["status"] == "resolved", status
