@@ -6,8 +6,9 @@ import asyncio
 import signal
 import sys
 
-from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+
+from tierline.messaging import SUBSCRIBER_DEFAULTS
 
 HOPS = ("bench.passthrough.hop1.v1", "bench.passthrough.hop2.v1", "bench.passthrough.hop3.v1")
 DONE = "bench.passthrough.done.v1"
@@ -27,10 +28,7 @@ async def main(bootstrap: str) -> None:
         broker.subscriber(
             source,
             group_id=f"bench.passthrough.{source}",
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            max_workers=4,
-            fetch_max_wait_ms=50,
+            **SUBSCRIBER_DEFAULTS,  # the pipeline's consumer settings
         )(make(target))
     await broker.start()
     stop = asyncio.Event()

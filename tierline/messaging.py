@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from schemas import TOPICS, Envelope
 from schemas.messages import DeadLetterPayload, DeadLetterRecordedV1
+from tierline.settings import TOPIC_PARTITIONS
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +41,9 @@ def topic_names() -> list[str]:
     return sorted(TOPICS)
 
 
-async def ensure_topics(bootstrap: str, partitions: int = 4, topics: list[str] | None = None) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, partitions: int = TOPIC_PARTITIONS, topics: list[str] | None = None
+) -> list[str]:
     """Create missing topics (idempotent). Returns the names created now."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
@@ -221,13 +224,26 @@ def make_broker(bootstrap: str, service: str, dead_letters: DeadLetterRouter | N
 ORDERED_DEFAULTS: dict[str, Any] = {
     "ack_policy": AckPolicy.NACK_ON_ERROR,
     "auto_offset_reset": "earliest",
-    # Tansu answers a fetch at the end of its wait rather than when data arrives: keep the wait short
+    # A consumer holding several partitions: Tansu 0.6 holds such a fetch for about a quarter of the
+    # wait even when data arrives, so keep the wait short (it costs idle polling: see below)
     "fetch_max_wait_ms": 50,
 }
 
+#: Wait of a consumer that holds a single partition (``max_workers`` = partitions). Tansu answers such a
+#: fetch when data arrives if it is idle (3-8 ms with a 1,000 ms wait), under steady load after about a
+#: quarter of the wait; every idle consumer polls once per wait, and the broker answers each poll. Measured
+#: (`python -m bench.bench_pipeline`, quick): 50 ms → idle stack 1.1 cores, pass-through p50 66 ms at
+#: 100/s, pipeline 11.4 contacts/s; 200 ms → idle stack 0.5 cores, pass-through p50 167 ms, pipeline
+#: 15.1/s; 1,000 ms → idle stack 0.3 cores, pass-through p50 757 ms, pipeline 15.1/s.
+SINGLE_PARTITION_FETCH_WAIT_MS = 200
+
 #: ... and one consumer per partition inside the process (partitions are processed concurrently, each
 #: partition — hence each customer — still strictly in order, offsets still committed after processing).
-SUBSCRIBER_DEFAULTS: dict[str, Any] = {**ORDERED_DEFAULTS, "max_workers": 4}
+SUBSCRIBER_DEFAULTS: dict[str, Any] = {
+    **ORDERED_DEFAULTS,
+    "max_workers": TOPIC_PARTITIONS,
+    "fetch_max_wait_ms": SINGLE_PARTITION_FETCH_WAIT_MS,
+}
 
 
 class Inbox:

@@ -1,0 +1,34 @@
+"""Every consumer's fetch wait suits how many partitions it holds (Tansu holds a multi-partition fetch)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tierline.messaging import ORDERED_DEFAULTS, SINGLE_PARTITION_FETCH_WAIT_MS
+from tierline.settings import TOPIC_PARTITIONS, InfraSettings
+from tierline.stack.manager import SERVICES
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("service", SERVICES)
+def test_given_a_service_when_built_then_only_one_partition_consumers_wait_long(service: str) -> None:
+    """Given a service, When built, Then a subscriber with the long fetch wait runs one consumer per
+    partition, and a subscriber whose one consumer holds every partition keeps the short wait."""
+    from tierline.cli import load_service_factory
+
+    built = load_service_factory(service)(InfraSettings(data_dir=Path(tempfile.mkdtemp())))
+    assert built.broker.subscribers, service
+    for sub in built.broker.subscribers:
+        wait = sub._connection_args.get("fetch_max_wait_ms")
+        consumers = getattr(sub, "max_workers", 1)
+        if consumers == TOPIC_PARTITIONS:
+            assert wait == SINGLE_PARTITION_FETCH_WAIT_MS, (service, sub.topic_names)
+        else:
+            assert consumers == 1, (service, sub.topic_names)
+            assert wait == ORDERED_DEFAULTS["fetch_max_wait_ms"] < SINGLE_PARTITION_FETCH_WAIT_MS, (
+                service,
+                sub.topic_names,
+            )
