@@ -235,6 +235,7 @@ ORDERED_DEFAULTS: dict[str, Any] = {
 #: (`python -m bench.bench_pipeline`, quick): 50 ms → idle stack 1.1 cores, pass-through p50 66 ms at
 #: 100/s, pipeline 11.4 contacts/s; 200 ms → idle stack 0.5 cores, pass-through p50 167 ms, pipeline
 #: 15.1/s; 1,000 ms → idle stack 0.3 cores, pass-through p50 757 ms, pipeline 15.1/s.
+#: Apache Kafka (deploy/: 12 partitions, so several a consumer) answers any fetch as data arrives.
 SINGLE_PARTITION_FETCH_WAIT_MS = 200
 
 #: ... and one consumer per partition inside the process (partitions are processed concurrently, each
