@@ -232,9 +232,10 @@ ORDERED_DEFAULTS: dict[str, Any] = {
 #: Wait of a consumer that holds a single partition (``max_workers`` = partitions). Tansu answers such a
 #: fetch when data arrives if it is idle (3-8 ms with a 1,000 ms wait), under steady load after about a
 #: quarter of the wait; every idle consumer polls once per wait, and the broker answers each poll. Measured
-#: (`python -m bench.bench_pipeline`, quick): 50 ms → idle stack 1.1 cores, pass-through p50 66 ms at
-#: 100/s, pipeline 11.4 contacts/s; 200 ms → idle stack 0.5 cores, pass-through p50 167 ms, pipeline
-#: 15.1/s; 1,000 ms → idle stack 0.3 cores, pass-through p50 757 ms, pipeline 15.1/s.
+#: (idle: CPU of every process from /proc over 10 s; the rest: `python -m bench.bench_pipeline`, quick):
+#: 50 ms → idle stack 1.1 cores, pass-through p50 66 ms at 100/s, pipeline 11.4 contacts/s;
+#: 200 ms → idle stack 0.5 cores, pass-through p50 167 ms, pipeline 15.1/s;
+#: 1,000 ms → idle stack 0.3 cores, pass-through p50 757 ms, pipeline 15.1/s.
 #: Apache Kafka (deploy/: 12 partitions, so several a consumer) answers any fetch as data arrives.
 SINGLE_PARTITION_FETCH_WAIT_MS = 200
 
