@@ -252,7 +252,6 @@ def encoder_floor(n: int = 60 if QUICK else 200) -> float:
     Tier 2's retrieval), one text at a time as the services run them, before the stack starts: a
     floor under the pipeline's CPU per contact, hence a ceiling on contacts/s with all cores busy."""
     import random
-    import time as clock
 
     from services.router.intent.model import ENCODER
     from services.tier2_agent.adapters.qdrant import KNOWLEDGE_ENCODER
@@ -265,10 +264,10 @@ def encoder_floor(n: int = 60 if QUICK else 200) -> float:
     per_text: dict[str, float] = {}
     for name, variant in (("router", ENCODER), ("retrieval", KNOWLEDGE_ENCODER)):
         embed(texts[:2], variant=variant)  # load
-        started = clock.process_time()
+        started = time.process_time()
         for text in texts:
             embed([text], variant=variant)
-        per_text[name] = (clock.process_time() - started) / len(texts) * 1000
+        per_text[name] = (time.process_time() - started) / len(texts) * 1000
     cores = len(os.sched_getaffinity(0))
     total = sum(per_text.values())
     figure(

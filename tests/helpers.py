@@ -1,11 +1,14 @@
-"""Test helpers: read what actually landed on a topic (from the beginning, every partition)."""
+"""Test helpers: read what actually landed on a topic (from the beginning, every partition), and build
+a service the way `tierline serve` does without starting it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -78,3 +81,11 @@ async def wait_rows(
             return rows
         await asyncio.sleep(0.1)
     return rows
+
+
+def built_service(name: str) -> Any:
+    """The named service as `tierline serve` builds it (in a scratch data dir); nothing is started."""
+    from tierline.cli import load_service_factory
+    from tierline.settings import InfraSettings
+
+    return load_service_factory(name)(InfraSettings(data_dir=Path(tempfile.mkdtemp())))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import pytest
 
+from tests.helpers import built_service
 from tierline.messaging import ORDERED_DEFAULTS, SINGLE_PARTITION_FETCH_WAIT_MS
-from tierline.settings import TOPIC_PARTITIONS, InfraSettings
+from tierline.settings import TOPIC_PARTITIONS
 from tierline.stack.manager import SERVICES
 
 
@@ -17,9 +15,7 @@ from tierline.stack.manager import SERVICES
 def test_given_a_service_when_built_then_only_one_partition_consumers_wait_long(service: str) -> None:
     """Given a service, When built, Then a subscriber with the long fetch wait runs one consumer per
     partition, and a subscriber whose one consumer holds every partition keeps the short wait."""
-    from tierline.cli import load_service_factory
-
-    built = load_service_factory(service)(InfraSettings(data_dir=Path(tempfile.mkdtemp())))
+    built = built_service(service)
     assert built.broker.subscribers, service
     for sub in built.broker.subscribers:
         wait = sub._connection_args.get("fetch_max_wait_ms")

@@ -10,7 +10,6 @@ import copy
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from schemas import TOPICS
+from tests.helpers import built_service
 from tierline.cli import SERVICE_MODULES
 from tierline.settings import DEFAULT_PORTS, InfraSettings
 
@@ -349,9 +349,7 @@ def test_given_the_http_services_when_read_then_each_targets_its_deployment_port
 
 def subscriptions(service: str) -> set[tuple[str, str]]:
     """(consumer group, topic) of every subscriber the service's code declares."""
-    from tierline.cli import load_service_factory
-
-    built = load_service_factory(service)(InfraSettings(data_dir=Path(tempfile.mkdtemp())))
+    built = built_service(service)
     return {(str(s.group_id), t) for s in built.broker.subscribers for t in s.topic_names}
 
 
