@@ -28,8 +28,9 @@ browser:
 	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
 
-test: install model browser
-	$(BIN)/pytest -q
+# Lint and types first (CI enforces them), then the whole suite; the slowest tests are listed at the end.
+test: install model browser lint
+	$(BIN)/pytest -q --durations=15
 
 test-unit: install
 	$(BIN)/pytest -q -m unit
@@ -58,6 +59,7 @@ bench: install model
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy tierline schemas services
 
 asyncapi: install

@@ -113,6 +113,7 @@ async def _serve_and_measure(env: dict[str, str], port: int, events: int, connec
     settings = InfraSettings(
         kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"],
         postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
+        stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],  # the embedded emulator: built-ins allowed
         stripe_webhook_secrets=SECRET,
         http_port=port,
     )

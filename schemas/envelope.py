@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -40,6 +40,18 @@ class Envelope(BaseModel, Generic[P]):
     customer_id: str = Field(min_length=1, max_length=200, description="partition key")
     causation_id: uuid.UUID | None = Field(default=None, description="message id that caused this one")
     payload: P
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        """A topic's envelope version is fixed: new optional fields keep it, a breaking change is a new
+        topic (``.v2``). A version this code does not know is refused, never read as this one."""
+        if version != cls.SCHEMA_VERSION:
+            raise ValueError(
+                f"unknown schema version {version}: this consumer reads version {cls.SCHEMA_VERSION} "
+                f"of {cls.TOPIC or 'this topic'} (a breaking change needs a new topic)"
+            )
+        return version
 
     @classmethod
     def build(

@@ -247,6 +247,11 @@ class AlertRaisedV1(Envelope[AlertPayload]):
     TOPIC: ClassVar[str] = "ops.alert.raised.v1"
 
 
+#: Why a message was dead-lettered (closed): bytes that are no JSON object, an envelope its model refuses,
+#: an envelope version the consumer does not know, or a handler that kept failing on it.
+DeadLetterKind = Literal["not_json", "invalid_message", "unknown_schema_version", "handler_error"]
+
+
 class DeadLetterPayload(Payload):
     """A message a consumer could not process, with why. Never dropped."""
 
@@ -254,12 +259,20 @@ class DeadLetterPayload(Payload):
     partition: int | None = None
     offset: int | None = None
     key: str | None = None
-    value: str = Field(description="original bytes, decoded as UTF-8 with replacement")
+    value: str = Field(
+        description="original bytes, decoded as UTF-8 with replacement, NUL replaced, at most 16 KiB"
+    )
     headers: dict[str, str] = Field(default_factory=dict)
     consumer: str
     error_type: str
     error: str
     attempts: int = 1
+    error_kind: DeadLetterKind | None = Field(
+        default=None, description="what went wrong, for grouping: one case per (topic, kind) burst"
+    )
+    value_bytes: int | None = Field(default=None, description="size of the original value in bytes")
+    value_truncated: bool = Field(default=False, description="`value` is the first part of the original")
+    value_sha256: str | None = Field(default=None, description="SHA-256 of the original value")
 
 
 class DeadLetterRecordedV1(Envelope[DeadLetterPayload]):

@@ -89,3 +89,19 @@ def built_service(name: str) -> Any:
     from tierline.settings import InfraSettings
 
     return load_service_factory(name)(InfraSettings(data_dir=Path(tempfile.mkdtemp())))
+
+
+def chat_contact(customer_id: str, text: str) -> Any:
+    """A chat contact from the customer's own session, with a fresh contact id."""
+    import uuid
+
+    from schemas import Channel
+    from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
+
+    return ContactReceivedV1.build(
+        ContactReceivedPayload(
+            channel=Channel.CHAT, text=text, sender=Sender(kind="customer_session", subject=customer_id)
+        ),
+        contact_id=f"c-{uuid.uuid4()}",
+        customer_id=customer_id,
+    )

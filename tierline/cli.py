@@ -42,7 +42,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     from tierline.stack import manager
 
     cfg = manager.default_config(_data_dir(args))
-    cfg.durable_broker = cfg.durable_broker or args.durable
+    if args.memory:
+        cfg.durable_broker = False
+    elif args.durable or not cfg.kafka().proc.running():
+        # durable by default; a broker that is running keeps the storage it was started on
+        cfg.durable_broker = True
     seconds = manager.up(cfg, with_services=not args.components_only)
     print(f"tierline up: stack ready in {seconds:.1f}s (data in {cfg.root})")
     return _print_status(cfg)
@@ -88,6 +92,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = InfraSettings()
     if args.port:
         settings = settings.model_copy(update={"http_port": args.port})
+    settings.refuse_unsafe_defaults(args.service)  # again in Service.start; here before any import
     service = load_service_factory(args.service)(settings)
     asyncio.run(service.run_forever())
     return 0
@@ -131,7 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("up", help="start the embedded stack and the services")
-    p.add_argument("--durable", action="store_true", help="broker data on a loopback S3 (survives restarts)")
+    storage = p.add_mutually_exclusive_group()
+    storage.add_argument(
+        "--durable",
+        action="store_true",
+        help="broker log on a loopback S3 that survives broker restarts (the default)",
+    )
+    storage.add_argument(
+        "--memory", action="store_true", help="broker log in the broker's memory: lost when it restarts"
+    )
     p.add_argument("--components-only", action="store_true", help="start components, not services")
     p.set_defaults(func=cmd_up)
     sub.add_parser("status", help="health of every component and service").set_defaults(func=cmd_status)

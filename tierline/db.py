@@ -44,8 +44,53 @@ def migration_files() -> list[tuple[str, str]]:
     return [(Path(p.name).stem, p.read_text()) for p in files]
 
 
+class MigrationChanged(RuntimeError):
+    """An applied migration's file is not what was applied: the schema and the code may disagree."""
+
+    def __init__(self, changed: list[str]) -> None:
+        self.changed = changed
+        super().__init__(
+            f"applied migration(s) changed since they were applied: {', '.join(changed)}. A migration "
+            "is never edited once applied: restore the file and add a new, higher-numbered one"
+        )
+
+
+def checksum(sql: str) -> str:
+    return hashlib.sha256(sql.encode()).hexdigest()
+
+
+def changed_migrations(applied: dict[str, str], files: list[tuple[str, str]]) -> list[str]:
+    """Versions whose stored checksum differs from their file's (pure)."""
+    return [
+        f"{version} (applied {applied[version][:12]}, file {checksum(sql)[:12]})"
+        for version, sql in files
+        if version in applied and applied[version] != checksum(sql)
+    ]
+
+
+async def _applied(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, str]:
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return {}
+    return {
+        r["version"]: r["checksum"]
+        for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+    }
+
+
+async def verify_migrations(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+    """Raise :class:`MigrationChanged` if an applied migration's file was edited since (every start)."""
+    changed = changed_migrations(await _applied(conn), migration_files())
+    if changed:
+        raise MigrationChanged(changed)
+
+
 async def migrate(dsn: str) -> list[str]:
-    """Apply pending migrations under an advisory lock; returns the versions applied now."""
+    """Apply pending migrations under an advisory lock; returns the versions applied now.
+
+    An applied migration whose file changed since stops it with :class:`MigrationChanged` (nothing new is
+    applied on a schema that may not be what the files say).
+    """
     conn = await asyncpg.connect(dsn)
     applied: list[str] = []
     try:
@@ -55,7 +100,8 @@ async def migrate(dsn: str) -> list[str]:
             " version text PRIMARY KEY, checksum text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        await verify_migrations(conn)
+        done = await _applied(conn)
         for version, sql in migration_files():
             if version in done:
                 continue
@@ -64,7 +110,7 @@ async def migrate(dsn: str) -> list[str]:
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
                     version,
-                    hashlib.sha256(sql.encode()).hexdigest(),
+                    checksum(sql),
                 )
             applied.append(version)
             log.info("db.migration.applied", version=version)

@@ -21,6 +21,7 @@ from schemas.messages import (
     OutcomeRecordedV1,
 )
 from tierline.messaging import publish
+from tierline.safetext import safe_text
 
 log = structlog.get_logger(__name__)
 
@@ -184,6 +185,8 @@ async def escalate_failed_message(
     raw_payload = body.get("payload")
     payload: dict[str, Any] = raw_payload if isinstance(raw_payload, dict) else {}
     text = payload.get("text") if isinstance(payload.get("text"), str) else None
+    if text is not None:  # what failed may be huge or hold NUL bytes: the case gets a bounded, safe copy
+        text = safe_text(text, 20_000)[0]
     try:
         cause_id: uuid.UUID | None = uuid.UUID(str(body.get("message_id")))
     except ValueError:

@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tierline.db import create_pool
+from tierline import http as http_guard
+from tierline.db import create_pool, verify_migrations
 from tierline.messaging import DeadLetterRouter, make_broker
 from tierline.settings import InfraSettings
 
@@ -70,13 +71,16 @@ class Service:
             self.broker.publisher(model.TOPIC, schema=model, title=f"{self.name}:{model.TOPIC}")
 
     def asgi(self) -> Starlette:
+        """The HTTP door: every body bounded, every error answered in JSON (``tierline.http``)."""
         return Starlette(
             routes=[
                 *self.routes,
                 Route("/livez", self._livez),
                 Route("/healthz", self._healthz),
                 Route("/readyz", self._healthz),
-            ]
+            ],
+            middleware=http_guard.middleware(),
+            exception_handlers=http_guard.exception_handlers(),
         )
 
     async def _livez(self, request: Request) -> JSONResponse:
@@ -86,8 +90,10 @@ class Service:
     async def _healthz(self, request: Request) -> JSONResponse:
         results = await self.check_health()
         ok = all(r["ok"] for r in results.values())
+        status = "ok" if ok else "degraded"
         return JSONResponse(
-            {"service": self.name, "ok": ok, "checks": results}, status_code=200 if ok else 503
+            {"service": self.name, "ok": ok, "status": status, "checks": results},
+            status_code=200 if ok else 503,
         )
 
     async def check_health(self) -> dict[str, dict[str, Any]]:
@@ -103,6 +109,12 @@ class Service:
                 results["postgres"] = {"ok": True, "detail": "query ok"}
             except Exception as exc:  # noqa: BLE001
                 results["postgres"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+        stalled = self.dead_letters.progress.stalled(self.settings.consumer_stall_after_s)
+        results["consumers"] = {
+            "ok": not stalled,
+            "detail": "; ".join(stalled) if stalled else "every consumer moving",
+            "dead_letters_recorded": self.dead_letters.recorded,
+        }
         for name, check in self.health_checks.items():
             try:
                 ok, detail = await asyncio.wait_for(check(), 5.0)
@@ -112,8 +124,16 @@ class Service:
         return results
 
     async def start(self, *, serve_http: bool = True) -> None:
+        # before connecting to anything: built-in secrets only ever face the embedded emulators
+        self.settings.refuse_unsafe_defaults(self.name)
         if self.needs_postgres:
             self.pool = await create_pool(self.settings.postgres_dsn)
+            try:
+                await verify_migrations(self.pool)  # an edited migration file stops the start
+            except BaseException:
+                await self.pool.close()
+                self.pool = None
+                raise
         for hook in self.on_start:
             await hook(self)
         await self._start_broker()

@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TOPIC_PARTITIONS = 4
+
+#: The secrets printed below. Good for the embedded stack only: anyone who reads this file knows them.
+BUILTIN_STRIPE_API_KEY = "sk_test_tierline_local"
+BUILTIN_WEBHOOK_SECRET = "whsec_tierline_local"  # noqa: S105 - public on purpose, refused off loopback
+BUILTIN_SESSION_SECRET = "tierline-local-session-secret-for-the-embedded-stack-only-change-me-in-production"  # noqa: S105, E501
+BUILTIN_SERVICE_TOKEN = "tierline-local-service-token-for-the-embedded-stack-only"  # noqa: S105
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+
+
+class DefaultSecretsRefused(RuntimeError):
+    """A service would use a built-in secret against something other than the embedded emulators."""
+
+    def __init__(self, service: str, variables: list[str], where: str) -> None:
+        self.service = service
+        self.variables = variables
+        super().__init__(
+            f"{service}: refusing to start with the built-in secrets printed in tierline/settings.py "
+            f"outside the embedded stack ({where}). Set {', '.join(variables)} to your own values "
+            "(a long random string each; Stripe's keys from its dashboard)."
+        )
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 and localhost; not 0.0.0.0, not a name that could resolve elsewhere."""
+    if not host:
+        return False
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class InfraSettings(BaseSettings):
@@ -25,12 +60,14 @@ class InfraSettings(BaseSettings):
         default=None,
         description="Stripe API base: unset = real Stripe; the embedded stack sets the emulator's",
     )
-    stripe_api_key: SecretStr = SecretStr("sk_test_tierline_local")
+    stripe_api_key: SecretStr = SecretStr(BUILTIN_STRIPE_API_KEY)
     stripe_webhook_secrets: str = Field(
-        default="whsec_tierline_local", description="comma-separated; two at once during rotation"
+        default=BUILTIN_WEBHOOK_SECRET, description="comma-separated; two at once during rotation"
     )
-    session_secret: SecretStr = SecretStr(
-        "tierline-local-session-secret-for-the-embedded-stack-only-change-me-in-production"
+    session_secret: SecretStr = SecretStr(BUILTIN_SESSION_SECRET)
+    service_token: SecretStr = Field(
+        default=SecretStr(BUILTIN_SERVICE_TOKEN),
+        description="bearer credential of the internal HTTP APIs (diagnostics, analytics)",
     )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 18025
@@ -45,6 +82,11 @@ class InfraSettings(BaseSettings):
         description="how long a service waits for its consumer groups to form before it rejoins them",
     )
     broker_join_attempts: int = Field(default=3, ge=1)
+    consumer_stall_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="a consumer on the same offset this long makes /healthz report degraded, naming it",
+    )
 
     def resolved_clickhouse_dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
@@ -58,6 +100,33 @@ class InfraSettings(BaseSettings):
     @property
     def emulated_stripe(self) -> bool:
         return bool(self.stripe_api_base)
+
+    def embedded(self) -> bool:
+        """The embedded stack: Stripe is a loopback emulator with a test key, HTTP bound to loopback."""
+        key = self.stripe_api_key.get_secret_value()
+        stripe_host = urlsplit(self.stripe_api_base).hostname if self.stripe_api_base else None
+        return (
+            is_loopback(stripe_host) and not key.startswith(LIVE_KEY_PREFIXES) and is_loopback(self.http_host)
+        )
+
+    def unsafe_defaults(self) -> list[str]:
+        """The variables still holding a built-in secret, when these settings are not the embedded stack."""
+        if self.embedded():
+            return []
+        in_use = {
+            "TIERLINE_STRIPE_API_KEY": self.stripe_api_key.get_secret_value() == BUILTIN_STRIPE_API_KEY,
+            "TIERLINE_STRIPE_WEBHOOK_SECRETS": BUILTIN_WEBHOOK_SECRET in self.webhook_secrets(),
+            "TIERLINE_SESSION_SECRET": self.session_secret.get_secret_value() == BUILTIN_SESSION_SECRET,
+            "TIERLINE_SERVICE_TOKEN": self.service_token.get_secret_value() == BUILTIN_SERVICE_TOKEN,
+        }
+        return [name for name, builtin in in_use.items() if builtin]
+
+    def refuse_unsafe_defaults(self, service: str) -> None:
+        """Raise :class:`DefaultSecretsRefused` naming every variable to set, if any built-in is unsafe."""
+        unsafe = self.unsafe_defaults()
+        if unsafe:
+            stripe = f"Stripe at {self.stripe_api_base}" if self.stripe_api_base else "real Stripe"
+            raise DefaultSecretsRefused(service, unsafe, f"{stripe}, HTTP bound to {self.http_host}")
 
 
 #: Default HTTP ports of the embedded stack (each service also serves /healthz there).

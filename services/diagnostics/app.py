@@ -20,6 +20,7 @@ from services.diagnostics.openapi import openapi_document
 from services.diagnostics.settings import DiagnosticsSettings
 from tierline.messaging import ORDERED_DEFAULTS, consumer_group
 from tierline.runtime import Service
+from tierline.service_auth import protect_routes, require_service_token
 from tierline.settings import DEFAULT_PORTS, InfraSettings
 
 NAME = "diagnostics"
@@ -54,12 +55,14 @@ def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings |
 
     service.on_start.append(on_start)
 
+    service_token = settings.service_token.get_secret_value()
+
     def handler(name: str) -> Any:
         async def route(request: Request) -> JSONResponse:
             handlers = http_handlers(service.state["diagnostician"], usage)
             return await handlers[name](request)  # type: ignore[no-any-return]
 
-        return route
+        return require_service_token(service_token, route)  # internal API: callers send the token
 
     async def openapi(request: Request) -> JSONResponse:
         return JSONResponse(openapi_document())
@@ -96,7 +99,9 @@ def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings |
 
         dsn = settings.resolved_clickhouse_dsn()
         register_analytics_sink(service, LazyClient(dsn), lock=client_lock(dsn))
-        service.routes.extend(analytics_routes(LazyClient(dsn), lock=client_lock(dsn)))
+        service.routes.extend(
+            protect_routes(analytics_routes(LazyClient(dsn), lock=client_lock(dsn)), service_token)
+        )
     return service
 
 

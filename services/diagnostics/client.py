@@ -38,13 +38,21 @@ class InProcessDiagnostics:
 
 
 class HttpDiagnostics:
-    """Another process: ``GET {base_url}/v1/customers/{id}/diagnosis``."""
+    """Another process: ``GET {base_url}/v1/customers/{id}/diagnosis`` with the service token."""
 
     def __init__(
-        self, base_url: str, *, timeout_s: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout_s, transport=transport, headers=headers
+        )
 
     async def diagnose(
         self, customer_id: str, *, contact_id: str | None = None, cause: Envelope[Any] | None = None

@@ -28,6 +28,7 @@ from services.diagnostics.ports import (
     UsageReader,
 )
 from services.diagnostics.settings import DiagnosticsSettings
+from tierline.http import path_id
 from tierline.pipeline import audit
 
 log = structlog.get_logger(__name__)
@@ -209,7 +210,7 @@ def _not_found(customer_id: str) -> JSONResponse:
 
 def http_handlers(diagnostician: Diagnostician, usage: UsageStore | None) -> dict[str, Any]:
     async def get_diagnosis(request: Request) -> JSONResponse:
-        customer_id = request.path_params["customer_id"]
+        customer_id = path_id(request, "customer_id")
         contact_id = request.headers.get("x-contact-id") or None
         try:
             result = await diagnostician.diagnose(customer_id, contact_id=contact_id)
@@ -218,7 +219,7 @@ def http_handlers(diagnostician: Diagnostician, usage: UsageStore | None) -> dic
         return JSONResponse(result.model_dump(mode="json"))
 
     async def get_usage(request: Request) -> JSONResponse:
-        customer_id = request.path_params["customer_id"]
+        customer_id = path_id(request, "customer_id")
         try:
             days = max(1, min(int(request.query_params.get("days", "60")), 366))
         except ValueError:

@@ -39,7 +39,7 @@ def create_service(settings: InfraSettings, *, classifier: Any = None, diagnosti
         if diag is None:
             from services.diagnostics.client import HttpDiagnostics
 
-            diag = HttpDiagnostics(cfg.diagnostics_url)
+            diag = HttpDiagnostics(cfg.diagnostics_url, token=cfg.service_token.get_secret_value())
         holder["deps"] = RouterDeps(
             pool=svc.db,
             broker=svc.broker,

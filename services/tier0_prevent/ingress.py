@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +28,8 @@ from starlette.routing import Route
 from schemas import derived_id
 from schemas.messages import StripeEventReceivedPayload, StripeEventReceivedV1
 from services.tier0_prevent.domain import charge_of, customer_of
+from tierline.http import InvalidJson, PayloadTooLarge, read_body
+from tierline.http import parse_json as parse_bounded_json
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +63,12 @@ class TimestampOutsideTolerance(WebhookRejected):
 
 class MalformedEvent(WebhookRejected):
     code = "malformed_event"
+
+
+#: Stripe's events nest a few levels (expanded objects); anything near this is not an event.
+MAX_EVENT_DEPTH = 64
+_EVENT_ID = re.compile(r"evt_[A-Za-z0-9_\-]{1,176}")
+_EVENT_TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
 
 
 class PublishFailed(Exception):
@@ -139,15 +147,14 @@ class StripeEvent:
 def parse_event(payload: bytes) -> StripeEvent:
     """The fields Tier 0 relies on, checked; anything else stays as Stripe sent it."""
     try:
-        body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedEvent(f"body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise MalformedEvent("body is not a JSON object")
+        # bounded depth, no NUL or lone surrogate anywhere (the broker and the stores refuse those)
+        body = parse_bounded_json(payload, max_depth=MAX_EVENT_DEPTH, expect=dict)
+    except InvalidJson as exc:
+        raise MalformedEvent(str(exc.detail)) from exc
     event_id, event_type, created = body.get("id"), body.get("type"), body.get("created")
-    if not isinstance(event_id, str) or not event_id.startswith("evt_") or len(event_id) > 180:
+    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
         raise MalformedEvent("id must be a Stripe event id (evt_...)")
-    if not isinstance(event_type, str) or not event_type or len(event_type) > 100:
+    if not isinstance(event_type, str) or len(event_type) > 100 or not _EVENT_TYPE.fullmatch(event_type):
         raise MalformedEvent("type is missing")
     if isinstance(created, bool) or not isinstance(created, int):
         raise MalformedEvent("created must be an integer timestamp")
@@ -307,7 +314,8 @@ class BatchingIngestor:
             for event_id, charge in by_charge.items():
                 found[event_id] = owners.get(charge)
         # No customer (account-level objects): key by the object so the event still travels in order.
-        return {e.id: found[e.id] or f"stripe:{e.object_id or e.id}" for e in events}
+        # A key that is not an id (anything a sender put in metadata) falls back to the event itself.
+        return {e.id: _partition_key(found[e.id], e) for e in events}
 
 
 # ----------------------------------------------------------------------------- the HTTP door
@@ -331,14 +339,21 @@ class WebhookIngress:
         return Route(path, self.endpoint, methods=["POST"])
 
     async def endpoint(self, request: Request) -> Response:
-        body = await request.body()
+        try:
+            # refused on its Content-Length, or as soon as it streams past the limit: never read whole
+            body = await read_body(request, self.max_body_bytes)
+        except PayloadTooLarge as exc:
+            log.warning("tier0.webhook.rejected", reason=exc.code, detail=exc.detail)
+            return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=413)
         status, answer = await self.handle(body, request.headers.get("stripe-signature"))
         return JSONResponse(answer, status_code=status)
 
     async def handle(self, body: bytes, signature: str | None) -> tuple[int, dict[str, Any]]:
+        if len(body) > self.max_body_bytes:
+            detail = f"the body is larger than {self.max_body_bytes} bytes"
+            log.warning("tier0.webhook.rejected", reason="payload_too_large", detail=detail)
+            return 413, {"error": "payload_too_large", "detail": detail}
         try:
-            if len(body) > self.max_body_bytes:
-                raise MalformedEvent(f"body larger than {self.max_body_bytes} bytes")
             verify_signature(body, signature, self.secrets(), tolerance_s=self.tolerance_s, now=self.clock())
             event = parse_event(body)
         except WebhookRejected as exc:
@@ -353,3 +368,11 @@ class WebhookIngress:
             log.info("tier0.webhook.duplicate", event_id=event.id, event_type=event.type)
             return 200, {"received": True, "duplicate": True, "id": event.id}
         return 200, {"received": True, "duplicate": False, "id": event.id}
+
+
+def _partition_key(customer_id: str | None, event: StripeEvent) -> str:
+    """The customer, else the object, else the event: always a key an envelope can carry (<= 200)."""
+    for key in (customer_id, f"stripe:{event.object_id}" if event.object_id else None):
+        if key and len(key) <= 200 and key.isprintable():
+            return key
+    return f"stripe:{event.id}"

@@ -43,6 +43,7 @@ from services.tier1_selfheal.auth import (
     verify_token,
 )
 from services.tier1_selfheal.ports import CardRejected, CardVault, Diagnostics, RequestStore, UnknownInvoice
+from tierline.http import path_id, read_json
 from tierline.messaging import publish
 from tierline.pipeline import escalate, start_contact
 
@@ -135,15 +136,6 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
             deps.secret, token_from(request.headers, request.cookies), purposes=(SESSION_PURPOSE,)
         )
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        try:
-            body = await request.json()
-        except ValueError as exc:
-            raise HttpError(400, "bad_request", "the body must be a JSON object") from exc
-        if not isinstance(body, dict):
-            raise HttpError(400, "bad_request", "the body must be a JSON object")
-        return body
-
     def same_customer(claimed: Any, subject: str) -> None:
         if claimed not in (None, "") and claimed != subject:
             log.warning("tier1.api.cross_customer_denied", subject=subject)
@@ -208,7 +200,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
 
     async def post_fix(request: Request, deps: MeterDeps) -> Response:
         claims = session(request, deps)
-        body = await body_of(request)
+        body: dict[str, Any] = await read_json(request)
         same_customer(body.get("customer_id"), claims.subject)
         try:
             action = Action(str(body.get("action")))
@@ -240,7 +232,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
 
     async def get_contact(request: Request, deps: MeterDeps) -> Response:
         claims = session(request, deps)
-        return JSONResponse(await contact_status(deps, claims.subject, request.path_params["contact_id"]))
+        return JSONResponse(await contact_status(deps, claims.subject, path_id(request, "contact_id")))
 
     async def human(
         request: Request,
@@ -251,7 +243,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
     ) -> Response:
         claims = claims or session(request, deps)
         if body is None:
-            body = await body_of(request) if await request.body() else {}
+            body = await read_json(request, empty={})
         same_customer(body.get("customer_id"), claims.subject)
         text = body.get("text") if isinstance(body.get("text"), str) else None
         request_id = str(body.get("request_id") or uuid.uuid4().hex)
@@ -306,7 +298,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
 
     async def post_session(request: Request, deps: MeterDeps) -> Response:
         """Sign-in form: check a session token and keep it in an HttpOnly cookie."""
-        body = await body_of(request)
+        body: dict[str, Any] = await read_json(request)
         claims = verify_token(deps.secret, str(body.get("token") or ""), purposes=(SESSION_PURPOSE,))
         resp = JSONResponse({"customer_id": claims.subject, "expires_at": claims.expires_at})
         resp.set_cookie(
@@ -349,7 +341,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
 
     async def post_update_card(request: Request, deps: MeterDeps) -> Response:
         customer_id = await link_customer(request, deps, UPDATE_CARD_PURPOSE)
-        body = await body_of(request)
+        body: dict[str, Any] = await read_json(request)
         same_customer(body.get("customer_id"), customer_id)
         card = body.get("card")
         pm_id = body.get("payment_method")
@@ -400,7 +392,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         )
 
     async def get_pay(request: Request, deps: MeterDeps) -> Response:
-        invoice_id = request.path_params["invoice_id"]
+        invoice_id = path_id(request, "invoice_id")
         await link_customer(request, deps, PAY_INVOICE_PURPOSE, invoice_id)
         inv = await invoice_of(deps, invoice_id)
         return JSONResponse(
@@ -413,9 +405,9 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         )
 
     async def post_pay(request: Request, deps: MeterDeps) -> Response:
-        invoice_id = request.path_params["invoice_id"]
+        invoice_id = path_id(request, "invoice_id")
         customer_id = await link_customer(request, deps, PAY_INVOICE_PURPOSE, invoice_id)
-        body = await body_of(request) if await request.body() else {}
+        body: dict[str, Any] = await read_json(request, empty={})
         request_id = str(body.get("request_id") or uuid.uuid4().hex)
         if not _REQUEST_ID.fullmatch(request_id):
             raise HttpError(422, "invalid_request_id", "request_id must be 8-100 letters, digits or -_:.")
@@ -437,7 +429,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         customer_id = claims.subject
         if claims.purpose == PAY_INVOICE_PURPOSE:
             customer_id = (await invoice_of(deps, claims.subject)).customer_id
-        return JSONResponse(await contact_status(deps, customer_id, request.path_params["contact_id"]))
+        return JSONResponse(await contact_status(deps, customer_id, path_id(request, "contact_id")))
 
     # ------------------------------------------------------------------------------------ pages
     def page(name: str) -> Callable[[Request], Awaitable[Response]]:

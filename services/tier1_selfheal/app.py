@@ -49,7 +49,7 @@ def create_service(
         if diag is None:
             from services.diagnostics.client import HttpDiagnostics
 
-            diag = HttpDiagnostics(cfg.diagnostics_url)
+            diag = HttpDiagnostics(cfg.diagnostics_url, token=cfg.service_token.get_secret_value())
         acts = actions
         if acts is None:
             from tierline.actions import ActionExecutor  # type: ignore[attr-defined]

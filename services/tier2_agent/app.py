@@ -62,7 +62,7 @@ def create_service(
         if diag is None:
             from services.diagnostics.client import HttpDiagnostics
 
-            diag = HttpDiagnostics(cfg.diagnostics_url)
+            diag = HttpDiagnostics(cfg.diagnostics_url, token=cfg.service_token.get_secret_value())
         store = knowledge
         if store is None:
             store = (

@@ -16,6 +16,7 @@ from services.tier3_handoff.settings import Tier3Settings
 from tierline.messaging import SUBSCRIBER_DEFAULTS, consumer_group
 from tierline.runtime import Service
 from tierline.settings import InfraSettings
+from tierline.sweeper import ContactSweeper, SweeperSettings
 
 NAME = "tier3_handoff"
 
@@ -29,6 +30,7 @@ def create_service(
     *,
     diagnostics: Any = None,
     name: str = NAME,
+    sweeper: SweeperSettings | None = None,
 ) -> Service:
     """The service; ``actions`` defaults to the shared policy-checked tools with a human actor.
 
@@ -59,7 +61,8 @@ def create_service(
                 pool=svc.db,
                 broker=svc.broker,
                 settings=settings,
-                diagnostics=diagnostics or HttpDiagnostics(settings.diagnostics_url),
+                diagnostics=diagnostics
+                or HttpDiagnostics(settings.diagnostics_url, token=settings.service_token.get_secret_value()),
             )
             human = PolicyCheckedHumanActions(executor)
         holder["handoff"] = Tier3Handoff(pool=svc.db, broker=svc.broker, actions=human, settings=tier3)
@@ -67,6 +70,18 @@ def create_service(
 
     async def sla_job(svc: Service) -> None:
         await handoff().sla_loop()
+
+    # never a dead end: a contact with no outcome long after it started is handed to a person
+    sweeper_settings = sweeper or SweeperSettings()
+
+    async def start_sweeper(svc: Service) -> None:
+        contacts = ContactSweeper(svc.db, svc.broker, sweeper_settings, swept_by=name)
+        svc.state["sweeper"] = contacts
+        svc.health_checks["sweeper"] = contacts.health
+
+    async def sweeper_job(svc: Service) -> None:
+        if sweeper_settings.enabled:
+            await svc.state["sweeper"].run()
 
     async def on_escalation_opened(msg: EscalationOpenedV1) -> None:
         await handoff().on_escalation_opened(msg)
@@ -91,4 +106,6 @@ def create_service(
     )(on_dead_letter_recorded)
     service.on_start.append(on_start)
     service.background.append(sla_job)
+    service.on_start.append(start_sweeper)
+    service.background.append(sweeper_job)
     return service

@@ -10,12 +10,17 @@ from typing import Any
 import httpx
 
 from services.tier3_handoff.analytics.store import DEFAULT_DATABASE
+from tierline.service_auth import bearer_headers
 
 
 def verify(args: argparse.Namespace) -> dict[str, Any]:
     if not args.local:
         try:
-            res = httpx.get(f"{args.url.rstrip('/')}/v1/analytics/audit/verify", timeout=60)
+            res = httpx.get(
+                f"{args.url.rstrip('/')}/v1/analytics/audit/verify",
+                headers=bearer_headers(args.service_token),
+                timeout=60,
+            )
             if res.status_code in (200, 409):
                 return dict(res.json())
             raise SystemExit(f"audit verify: {args.url} answered {res.status_code}: {res.text[:500]}")
@@ -43,6 +48,8 @@ def audit_main(argv: list[str] | None = None) -> int:
     v.add_argument("--database", default=DEFAULT_DATABASE)
     v.add_argument("--local", action="store_true", help="skip HTTP, open ClickHouse directly")
     v.add_argument("--json", action="store_true")
+    # the analytics API's credential comes from TIERLINE_SERVICE_TOKEN, never from argv
+    v.set_defaults(service_token=infra.service_token.get_secret_value())
     args = p.parse_args(argv)
     result = verify(args)
     if args.json:

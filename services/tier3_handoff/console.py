@@ -15,6 +15,7 @@ from services.tier3_handoff import domain
 from services.tier3_handoff.auth import Agent, InvalidAgentToken, verify_agent_token
 from services.tier3_handoff.handlers import Tier3Handoff, UnknownHumanAction
 from services.tier3_handoff.ports import HumanActionDenied
+from tierline.http import path_id, read_json
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +70,7 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list
 
     async def get_case(request: Request, agent: Agent) -> Response:
         handoff = get_handoff()
-        case = await handoff.visible_case(request.path_params["case_id"], agent.queues)
+        case = await handoff.visible_case(path_id(request, "case_id"), agent.queues)
         return JSONResponse(
             {
                 **case.summary(),
@@ -80,13 +81,14 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list
         )
 
     async def claim(request: Request, agent: Agent) -> Response:
-        case = await get_handoff().claim(request.path_params["case_id"], agent.agent_id, agent.queues)
+        case = await get_handoff().claim(path_id(request, "case_id"), agent.agent_id, agent.queues)
         return JSONResponse(case.summary())
 
     async def act(request: Request, agent: Agent) -> Response:
-        body: dict[str, Any] = await request.json()
+        case_id = path_id(request, "case_id")
+        body: dict[str, Any] = await read_json(request)
         result = await get_handoff().act(
-            request.path_params["case_id"],
+            case_id,
             agent.agent_id,
             agent.queues,
             kind=str(body.get("action", "note")),
@@ -96,7 +98,8 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list
         return JSONResponse(result)
 
     async def resolve(request: Request, agent: Agent) -> Response:
-        body: dict[str, Any] = await request.json()
+        case_id = path_id(request, "case_id")
+        body: dict[str, Any] = await read_json(request)
         note = str(body.get("resolution_note") or body.get("note") or "").strip()
         if not note:
             raise ValueError("resolution_note is required")
@@ -106,9 +109,7 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list
             if not title or not text:
                 raise ValueError("publish_article needs title and body")
             article = (title, text, [str(t) for t in body.get("tags") or []])
-        msg = await get_handoff().resolve(
-            request.path_params["case_id"], agent.agent_id, agent.queues, note=note, article=article
-        )
+        msg = await get_handoff().resolve(case_id, agent.agent_id, agent.queues, note=note, article=article)
         return JSONResponse(
             {
                 "case_id": msg.payload.case_id,

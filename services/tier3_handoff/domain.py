@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from schemas import Tier, derived_id
-from schemas.messages import EscalationOpenedPayload, OutcomeRecordedPayload
+from schemas.messages import DeadLetterPayload, EscalationOpenedPayload, OutcomeRecordedPayload
 from schemas.vocab import Action, EscalationReason
 
 
@@ -217,6 +217,24 @@ CONTACT_FLOW_TOPICS: frozenset[str] = frozenset(
 def dead_letter_case_contact(dead_letter_message_id: str) -> str:
     """Dead-letter cases get their own contact key: a contact may already have a regular case."""
     return f"deadletter:{dead_letter_message_id}"
+
+
+def dead_letter_burst_key(original_topic: str, kind: str) -> str:
+    """Dead letters of one topic with one kind of error, close together, are one problem: one case."""
+    return f"{original_topic}|{kind}"
+
+
+def dead_letter_sample(dl: DeadLetterPayload, message_id: str) -> dict[str, Any]:
+    """What a burst case keeps of each counted dead letter (the value stays on the dead-letter topic)."""
+    return {
+        "message_id": message_id,
+        "partition": dl.partition,
+        "offset": dl.offset,
+        "key": dl.key,
+        "consumer": dl.consumer,
+        "error": dl.error[:300],
+        "value_bytes": dl.value_bytes,
+    }
 
 
 def suggested_step_for_dead_letter(error_type: str, original_topic: str) -> str:

@@ -117,12 +117,14 @@ class Tier3Handoff:
         assert stored is not None, "case vanished after insert"
         return stored
 
-    async def on_dead_letter_recorded(self, msg: DeadLetterRecordedV1) -> Case:
-        """A poison message reaches a human: an `ops` case with the message and the error."""
+    async def on_dead_letter_recorded(self, msg: DeadLetterRecordedV1) -> Case | None:
+        """A poison message reaches a human: one `ops` case per burst of the same (topic, error kind),
+        counting its dead letters, not one case per record. None for a dead letter seen before."""
         dl = msg.payload
         now = datetime.now(UTC)
         t = domain.triage("dead_letter", plan=None, amount_usd=0.0, contact_started_at=None, now=now)
         contact_key = domain.dead_letter_case_contact(str(msg.message_id))
+        burst_key = domain.dead_letter_burst_key(dl.original_topic, dl.error_kind or dl.error_type)
         case = Case(
             case_id=domain.case_id_for(contact_key),
             contact_id=contact_key,
@@ -137,10 +139,13 @@ class Tier3Handoff:
                 "reason": "dead_letter",
                 "original_contact_id": msg.contact_id,
                 "dead_letter": dl.model_dump(),
-                "text": f"{dl.original_topic} @ {dl.partition}:{dl.offset}: {dl.error_type}",
+                "text": f"{dl.original_topic}: {dl.error_kind or dl.error_type} "
+                f"(first at {dl.partition}:{dl.offset})",
                 "suggested_next_step": domain.suggested_step_for_dead_letter(
                     dl.error_type, dl.original_topic
                 ),
+                "first_seen_at": now.isoformat(),
+                "last_seen_at": now.isoformat(),
                 "transcript": [],
                 "actions_tried": [],
                 "policy_decisions": [],
@@ -153,13 +158,25 @@ class Tier3Handoff:
             resolution_note=None,
             sla_alerted_at=None,
         )
-        if await self.store.insert(case):
-            log.warning(
-                "tier3.case.dead_letter_opened",
-                case_id=case.case_id,
-                topic=dl.original_topic,
-                error_type=dl.error_type,
-            )
+        recorded = await self.store.record_dead_letter(
+            case,
+            burst_key=burst_key,
+            window_s=self.settings.dead_letter_burst_window_s,
+            message_id=str(msg.message_id),
+            consumer=f"{ACTOR}.dead_letters",
+            sample=domain.dead_letter_sample(dl, str(msg.message_id)),
+        )
+        if recorded is None:
+            log.info("tier3.dead_letter.duplicate", message_id=str(msg.message_id))
+            return None
+        case_id, opened = recorded
+        log.warning(
+            "tier3.case.dead_letter_opened" if opened else "tier3.case.dead_letter_counted",
+            case_id=case_id,
+            topic=dl.original_topic,
+            error_kind=dl.error_kind,
+            error_type=dl.error_type,
+        )
         if dl.original_topic in domain.CONTACT_FLOW_TOPICS and dl.headers.get("contact-id"):
             # The contact was waiting on the poisoned message: a human now owns it (never a dead end).
             await record_outcome(
@@ -175,9 +192,7 @@ class Tier3Handoff:
                     summary=f"poison message on {dl.original_topic}",
                 ),
             )
-        stored = await self.store.get(case.case_id)
-        assert stored is not None
-        return stored
+        return await self.store.get(case_id)
 
     # ------------------------------------------------------------------ console use cases
     async def visible_case(self, case_id: str, agent_queues: frozenset[str]) -> Case:

@@ -15,13 +15,19 @@ from typing import Any
 import httpx
 
 from services.tier3_handoff.analytics.store import DEFAULT_DATABASE
+from tierline.service_auth import bearer_headers
 
 
 def fetch_report(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     params = {k: v for k, v in {"start": args.start, "end": args.end}.items() if v}
     if not args.local:
         try:
-            res = httpx.get(f"{args.url.rstrip('/')}/v1/analytics/report", params=params, timeout=30)
+            res = httpx.get(
+                f"{args.url.rstrip('/')}/v1/analytics/report",
+                params=params,
+                headers=bearer_headers(args.service_token),
+                timeout=30,
+            )
             if res.status_code == 200:
                 return res.json(), f"via {args.url}"
             raise SystemExit(f"report: {args.url} answered {res.status_code}: {res.text[:500]}")
@@ -132,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clickhouse-dsn", default=infra.resolved_clickhouse_dsn())
     p.add_argument("--database", default=DEFAULT_DATABASE)
     p.add_argument("--local", action="store_true", help="skip HTTP, open ClickHouse directly")
+    # the analytics API's credential comes from TIERLINE_SERVICE_TOKEN, never from argv (ps shows argv)
+    p.set_defaults(service_token=infra.service_token.get_secret_value())
     return p
 
 

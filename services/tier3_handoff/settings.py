@@ -12,3 +12,5 @@ class Tier3Settings(BaseSettings):
     ops_email: str = "tier3-leads@tierline.local"
     token_ttl_s: int = 12 * 3600
     console_base_url: str = "http://127.0.0.1:8103/console"
+    #: dead letters of one (topic, error kind) within this long of the last one count into its open case
+    dead_letter_burst_window_s: float = 3600.0

@@ -19,7 +19,7 @@ from services.diagnostics.adapters.clickhouse import UsageEvent, UsageStore
 from services.diagnostics.adapters.mirror import MirrorStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
 from services.diagnostics.app import create_service
-from services.diagnostics.client import HttpDiagnostics
+from services.diagnostics.client import DiagnosticsUnavailable, HttpDiagnostics
 from services.diagnostics.handlers import Diagnostician
 from services.diagnostics.ports import CustomerNotFound, SourceUnavailable
 from services.diagnostics.settings import DiagnosticsSettings
@@ -341,7 +341,8 @@ async def test_http_doors_404_and_openapi(service: Any, sc: Any, unique: str) ->
     w.card()
     w.subscribe("pro")
     base = f"http://127.0.0.1:{service.http_port}"
-    client = HttpDiagnostics(base)
+    token = service.settings.service_token.get_secret_value()
+    client = HttpDiagnostics(base, token=token)
     try:
         d = await client.diagnose(w.id)
         assert d.root_cause is RootCause.HEALTHY
@@ -349,7 +350,7 @@ async def test_http_doors_404_and_openapi(service: Any, sc: Any, unique: str) ->
             await client.diagnose(f"cus_missing{unique}")
     finally:
         await client.aclose()
-    async with httpx.AsyncClient(base_url=base) as http:
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
         r = await http.get(f"/v1/customers/cus_missing{unique}/diagnosis")
         assert r.status_code == 404
         assert r.json()["error"] == "customer_not_found"
@@ -360,6 +361,37 @@ async def test_http_doors_404_and_openapi(service: Any, sc: Any, unique: str) ->
         assert usage.json()["customer_id"] == w.id
         health = (await http.get("/healthz")).json()
         assert health["checks"]["clickhouse"]["ok"] is True
+
+
+async def test_given_no_service_token_when_asking_for_a_diagnosis_then_401_and_with_it_200(
+    service: Any, sc: Any, unique: str
+) -> None:
+    """Given the diagnostics API, When called without / with a wrong / with the service token,
+    Then customer data needs the token (401 JSON otherwise) and health and OpenAPI stay open."""
+    w = World(sc, unique)
+    w.card()
+    w.subscribe("pro")
+    base = f"http://127.0.0.1:{service.http_port}"
+    token = service.settings.service_token.get_secret_value()
+    paths = [f"/v1/customers/{w.id}/diagnosis", f"/v1/customers/{w.id}/usage"]
+    async with httpx.AsyncClient(base_url=base) as http:
+        for path in paths:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {token}"}):
+                refused = await http.get(path, headers=headers)
+                assert refused.status_code == 401, (path, headers)
+                assert refused.json()["error"] == "unauthorized"
+                assert w.id not in refused.text
+            allowed = await http.get(path, headers={"Authorization": f"Bearer {token}"})
+            assert allowed.status_code == 200, path
+            assert allowed.json()["customer_id"] == w.id
+        for open_path in ("/livez", "/healthz", "/readyz", "/openapi.json"):
+            assert (await http.get(open_path)).status_code == 200, open_path
+    anonymous = HttpDiagnostics(base)
+    try:
+        with pytest.raises(DiagnosticsUnavailable, match="HTTP 401"):
+            await anonymous.diagnose(w.id)
+    finally:
+        await anonymous.aclose()
 
 
 class FailingUsage:

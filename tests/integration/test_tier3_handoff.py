@@ -524,7 +524,8 @@ async def test_given_dead_letter_when_recorded_then_ops_case_and_contact_outcome
             value="{bad",
             headers={"contact-id": f"c-{unique}"},
             consumer="router",
-            error_type="ValidationError",
+            # a burst of its own (dead letters group into one case per topic and error kind)
+            error_type=f"TestError{unique}",
             error="validation failed",
         ),
         contact_id=f"c-{unique}",
@@ -541,3 +542,50 @@ async def test_given_dead_letter_when_recorded_then_ops_case_and_contact_outcome
     )
     assert outcome["payload"]["resolved_by"] == "tier3"
     assert outcome["payload"]["escalation_reason"] == "error"
+
+
+def _dead_letter(unique: str, offset: int, *, value: str = "{bad", kind: str = "invalid_message") -> Any:
+    return DeadLetterRecordedV1.build(
+        DeadLetterPayload(
+            original_topic=f"test.burst.{unique}.v1",
+            partition=0,
+            offset=offset,
+            key=f"cus_{unique}",
+            value=value,
+            consumer="router",
+            error_type="ValidationError",
+            error="validation failed",
+            error_kind=kind,  # type: ignore[arg-type]
+        ),
+        contact_id=f"test.burst.{unique}.v1:0:{offset}",
+        customer_id=f"cus_{unique}",
+    )
+
+
+async def test_given_a_burst_of_dead_letters_when_recorded_then_one_case_per_topic_and_kind_with_a_count(
+    tier3, infra, pg_pool, unique
+):
+    """Given 12 dead letters of one topic (10 of one error kind, one of them redelivered, 2 of another)
+    and one whose value holds a NUL byte, When they are recorded, Then there are two cases, counting 11
+    and 2, and the NUL byte is stored safely."""
+    same = [_dead_letter(unique, i, value="bad\x00" if i == 0 else "{bad") for i in range(11)]
+    other = [_dead_letter(unique, 100 + i, kind="not_json") for i in range(2)]
+    for msg in [*same, same[3], *other]:
+        await publish(tier3.broker, msg)
+    topic = f"test.burst.{unique}.v1"
+
+    async def rows_once_the_last_is_counted() -> list[Any] | None:
+        # one key, so one partition, so in order: the last two were the not_json ones
+        rows = await pg_pool.fetch(
+            "SELECT packet FROM cases WHERE reason='dead_letter' AND packet->>'burst_key' LIKE $1",
+            f"{topic}|%",
+        )
+        done = any(r["packet"]["burst_key"].endswith("not_json") and r["packet"]["count"] == 2 for r in rows)
+        return rows if done else None
+
+    rows = await wait_for(rows_once_the_last_is_counted)
+    counts = {r["packet"]["burst_key"]: r["packet"]["count"] for r in rows}
+    assert counts == {f"{topic}|invalid_message": 11, f"{topic}|not_json": 2}
+    first = next(r["packet"] for r in rows if r["packet"]["burst_key"].endswith("invalid_message"))
+    assert "\x00" not in first["dead_letter"]["value"]
+    assert len(first["samples"]) == 10

@@ -4,29 +4,20 @@ offset without losing or re-emitting anything."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from schemas import Channel
-from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
-from tests.helpers import read_topic, wait_rows
+from schemas.messages import ContactReceivedV1
+from tests.helpers import chat_contact, read_topic, wait_rows
 from tierline.messaging import encode, headers_for
 from tierline.stack.inproc import start_pipeline, stop_pipeline
 
 pytestmark = pytest.mark.integration
 
 
-def contact(customer_id: str, text: str) -> ContactReceivedV1:
-    return ContactReceivedV1.build(
-        ContactReceivedPayload(
-            channel=Channel.CHAT, text=text, sender=Sender(kind="customer_session", subject=customer_id)
-        ),
-        contact_id=f"c-{uuid.uuid4()}",
-        customer_id=customer_id,
-    )
+contact = chat_contact
 
 
 async def send(bootstrap: str, *messages: ContactReceivedV1 | bytes, key: bytes = b"k") -> None:

@@ -33,6 +33,8 @@ K8S_VERSION = "1.33.0"  # kubernetes_validate 1.37 ships schemas for 1.25 .. 1.3
 CORE_SERVICES = ("router", "tier0_prevent", "tier1_selfheal", "tier2_agent", "tier3_handoff", "diagnostics")
 SERVICES = (*CORE_SERVICES, "notifier", "analytics_sink")
 HTTP_PORTS = {"tier0_prevent": 8100, "tier1_selfheal": 8101, "tier3_handoff": 8103, "diagnostics": 8104}
+# The doors outsiders use (behind TLS): Stripe's webhooks, customers' Health Meter, agents' console.
+PUBLIC_DOORS = {"tier0_prevent": 8100, "tier1_selfheal": 8101, "tier3_handoff": 8103}
 # Every process serves /livez (liveness), /healthz and /readyz (dependencies) on its one HTTP port
 # (TIERLINE_HTTP_PORT); the code's DEFAULT_PORTS win, analytics_sink is not in them yet.
 SERVICE_PORTS = {"analytics_sink": 8107, **DEFAULT_PORTS}
@@ -486,6 +488,100 @@ def test_given_a_planted_credential_when_scanned_then_it_is_found(leak: str) -> 
     assert committed_secret_findings("dsn: postgresql://tierline:${POSTGRES_PASSWORD:?x}@db/t") == []
 
 
+# --------------------------------------------------------------------------- public and internal doors
+def secrets_the_refusal_checks() -> set[str]:
+    """Every variable a process refuses to start without, outside the embedded stack (from the code)."""
+    from tierline.settings import BUILTIN_SERVICE_TOKEN, BUILTIN_SESSION_SECRET
+
+    prod = InfraSettings.model_construct(
+        **{
+            **{n: f.default for n, f in InfraSettings.model_fields.items()},
+            "stripe_api_base": None,
+            "http_host": "0.0.0.0",  # noqa: S104
+        }
+    )
+    assert prod.session_secret.get_secret_value() == BUILTIN_SESSION_SECRET
+    assert prod.service_token.get_secret_value() == BUILTIN_SERVICE_TOKEN
+    return set(prod.unsafe_defaults())
+
+
+@pytest.mark.unit
+def test_given_the_k8s_services_when_read_then_internal_ones_are_cluster_internal_and_marked(
+    manifests: list[tuple[Path, dict[str, Any]]],
+) -> None:
+    """Given every k8s Service, When read, Then none is NodePort/LoadBalancer/externalIPs, each says
+    whether it is a public door or internal, and only the public doors are marked public."""
+    deployments = deployments_by_service(manifests)
+    exposure: dict[str, str] = {}
+    for svc in of_kind(manifests, "Service"):
+        assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", svc["metadata"]["name"]
+        assert "externalIPs" not in svc["spec"], svc["metadata"]["name"]
+        (target,) = [
+            name
+            for name, d in deployments.items()
+            if svc["spec"]["selector"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        exposure[target] = svc["metadata"].get("annotations", {}).get("tierline.io/exposure", "")
+    assert {name for name, how in exposure.items() if how == "public"} == set(PUBLIC_DOORS)
+    assert {name for name, how in exposure.items() if how != "public"} == {"diagnostics"}
+    assert exposure["diagnostics"] == "internal"
+    policies = [
+        p
+        for p in of_kind(manifests, "NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"].items()
+        <= deployments["diagnostics"]["spec"]["template"]["metadata"]["labels"].items()
+    ]
+    assert policies, "diagnostics: no NetworkPolicy keeps its API internal"
+    assert [p["spec"]["policyTypes"] for p in policies] == [["Ingress"]]
+
+
+@pytest.mark.unit
+def test_given_compose_when_read_then_internal_services_publish_no_port_and_doors_only_loopback(
+    compose: dict[str, Any],
+) -> None:
+    """Given compose.yaml, When the ports are read, Then internal services publish none and the public
+    doors only on 127.0.0.1 (for a TLS proxy), and the file says which is which."""
+    services = compose["services"]
+    for name in SERVICES:
+        ports = services[name].get("ports", [])
+        if name in PUBLIC_DOORS:
+            assert ports == [f"127.0.0.1:{PUBLIC_DOORS[name]}:{PUBLIC_DOORS[name]}"], name
+        else:
+            assert ports == [], f"{name} is internal but publishes {ports}"
+    text = COMPOSE.read_text()
+    for name in SERVICES:
+        marker = "PUBLIC" if name in PUBLIC_DOORS else "INTERNAL"
+        block = text[text.index(f"\n  {name}:") :].split("\n\n", 1)[0]  # the service, up to a blank line
+        assert marker in block, (name, marker)
+
+
+@pytest.mark.unit
+def test_given_the_refusal_when_compared_with_the_deploy_files_then_every_secret_it_checks_is_set(
+    manifests: list[tuple[Path, dict[str, Any]]], compose: dict[str, Any]
+) -> None:
+    """Given the secrets a process refuses to start without, When the k8s Secret template, compose and
+    env.example are read, Then each is set there (required in compose, a placeholder elsewhere) and
+    none is in the ConfigMap."""
+    required = secrets_the_refusal_checks()
+    assert required == {
+        "TIERLINE_STRIPE_API_KEY",
+        "TIERLINE_STRIPE_WEBHOOK_SECRETS",
+        "TIERLINE_SESSION_SECRET",
+        "TIERLINE_SERVICE_TOKEN",
+    }
+    (secret,) = of_kind(manifests, "Secret")
+    assert required <= set(secret["stringData"])
+    assert required.isdisjoint(configmap_data(manifests))
+    for name in SERVICES:
+        env = compose["services"][name]["environment"]
+        for var in required:
+            assert str(env.get(var, "")).startswith(f"${{{var}:?"), (name, var)
+    env_example = {
+        line.split("=", 1)[0] for line in (DEPLOY / "env.example").read_text().splitlines() if "=" in line
+    }
+    assert required <= env_example
+
+
 # --------------------------------------------------------------------------- compose
 @pytest.mark.unit
 def test_given_compose_when_read_then_every_service_and_component_is_there(compose: dict[str, Any]) -> None:
@@ -502,7 +598,7 @@ def test_given_compose_when_read_then_every_service_and_component_is_there(compo
     published = {
         name: int(port.split(":")[-2]) for name in SERVICES for port in services[name].get("ports", [])
     }
-    assert published == HTTP_PORTS
+    assert published == PUBLIC_DOORS
 
 
 @pytest.mark.unit

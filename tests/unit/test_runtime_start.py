@@ -30,7 +30,9 @@ class JoinThatHangs:
 
 
 def service(broker: JoinThatHangs, attempts: int = 3) -> Service:
-    settings = InfraSettings(broker_join_timeout_s=0.2, broker_join_attempts=attempts)
+    settings = InfraSettings(
+        broker_join_timeout_s=0.2, broker_join_attempts=attempts, stripe_api_base="http://127.0.0.1:9"
+    )
     svc = Service.create("joiner", settings, needs_postgres=False)
     svc.broker = broker  # type: ignore[assignment]
     return svc

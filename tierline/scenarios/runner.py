@@ -33,6 +33,7 @@ from schemas.messages import (
 from tierline.db import create_pool
 from tierline.messaging import publish
 from tierline.scenarios.model import Scenario, ScenarioResult
+from tierline.service_auth import bearer_headers
 from tierline.settings import InfraSettings
 
 log = structlog.get_logger(__name__)
@@ -112,7 +113,9 @@ class ScenarioRunner:
     async def usage_visible(self, customer_id: str, expected_events: int) -> bool:
         try:
             resp = await self.http.get(
-                f"{self.settings.diagnostics_url}/v1/customers/{customer_id}/usage", params={"days": 120}
+                f"{self.settings.diagnostics_url}/v1/customers/{customer_id}/usage",
+                params={"days": 120},
+                headers=bearer_headers(self.settings.service_token.get_secret_value()),
             )
         except httpx.HTTPError:
             return False

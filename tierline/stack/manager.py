@@ -36,7 +36,9 @@ class StackConfig:
     stripe_port: int = 18420
     smtp_port: int = 18025
     s3_port: int = 19000
-    durable_broker: bool = False
+    #: Tansu keeps its log on a loopback S3 (moto), so a broker restart loses nothing it acknowledged.
+    #: ``tierline up --memory`` and the test stack (``for_tests``) keep it in the broker's memory.
+    durable_broker: bool = True
     service_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
 
     @property
@@ -67,6 +69,7 @@ class StackConfig:
             stripe_port=free_port(),
             smtp_port=free_port(),
             s3_port=free_port(),
+            durable_broker=False,
             service_ports={name: free_port() for name in DEFAULT_PORTS},
         )
 
@@ -107,11 +110,20 @@ class StackConfig:
         return Managed(f"svc-{name}", self.run_dir)
 
 
-def start_components(cfg: StackConfig, *, fsync: bool = True) -> None:
-    cfg.save()
+def start_broker(cfg: StackConfig) -> None:
+    """Start the broker if it is not running: on the same storage as before (S3 first when durable).
+
+    After a kill -9 of the broker, this is what ``tierline up`` does: only the broker starts again, on
+    the log it kept; the running services' clients reconnect to it.
+    """
     if cfg.durable_broker:
         cfg.s3().start()
     cfg.kafka().start()
+
+
+def start_components(cfg: StackConfig, *, fsync: bool = True) -> None:
+    cfg.save()
+    start_broker(cfg)
     cfg.postgres(fsync=fsync).start()
     cfg.stripe().start()
     cfg.smtp().start()

@@ -119,6 +119,17 @@ class Managed:
         self.pid_file.unlink(missing_ok=True)
         return True
 
+    def kill(self, timeout: float = 10.0) -> bool:
+        """SIGKILL the process (a crash, for tests and drills); the pid file stays, as after a crash."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).wait(timeout)
+        return True
+
     def tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])

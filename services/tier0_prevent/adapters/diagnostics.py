@@ -23,4 +23,6 @@ def diagnostics_client(settings: InfraSettings) -> Diagnostics:
         from services.diagnostics.client import HttpDiagnostics  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return NoDiagnostics()
-    return HttpDiagnostics(settings.diagnostics_url)  # type: ignore[no-any-return]
+    return HttpDiagnostics(  # type: ignore[no-any-return]
+        settings.diagnostics_url, token=settings.service_token.get_secret_value()
+    )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from services.tier3_handoff.ports import Case
+from tierline.safetext import pg_safe
 
 _COLUMNS = (
     "case_id, contact_id, customer_id, reason, priority, sla_due_at, status, assignee, queue, packet, "
@@ -22,33 +24,95 @@ def _case(row: asyncpg.Record) -> Case:
     return Case(**data)
 
 
+#: Dead letters a burst case keeps as examples (the count says how many there were).
+DEAD_LETTER_SAMPLES = 10
+
+
+async def _insert(conn: asyncpg.Pool | asyncpg.Connection, case: Case) -> str | None:
+    """Insert a case unless its contact has one; its id, or None. Text stored NUL-free."""
+    row = await conn.fetchval(
+        f"""INSERT INTO cases ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
+            ON CONFLICT DO NOTHING RETURNING case_id""",
+        case.case_id,
+        pg_safe(case.contact_id),
+        pg_safe(case.customer_id),
+        case.reason,
+        case.priority,
+        case.sla_due_at,
+        case.status,
+        case.assignee,
+        case.queue,
+        pg_safe(case.packet),
+        uuid.UUID(case.source_message_id) if case.source_message_id else None,
+        case.opened_at,
+        case.claimed_at,
+        case.resolved_at,
+        case.resolution_note,
+        case.sla_alerted_at,
+    )
+    return str(row) if row is not None else None
+
+
 class PostgresCaseStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
     async def insert(self, case: Case) -> bool:
         """Insert once per contact; False when the contact already has a case."""
-        row = await self.pool.fetchrow(
-            f"""INSERT INTO cases ({_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
-                ON CONFLICT DO NOTHING RETURNING case_id""",
-            case.case_id,
-            case.contact_id,
-            case.customer_id,
-            case.reason,
-            case.priority,
-            case.sla_due_at,
-            case.status,
-            case.assignee,
-            case.queue,
-            case.packet,
-            uuid.UUID(case.source_message_id) if case.source_message_id else None,
-            case.opened_at,
-            case.claimed_at,
-            case.resolved_at,
-            case.resolution_note,
-            case.sla_alerted_at,
-        )
-        return row is not None
+        return await _insert(self.pool, case) is not None
+
+    async def record_dead_letter(
+        self,
+        case: Case,
+        *,
+        burst_key: str,
+        window_s: float,
+        message_id: str,
+        consumer: str,
+        sample: dict[str, Any],
+    ) -> tuple[str, bool] | None:
+        """Open ``case`` for the first dead letter of a burst, or count this one into the burst's open case.
+
+        A burst is the open dead-letter case of the same ``burst_key`` (topic and error kind) whose last
+        record is at most ``window_s`` old. Once per message id (the inbox, in the same transaction):
+        None for a redelivered dead letter; else (case id, whether it was opened now).
+        """
+        sample = pg_safe(sample)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"deadletter-burst:{burst_key}")
+            fresh = await conn.fetchval(
+                "INSERT INTO inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+                consumer,
+                message_id,
+            )
+            if fresh is None:
+                return None
+            open_case = await conn.fetchval(
+                """SELECT case_id FROM cases
+                   WHERE reason = 'dead_letter' AND status <> 'resolved' AND packet->>'burst_key' = $1
+                     AND (packet->>'last_seen_at')::timestamptz > now() - make_interval(secs => $2)
+                   ORDER BY opened_at DESC LIMIT 1""",
+                burst_key,
+                window_s,
+            )
+            if open_case is not None:
+                await conn.execute(
+                    """UPDATE cases SET packet = packet
+                           || jsonb_build_object(
+                                'count', COALESCE((packet->>'count')::int, 1) + 1,
+                                'last_seen_at', now(),
+                                'samples', CASE WHEN jsonb_array_length(COALESCE(packet->'samples', '[]'))
+                                                     < $3 THEN COALESCE(packet->'samples', '[]') || $2::jsonb
+                                                ELSE packet->'samples' END)
+                       WHERE case_id = $1""",
+                    open_case,
+                    [sample],
+                    DEAD_LETTER_SAMPLES,
+                )
+                return str(open_case), False
+            packet = {**case.packet, "burst_key": burst_key, "count": 1, "samples": [sample]}
+            inserted = await _insert(conn, replace(case, packet=packet))
+            return case.case_id, inserted is not None
 
     async def get(self, case_id: str) -> Case | None:
         row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM cases WHERE case_id=$1", case_id)

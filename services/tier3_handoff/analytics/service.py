@@ -10,6 +10,7 @@ from services.diagnostics.app import LazyClient
 from services.tier3_handoff.analytics.routes import analytics_routes
 from services.tier3_handoff.analytics.sink import register_analytics_sink
 from tierline.runtime import Service
+from tierline.service_auth import protect_routes
 from tierline.settings import DEFAULT_PORTS, InfraSettings
 
 NAME = "analytics_sink"
@@ -21,6 +22,11 @@ def create_service(settings: InfraSettings) -> Service:
     )
     dsn = settings.resolved_clickhouse_dsn()
     register_analytics_sink(service, LazyClient(dsn), lock=client_lock(dsn))
-    service.routes.extend(analytics_routes(LazyClient(dsn), lock=client_lock(dsn)))
+    service.routes.extend(  # internal API: `tierline report` / `audit verify` send the service token
+        protect_routes(
+            analytics_routes(LazyClient(dsn), lock=client_lock(dsn)),
+            settings.service_token.get_secret_value(),
+        )
+    )
     _ = get_client
     return service
