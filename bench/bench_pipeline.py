@@ -167,16 +167,10 @@ async def passthrough(bootstrap: str) -> list[dict[str, Any]]:
 async def pipeline(cfg: Any, ceiling: float) -> None:
     from schemas import Channel
     from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
-    from tierline.settings import InfraSettings
     from tierline.stripe_adapter import StripeActions
     from tierline.world import build_world
 
-    env = cfg.env()
-    settings = InfraSettings(
-        stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],
-        postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
-        kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"],
-    )
+    settings = cfg.settings()
     actions = StripeActions(settings)
     customers = [
         (
@@ -184,7 +178,7 @@ async def pipeline(cfg: Any, ceiling: float) -> None:
         ).customer_id
         for i in range(20)
     ]
-    bootstrap = env["TIERLINE_KAFKA_BOOTSTRAP"]
+    bootstrap = settings.kafka_bootstrap
     collector = Collector(bootstrap, "contact.outcome.recorded.v1", "contact_id")
     await collector.start()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)

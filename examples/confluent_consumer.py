@@ -23,7 +23,7 @@ def describe(message: dict) -> str:  # type: ignore[type-arg]
     tried = ", ".join(f"{a['action']}:{a['status']}" for a in p.get("actions_tried", [])) or "nothing"
     diagnosis = (p.get("diagnosis") or {}).get("root_cause", "no diagnosis")
     return (
-        f"ESCALATION contact={message['contact_id']} customer={message['customer_id']} "
+        f"ESCALATION contact={message.get('contact_id')} customer={message.get('customer_id')} "
         f"reason={p.get('reason')} by={p.get('opened_by')} diagnosis={diagnosis} tried=[{tried}] "
         f"next={p.get('suggested_next_step') or '-'}"
     )
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 body = json.loads(msg.value() or b"")
             except (TypeError, ValueError):
+                body = None
+            if not isinstance(body, dict) or not isinstance(body.get("payload"), dict):
+                # the topic may carry anything a producer sent: the pipeline dead-letters it, a tool skips it
                 print(f"skipping undecodable message at {msg.partition()}:{msg.offset()}", file=sys.stderr)
                 continue
             if args.contact and body.get("contact_id") != args.contact:

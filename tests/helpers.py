@@ -85,7 +85,7 @@ async def wait_rows(
 
 def built_service(name: str) -> Any:
     """The named service as `tierline serve` builds it (in a scratch data dir); nothing is started."""
-    from tierline.cli import load_service_factory
+    from tierline.registry import load_service_factory
     from tierline.settings import InfraSettings
 
     return load_service_factory(name)(InfraSettings(data_dir=Path(tempfile.mkdtemp())))

@@ -117,6 +117,14 @@ import structlog  # noqa: E402
 from faststream.kafka import KafkaBroker  # noqa: E402
 
 from schemas.messages import DiagnosisView, NotificationRequestedPayload, NotificationRequestedV1  # noqa: E402
+from tierline.billing.policy import (  # noqa: E402
+    Allow,
+    ChargeFacts,
+    NeedsHuman,
+    PolicyContext,
+    PolicyEngine,
+    to_record,
+)
 from tierline.ledger import ActionFailed, ActionLedger, LedgerResult, idempotency_key  # noqa: E402
 from tierline.messaging import publish  # noqa: E402
 from tierline.pipeline import audit  # noqa: E402
@@ -153,7 +161,6 @@ class ActionExecutor:
         stripe: Any = None,
         policy: Any = None,
     ) -> None:
-        from services.tier2_agent.policy import PolicyEngine
         from tierline.stripe_adapter import StripeActions
 
         self.pool = pool
@@ -186,7 +193,6 @@ class ActionExecutor:
 
     async def policy_context(self, ctx: ActionContext, diagnosis: DiagnosisView, **extra: Any) -> Any:
         from schemas import RootCause
-        from services.tier2_agent.policy import PolicyContext
 
         ev = diagnosis.evidence
         disputes = ev.get("disputes") or []
@@ -239,7 +245,6 @@ class ActionExecutor:
 
     @staticmethod
     def charge_facts(diagnosis: DiagnosisView, charge_id: str | None) -> Any:
-        from services.tier2_agent.policy import ChargeFacts
 
         for charge in diagnosis.evidence.get("charges") or []:
             if charge.get("id") == charge_id:
@@ -267,7 +272,6 @@ class ActionExecutor:
         reconcile: Any = None,
         key_target: str | None = None,
     ) -> ActionOutcome:
-        from services.tier2_agent.policy import Allow, NeedsHuman, to_record
 
         key = idempotency_key(ctx.key_scope, action.value, key_target or target)
         done = await self.ledger.get(key)

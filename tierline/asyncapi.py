@@ -11,7 +11,7 @@ from tierline.settings import InfraSettings
 
 
 def build_services() -> list[Any]:
-    from tierline.cli import SERVICE_MODULES, load_service_factory
+    from tierline.registry import SERVICE_MODULES, load_service_factory
 
     settings = InfraSettings()
     return [load_service_factory(name)(settings) for name in SERVICE_MODULES]

@@ -11,25 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tierline.registry import SERVICE_MODULES, load_service_factory
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-#: service name -> module with create_service(settings)
-SERVICE_MODULES: dict[str, str] = {
-    "router": "services.router.app",
-    "tier0_prevent": "services.tier0_prevent.app",
-    "tier1_selfheal": "services.tier1_selfheal.app",
-    "tier2_agent": "services.tier2_agent.app",
-    "tier3_handoff": "services.tier3_handoff.app",
-    "diagnostics": "services.diagnostics.app",
-    "notifier": "services.tier0_prevent.notifier",
-    "analytics_sink": "services.tier3_handoff.analytics.service",
-}
-
-
-def load_service_factory(name: str) -> Callable[..., Any]:
-    if name not in SERVICE_MODULES:
-        raise SystemExit(f"unknown service {name!r}; choose from {', '.join(SERVICE_MODULES)}")
-    return importlib.import_module(SERVICE_MODULES[name]).create_service  # type: ignore[no-any-return]
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -42,11 +26,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from tierline.stack import manager
 
     cfg = manager.default_config(_data_dir(args))
-    if args.memory:
-        cfg.durable_broker = False
-    elif args.durable or not cfg.kafka().proc.running():
-        # durable by default; a broker that is running keeps the storage it was started on
-        cfg.durable_broker = True
+    if not cfg.kafka().proc.running() and (args.durable or args.memory):
+        # a broker that is running keeps the storage it was started on
+        cfg.durable_broker = bool(args.durable)
     seconds = manager.up(cfg, with_services=not args.components_only)
     print(f"tierline up: stack ready in {seconds:.1f}s (data in {cfg.root})")
     return _print_status(cfg)
@@ -140,10 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     storage.add_argument(
         "--durable",
         action="store_true",
-        help="broker log on a loopback S3 that survives broker restarts (the default)",
+        help="broker log on a loopback S3 that survives broker restarts (kept for this data dir)",
     )
     storage.add_argument(
-        "--memory", action="store_true", help="broker log in the broker's memory: lost when it restarts"
+        "--memory",
+        action="store_true",
+        help="broker log in the broker's memory, lost when it restarts (the default)",
     )
     p.add_argument("--components-only", action="store_true", help="start components, not services")
     p.set_defaults(func=cmd_up)
@@ -176,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _beside_the_local_stack(args: argparse.Namespace) -> None:
+    """Commands run next to `tierline up`'s stack talk to it with its addresses and generated secrets,
+    unless the environment names others (what is set there wins)."""
+    import os
+
+    from tierline.stack import manager
+
+    cfg = manager.StackConfig.load(_data_dir(args))
+    if cfg is not None:
+        for name, value in cfg.env().items():
+            os.environ.setdefault(name, value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -188,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet = args.command in ("classify", "demo", "eval", "report", "bench", "audit")
         configure_logging(f"tierline-{args.command}", level="WARNING" if quiet else "INFO")
+    if args.command in ("report", "audit", "migrate", "asyncapi"):
+        _beside_the_local_stack(args)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

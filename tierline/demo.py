@@ -315,14 +315,7 @@ async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     from tierline.world import WorldSpec, build_world, world_event
 
     cfg = manager.default_config(Path(args.data_dir) if args.data_dir else InfraSettings().data_dir)
-    env = cfg.env()
-    settings = InfraSettings(
-        kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"],
-        postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
-        stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],
-        diagnostics_url=env["TIERLINE_DIAGNOSTICS_URL"],
-        public_base_url=env["TIERLINE_PUBLIC_BASE_URL"],
-    )
+    settings = cfg.settings()
     rng = random.Random(args.seed)
     archetypes, triggers = plan_month(rng, args.customers, args.contacts)
     run_id = uuid.uuid4().hex[:6]

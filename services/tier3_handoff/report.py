@@ -44,9 +44,22 @@ def fetch_report(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     return build_report(AnalyticsStore(client, args.database), start, end), f"from {args.clickhouse_dsn}"
 
 
+def _tooling(module: str) -> Any:
+    """Tables and plots come with the tooling extra; the production image has `--json` only."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise SystemExit(
+            f"{module.split('.')[0]} is not installed: tables and plots need "
+            "`pip install 'tierline[tooling]'`; `tierline report --json` works without it"
+        ) from exc
+
+
 def render_tables(report: dict[str, Any], source: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    Console = _tooling("rich.console").Console  # noqa: N806 - a class
+    Table = _tooling("rich.table").Table  # noqa: N806 - a class
 
     console = Console()
     t = report["totals"]
@@ -99,10 +112,8 @@ def render_tables(report: dict[str, Any], source: str) -> None:
 
 
 def plot(report: dict[str, Any], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    _tooling("matplotlib").use("Agg")
+    plt = _tooling("matplotlib.pyplot")
 
     days = report["resolution_by_day"]
     x = [d["day"] for d in days]

@@ -20,7 +20,7 @@ import yaml
 
 from schemas import TOPICS
 from tests.helpers import built_service
-from tierline.cli import SERVICE_MODULES
+from tierline.registry import SERVICE_MODULES
 from tierline.settings import DEFAULT_PORTS, InfraSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -658,7 +658,8 @@ def test_given_the_dockerfile_when_read_then_it_installs_locked_as_non_root_with
     """Given deploy/Dockerfile, When read, Then: 3.11-slim, locked install, numeric non-root user, CLI."""
     lines = [line.strip() for line in (DEPLOY / "Dockerfile").read_text().splitlines()]
     assert "FROM python:3.11-slim" in lines
-    assert any("pip install -c requirements.lock ." in line for line in lines)
+    assert any('pip install -c requirements.lock ".${EXTRAS}"' in line for line in lines)
+    assert 'ARG EXTRAS=""' in lines  # the runtime alone unless a build asks for the tooling extra
     (user,) = [line for line in lines if line.startswith("USER ")]
     assert int(user.split()[1].split(":")[0]) > 0
     assert lines.index(user) > max(i for i, line in enumerate(lines) if "pip install" in line)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas.vocab import Action, EscalationReason
-from services.tier2_agent.policy import (
+from tierline.billing.policy import (
     DEFAULT_POLICY_PATH,
     Allow,
     ChargeFacts,

@@ -58,11 +58,9 @@ def test_given_an_unknown_stored_intent_when_building_the_escalation_then_it_has
     )
 
 
-def test_given_a_new_stack_when_configured_then_the_broker_is_durable_and_the_test_stack_is_memory(
-    tmp_path: Path,
-) -> None:
-    assert StackConfig(data_dir=str(tmp_path)).durable_broker is True
-    assert StackConfig(data_dir=str(tmp_path)).kafka().storage_url.startswith("s3://")
-    tests = StackConfig.for_tests(tmp_path)
-    assert tests.durable_broker is False
-    assert tests.kafka().storage_url.startswith("memory://")
+def test_given_stack_configs_when_built_then_durable_only_when_asked_and_on_s3(tmp_path: Path) -> None:
+    assert StackConfig(data_dir=str(tmp_path)).durable_broker is False
+    assert StackConfig(data_dir=str(tmp_path)).kafka().storage_url.startswith("memory://")
+    durable = StackConfig(data_dir=str(tmp_path), durable_broker=True)
+    assert durable.kafka().storage_url.startswith("s3://")
+    assert StackConfig.for_tests(tmp_path).kafka().storage_url.startswith("memory://")

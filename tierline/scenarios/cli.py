@@ -45,15 +45,7 @@ def eval_main(argv: list[str]) -> int:
     if not all(h.ok for h in manager.status(cfg)):
         print("starting the embedded stack ...", file=sys.stderr)
         manager.up(cfg)
-    env = cfg.env()
-    settings = InfraSettings(
-        data_dir=data_dir,
-        kafka_bootstrap=env["TIERLINE_KAFKA_BOOTSTRAP"],
-        postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
-        stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],
-        diagnostics_url=env["TIERLINE_DIAGNOSTICS_URL"],
-        public_base_url=env["TIERLINE_PUBLIC_BASE_URL"],
-    )
+    settings = cfg.settings(data_dir=data_dir)
     ingress = f"http://127.0.0.1:{cfg.service_ports['tier0_prevent']}"
     results = asyncio.run(_run(settings, ingress, scenarios, args.timeout, args.concurrency))
     args.out.write_text("".join(r.model_dump_json() + "\n" for r in results))

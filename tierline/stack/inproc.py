@@ -24,7 +24,7 @@ async def start_pipeline(
     services: tuple[str, ...] = PIPELINE,
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> list[Service]:
-    from tierline.cli import load_service_factory
+    from tierline.registry import load_service_factory
 
     started: list[Service] = []
     try:

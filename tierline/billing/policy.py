@@ -1,4 +1,4 @@
-"""Declarative billing policy: the rules live in YAML (``policy/default.yaml``), this module interprets them.
+"""Declarative billing policy: the rules live in YAML (``default_policy.yaml``), this module interprets them.
 
 The LLM and every tier *propose* actions; :meth:`PolicyEngine.check` *disposes*. The engine is pure: it reads
 only the :class:`PolicyContext` it is given (verified facts from records, never customer or model text) and
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from schemas.messages import PolicyDecisionRecord
 from schemas.vocab import Action, EscalationReason
 
-DEFAULT_POLICY_PATH = Path(__file__).with_name("policy") / "default.yaml"
+DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
 
 ActorKind = Literal["system", "ai", "selfheal", "human"]
 Profile = Literal["automatic", "human"]
