@@ -39,6 +39,9 @@ class DiagnosisView(Payload):
     evidence: dict[str, Any] = Field(default_factory=dict)
     missing_sources: list[str] = Field(default_factory=list)
     secondary_causes: list[RootCause] = Field(default_factory=list)
+    computed_at: datetime | None = Field(
+        default=None, description="when diagnostics computed it: a carried diagnosis is reused while fresh"
+    )
 
 
 class ActionRecord(Payload):

@@ -177,16 +177,41 @@ class ActionExecutor:
     DIAGNOSIS_TTL_S = 3.0
 
     # ------------------------------------------------------------------ facts (verified records only)
+    #: How old a diagnosis that arrived with the request (the router's) may be and still be used instead
+    #: of computing another: one computation per contact unless an effect ran since or it is older.
+    CARRIED_DIAGNOSIS_MAX_AGE_S = 30.0
+
     async def diagnosis(self, ctx: ActionContext) -> DiagnosisView:
         now = asyncio.get_running_loop().time()
         cached = self._cache.get(ctx.customer_id)
-        if cached is not None and now - cached[0] < self.DIAGNOSIS_TTL_S:
+        if cached is not None and now < cached[0]:
             return cached[1]
-        result: DiagnosisView = await self.diagnostics.diagnose(ctx.customer_id)
-        self._cache[ctx.customer_id] = (now, result)
+        result: DiagnosisView = await self.diagnostics.diagnose(ctx.customer_id, contact_id=ctx.contact_id)
+        self._remember(ctx.customer_id, result, self.DIAGNOSIS_TTL_S)
+        return result
+
+    async def adopt(self, ctx: ActionContext, carried: DiagnosisView | None) -> bool:
+        """Use the diagnosis the request carries instead of computing another, while it is fresh
+        (``CARRIED_DIAGNOSIS_MAX_AGE_S``) and no effect on the customer ran after it was computed."""
+        if carried is None or carried.computed_at is None or carried.customer_id != ctx.customer_id:
+            return False
+        age = (datetime.now(UTC) - carried.computed_at).total_seconds()
+        if not 0 <= age < self.CARRIED_DIAGNOSIS_MAX_AGE_S:
+            return False
+        changed = await self.pool.fetchval(
+            "SELECT 1 FROM action_ledger WHERE customer_id = $1 AND updated_at >= $2 LIMIT 1",
+            ctx.customer_id,
+            carried.computed_at,
+        )
+        if changed:
+            return False
+        self._remember(ctx.customer_id, carried, self.CARRIED_DIAGNOSIS_MAX_AGE_S - age)
+        return True
+
+    def _remember(self, customer_id: str, diagnosis: DiagnosisView, for_s: float) -> None:
         if len(self._cache) > 10_000:
             self._cache.clear()
-        return result
+        self._cache[customer_id] = (asyncio.get_running_loop().time() + for_s, diagnosis)
 
     def forget(self, customer_id: str) -> None:
         self._cache.pop(customer_id, None)

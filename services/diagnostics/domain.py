@@ -871,4 +871,5 @@ def diagnose(snapshot: BillingSnapshot, now: datetime) -> Diagnosis:
         evidence=evidence,
         missing_sources=missing,
         secondary_causes=[f.cause for f in findings[1:]],
+        computed_at=now,
     )

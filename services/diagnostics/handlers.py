@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from schemas import Envelope
+from schemas import Envelope, derived_id
 from schemas.messages import AuditEventPayload, AuditEventRecordedV1, DiagnosisView, UsageEventRecordedV1
 from services.diagnostics.adapters.clickhouse import UsageEvent, UsageStore
 from services.diagnostics.adapters.mirror import MirrorStore
@@ -46,10 +46,16 @@ class BrokerAuditSink:
         self, diagnosis: DiagnosisView, *, contact_id: str | None, cause: Envelope[Any] | None
     ) -> None:
         if cause is None:
+            # tied to the contact, with an id derived from it and what was found: the same contact
+            # diagnosed again to the same result (a redelivery) republishes the identical record
+            found = diagnosis.model_dump_json(exclude={"computed_at"})
             cause = AuditEventRecordedV1.build(
                 AuditEventPayload(actor=ACTOR, action="diagnosis.requested", target=diagnosis.customer_id),
                 contact_id=contact_id or f"diagnosis:{uuid.uuid4()}",
                 customer_id=diagnosis.customer_id,
+                message_id=derived_id("diagnosis", contact_id, diagnosis.customer_id, found)
+                if contact_id
+                else None,
             )
         await audit(
             self.broker,

@@ -95,9 +95,9 @@ async def gather_gates(deps: RouterDeps, msg: ContactReceivedV1, diagnosis: Diag
     )
 
 
-async def diagnose_or_none(deps: RouterDeps, customer_id: str) -> DiagnosisView | None:
+async def diagnose_or_none(deps: RouterDeps, customer_id: str, contact_id: str) -> DiagnosisView | None:
     try:
-        return await deps.diagnostics.diagnose(customer_id)
+        return await deps.diagnostics.diagnose(customer_id, contact_id=contact_id)
     except LookupError:
         return None
 
@@ -116,7 +116,7 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
         started_at=msg.occurred_at,
     )
     prediction: Any = (await asyncio.to_thread(deps.classifier.predict, [msg.payload.text]))[0]
-    diagnosis = await diagnose_or_none(deps, msg.customer_id)
+    diagnosis = await diagnose_or_none(deps, msg.customer_id, msg.contact_id)
     gates = await gather_gates(deps, msg, diagnosis)
     decision = decide_route(
         prediction.intent,

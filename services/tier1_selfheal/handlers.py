@@ -119,6 +119,9 @@ async def _diagnose_or(deps: SelfhealDeps, msg: SelfhealRequestedV1) -> Diagnosi
     try:
         reader = getattr(deps.actions, "diagnosis", None)  # the executor's short-lived cache, when it has one
         if reader is not None:
+            adopt = getattr(deps.actions, "adopt", None)  # the router's diagnosis, while fresh
+            if adopt is not None:
+                await adopt(context(msg), msg.payload.diagnosis)
             return await reader(context(msg))  # type: ignore[no-any-return]
         return await deps.diagnostics.diagnose(msg.customer_id)
     except LookupError:

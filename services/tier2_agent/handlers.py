@@ -75,6 +75,9 @@ async def on_agent_requested(deps: AgentDeps, msg: AgentRequestedV1) -> None:
         actor_id=getattr(deps.agent, "name", type(deps.agent).__name__),
         cause=msg,
     )
+    adopt = getattr(deps.actions, "adopt", None)  # the router's diagnosis, while fresh: no second one
+    if adopt is not None:
+        await adopt(ctx, msg.payload.diagnosis)
     tools = ExecutorTools(deps.actions, ctx, deps.diagnostics, deps.knowledge)
     request = AgentRequest.from_payload(msg.payload, redacted_text=text)
     result: AgentResult = await deps.agent.run(request, tools)
