@@ -60,7 +60,8 @@ bench: install model
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tierline schemas services
+	$(BIN)/mypy tierline schemas services bench
+	$(BIN)/mypy --strict schemas tierline/billing
 
 asyncapi: install
 	$(BIN)/tierline asyncapi --out asyncapi.json

@@ -113,7 +113,9 @@ async def run(args: argparse.Namespace) -> None:
         client = get_client(dsn)
         t0 = time.perf_counter()
         events = int(
-            client.command("SELECT count() FROM usage_events WHERE startsWith(customer_id, 'cus_bench_')")
+            str(
+                client.command("SELECT count() FROM usage_events WHERE startsWith(customer_id, 'cus_bench_')")
+            )
         )
         chunk = 2_000_000
         while events < args.events:
@@ -123,7 +125,9 @@ async def run(args: argparse.Namespace) -> None:
         # Steady state: ClickHouse merges a table's parts in the background; the bulk seed leaves one part
         # per chunk, which a long-running store would long since have merged.
         client.command("OPTIMIZE TABLE usage_daily FINAL")
-        parts = int(client.command("SELECT count() FROM system.parts WHERE active AND table = 'usage_daily'"))
+        parts = int(
+            str(client.command("SELECT count() FROM system.parts WHERE active AND table = 'usage_daily'"))
+        )
         ch_s = time.perf_counter() - t0
         print(
             json.dumps(

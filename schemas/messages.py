@@ -90,6 +90,21 @@ class SelfhealRequestedPayload(Payload):
     text: str | None = None
     diagnosis: DiagnosisView | None = None
     tried: list[ActionRecord] = Field(default_factory=list)
+    flags: list[str] = Field(
+        default_factory=list, description="guardrail findings on the text, e.g. 'prompt_injection'"
+    )
+    language: str | None = Field(
+        default=None, description="ISO 639-1 code of the customer's language when detected, e.g. 'es'"
+    )
+    secondary_intents: list[Intent] = Field(
+        default_factory=list,
+        description="further asks in the same message, most urgent first (the router's reading)",
+    )
+    secondary_actions: list[Action] = Field(
+        default_factory=list,
+        description="safe actions for those asks (send_invoice, send_update_card_link, "
+        "regenerate_invoice_link, explain_charge), done after the main one",
+    )
 
 
 class SelfhealRequestedV1(Envelope[SelfhealRequestedPayload]):
@@ -111,6 +126,21 @@ class AgentRequestedPayload(Payload):
     tried: list[ActionRecord] = Field(default_factory=list)
     handoff_reason: str = ""
     tier_path: list[Tier] = Field(default_factory=list)
+    language: str | None = Field(
+        default=None, description="ISO 639-1 code of the customer's language when detected, e.g. 'es'"
+    )
+    flags: list[str] = Field(
+        default_factory=list, description="guardrail findings on the text, e.g. 'prompt_injection'"
+    )
+    secondary_intents: list[Intent] = Field(
+        default_factory=list,
+        description="further asks in the same message, most urgent first (the router's reading)",
+    )
+    secondary_actions: list[Action] = Field(
+        default_factory=list,
+        description="safe actions for those asks (send_invoice, send_update_card_link, "
+        "regenerate_invoice_link, explain_charge), done after the main one",
+    )
 
 
 class AgentRequestedV1(Envelope[AgentRequestedPayload]):
@@ -145,6 +175,12 @@ class EscalationOpenedPayload(Payload):
     suggested_next_step: str = ""
     tier_path: list[Tier] = Field(default_factory=list)
     contact_started_at: datetime | None = None
+    language: str | None = Field(
+        default=None, description="ISO 639-1 code of the customer's language when detected, e.g. 'es'"
+    )
+    flags: list[str] = Field(
+        default_factory=list, description="guardrail findings on the text, e.g. 'prompt_injection'"
+    )
 
 
 class EscalationOpenedV1(Envelope[EscalationOpenedPayload]):

@@ -89,3 +89,25 @@ class RootCause(StrEnum):
     SUBSCRIPTION_CANCELED = "subscription_canceled"
     NO_PAYMENT_METHOD = "no_payment_method"
     UNKNOWN = "unknown"
+
+
+# Several asks in one message (the router's ``secondary_intents`` / ``secondary_actions``):
+#: actions a tier may do for a further ask of the same message: they only send or explain;
+SIDE_ASK_ACTIONS: frozenset[Action] = frozenset(
+    {
+        Action.SEND_INVOICE,
+        Action.SEND_UPDATE_CARD_LINK,
+        Action.REGENERATE_INVOICE_LINK,
+        Action.EXPLAIN_CHARGE,
+    }
+)
+#: further asks that move money or change the account are never done on the side: a person decides.
+MONEY_ASKS: frozenset[Intent] = frozenset(
+    {
+        Intent.REFUND_REQUEST,
+        Intent.DUPLICATE_CHARGE,
+        Intent.CANCEL_SUBSCRIPTION,
+        Intent.PLAN_CHANGE,
+        Intent.UPDATE_BILLING_DETAILS,
+    }
+)

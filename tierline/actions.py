@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from schemas import Action, Envelope, EscalationReason, Tier
-from schemas.messages import ActionRecord, PolicyDecisionRecord
+from schemas.messages import ActionRecord, DiagnosisView, PolicyDecisionRecord
 
 ActorKind = Literal["system", "ai", "selfheal", "human"]
 OutcomeStatus = Literal["succeeded", "failed", "denied", "needs_human"]
@@ -29,6 +29,12 @@ class ActionContext:
     actor: ActorKind
     actor_id: str
     cause: Envelope[Any]
+    #: Verified facts the caller already holds, used instead of a diagnosis for targets and policy facts
+    #: (tier 0: the signed Stripe event and the mirror). ``None``: the executor asks diagnostics.
+    facts: DiagnosisView | None = None
+    #: Guardrail findings on the contact's text (``tierline.guardrails.INJECTION_FLAG``): the policy
+    #: refuses automatic money-moving actions for a flagged text (``guardrail`` rule).
+    flags: tuple[str, ...] = ()
 
     @property
     def key_scope(self) -> str:
@@ -116,15 +122,17 @@ import asyncpg  # noqa: E402
 import structlog  # noqa: E402
 from faststream.kafka import KafkaBroker  # noqa: E402
 
-from schemas.messages import DiagnosisView, NotificationRequestedPayload, NotificationRequestedV1  # noqa: E402
+from schemas.messages import NotificationRequestedPayload, NotificationRequestedV1  # noqa: E402
 from tierline.billing.policy import (  # noqa: E402
     Allow,
     ChargeFacts,
     NeedsHuman,
     PolicyContext,
     PolicyEngine,
+    RefundFact,
     to_record,
 )
+from tierline.guardrails import INJECTION_FLAG  # noqa: E402
 from tierline.ledger import ActionFailed, ActionLedger, LedgerResult, idempotency_key  # noqa: E402
 from tierline.messaging import publish  # noqa: E402
 from tierline.pipeline import audit  # noqa: E402
@@ -182,6 +190,8 @@ class ActionExecutor:
     CARRIED_DIAGNOSIS_MAX_AGE_S = 30.0
 
     async def diagnosis(self, ctx: ActionContext) -> DiagnosisView:
+        if ctx.facts is not None:
+            return ctx.facts
         now = asyncio.get_running_loop().time()
         cached = self._cache.get(ctx.customer_id)
         if cached is not None and now < cached[0]:
@@ -230,15 +240,8 @@ class ActionExecutor:
         )
         risk = await self.pool.fetchval("SELECT risk_flags FROM customers WHERE id=$1", ctx.customer_id) or {}
         invoice = ev.get("invoice") or {}
-        window = self.policy.refund_history_window_days
-        refunds = await self.pool.fetch(
-            """SELECT created_at FROM action_ledger
-               WHERE customer_id=$1 AND action='refund' AND status='succeeded' AND actor <> 'human'
-                 AND created_at > now() - make_interval(days => $2)
-               ORDER BY created_at DESC""",
-            ctx.customer_id,
-            window,
-        )
+        now = datetime.now(UTC)
+        refunds_in_window, last_refund_at = await self.refund_history(ctx.customer_id, diagnosis, now)
         today = await self.pool.fetch(
             """SELECT action, count(*) AS n FROM action_ledger WHERE customer_id=$1 AND status='succeeded'
                AND created_at >= date_trunc('day', now(), 'UTC')  -- the policy's day: calendar, UTC
@@ -257,16 +260,61 @@ class ActionExecutor:
             "plan": (ev.get("plan") or {}).get("tier"),
             "dispute_open": bool(dispute_open),
             "fraud_flag": fraud_flagged(risk) or diagnosis.root_cause == RootCause.CARD_DECLINED_FRAUD,
-            "refunds_last_90d": len(refunds),
-            "last_refund_at": refunds[0]["created_at"] if refunds else None,
+            "refunds_last_90d": refunds_in_window,
+            "last_refund_at": last_refund_at,
             "decline_code": invoice.get("decline_code"),
             "failed_attempts": int(invoice.get("attempt_count") or 0),
             "retry_attempts": int(retries or 0),
             "actions_today": {r["action"]: int(r["n"]) for r in today},
-            "now": datetime.now(UTC),
+            "instruction_flag": INJECTION_FLAG in ctx.flags,
+            "now": now,
         }
         base.update(extra)
         return PolicyContext(**base)
+
+    async def refund_history(
+        self, customer_id: str, diagnosis: DiagnosisView, now: datetime
+    ) -> tuple[int, datetime | None]:
+        """Every refund the customer received in the policy's window, whoever issued it: Stripe's record
+        (the mirror's refunds in the diagnosis evidence) and, for refunds not mirrored yet, tierline's
+        ledger (any actor), counted once by Stripe refund id; refunds of verified duplicates excluded."""
+        facts: list[RefundFact] = []
+        for refund in diagnosis.evidence.get("refunds") or []:
+            created = _iso(refund.get("created_at"))
+            if refund.get("id") and created is not None:
+                facts.append(
+                    RefundFact(
+                        id=str(refund["id"]),
+                        charge_id=refund.get("charge_id"),
+                        created_at=created,
+                        status=str(refund.get("status") or "succeeded"),
+                    )
+                )
+        window = self.policy.refund_history_window_days
+        ledger = await self.pool.fetch(
+            """SELECT idempotency_key, target, created_at, result->>'refund' AS refund_id FROM action_ledger
+               WHERE customer_id=$1 AND action='refund' AND status='succeeded'
+                 AND created_at > now() - make_interval(days => $2)""",
+            customer_id,
+            window,
+        )
+        for row in ledger:
+            facts.append(
+                RefundFact(
+                    id=row["refund_id"] or row["idempotency_key"],
+                    charge_id=row["target"],
+                    created_at=row["created_at"],
+                )
+            )
+        charges = [
+            c
+            for c in (
+                self.charge_facts(diagnosis, ch.get("id")) for ch in diagnosis.evidence.get("charges") or []
+            )
+            if c is not None
+        ]
+        history: tuple[int, datetime | None] = self.policy.refund_history(facts, charges, now)
+        return history
 
     @staticmethod
     def charge_facts(diagnosis: DiagnosisView, charge_id: str | None) -> Any:
@@ -423,18 +471,33 @@ class ActionExecutor:
         )
 
     async def _notify(
-        self, ctx: ActionContext, *, template: str, subject: str, body: str, key: str, link: str | None = None
+        self,
+        ctx: ActionContext,
+        *,
+        template: str,
+        subject: str,
+        body: str,
+        key: str,
+        link: str | None = None,
+        dedupe_key: str | None = None,
     ) -> str | None:
-        """Ask the notifier to email the customer (deduplicated by the action's key)."""
+        """Ask the notifier to email the customer (deduplicated by the action's key, or ``dedupe_key``
+        when one email must cover several contacts, e.g. one card's expiry seen by a webhook and a scan)."""
         email = await self.pool.fetchval("SELECT email FROM stripe_customers WHERE id=$1", ctx.customer_id)
         email = email or await self.pool.fetchval("SELECT email FROM customers WHERE id=$1", ctx.customer_id)
+        email = email or await self._live_email(ctx.customer_id)
         if not email:
             return None
         await publish(
             self.broker,
             NotificationRequestedV1.build(
                 NotificationRequestedPayload(
-                    to=email, template=template, subject=subject, body=body, dedupe_key=key, link=link
+                    to=email,
+                    template=template,
+                    subject=subject,
+                    body=body,
+                    dedupe_key=dedupe_key or key,
+                    link=link,
                 ),
                 contact_id=ctx.contact_id,
                 customer_id=ctx.customer_id,
@@ -444,8 +507,64 @@ class ActionExecutor:
         )
         return str(email)
 
+    async def _live_email(self, customer_id: str) -> str | None:
+        """Neither the mirror nor the store has an address yet: read the customer from Stripe."""
+        get_customer = getattr(self.stripe, "get_customer", None)
+        if get_customer is None:
+            return None
+        try:
+            customer = await get_customer(customer_id)
+        except Exception as exc:  # noqa: BLE001 - reported as "no address" (sent_to None) by the caller
+            log.warning("action.customer.read_failed", customer_id=customer_id, error=type(exc).__name__)
+            return None
+        email = customer.get("email") if isinstance(customer, dict) else None
+        return email if isinstance(email, str) and "@" in email else None
+
+    async def record_effect(
+        self,
+        ctx: ActionContext,
+        name: str,
+        target: str | None,
+        effect: Any,
+        *,
+        details: dict[str, Any] | None = None,
+    ) -> LedgerResult:
+        """A bookkeeping effect outside the action vocabulary (a risk flag, a retry schedule): nothing is
+        done to the customer, so there is no policy verdict, but it is once-only in the ledger under the
+        same keys and audited like every action."""
+        key = idempotency_key(ctx.key_scope, name, target)
+        result = await self.ledger.execute(
+            key=key,
+            contact_id=ctx.contact_id,
+            customer_id=ctx.customer_id,
+            action=name,
+            target=target,
+            tier=ctx.tier.value,
+            actor=ctx.actor,
+            effect=effect,
+        )
+        await audit(
+            self.broker,
+            cause=ctx.cause,
+            actor=f"{ctx.tier.value}:{ctx.actor_id}",
+            action=name,
+            target=target,
+            decision=result.status,
+            details={
+                **(details or {}),
+                "idempotency_key": key,
+                "replayed": result.replayed,
+                "error": result.error,
+            },
+        )
+        return result
+
     # ------------------------------------------------------------------ actions
-    async def retry_payment(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome:
+    async def retry_payment(
+        self, ctx: ActionContext, invoice_id: str | None = None, *, attempt: int | None = None
+    ) -> ActionOutcome:
+        """Pay an open invoice again. ``attempt`` numbers a scheduled retry (tier 0's dunning): each attempt
+        has its own key, while the ledger target stays the invoice, so the policy counts them all."""
         diagnosis = await self.diagnosis(ctx)
         invoice = diagnosis.evidence.get("invoice") or {}
         target = invoice_id or invoice.get("id")
@@ -461,13 +580,15 @@ class ActionExecutor:
         pctx = await self.policy_context(ctx, diagnosis)
 
         async def effect() -> dict[str, Any]:
-            from tierline.stripe_adapter import CardDeclined
+            from tierline.stripe_adapter import CardDeclined, InvoiceNotPayable
 
             try:
                 paid = await self.stripe.retry_invoice(target, retry_key)
             except CardDeclined as exc:
                 code = getattr(exc, "code", None)
                 raise ActionFailed(f"the card was declined again ({code})", {"decline_code": code}) from exc
+            except InvoiceNotPayable as exc:
+                raise ActionFailed(str(exc), {**exc.result, "not_payable": True}) from exc
             if paid.status != "paid":
                 raise ActionFailed(
                     f"the card was declined again ({paid.decline_code})", {"decline_code": paid.decline_code}
@@ -478,6 +599,7 @@ class ActionExecutor:
                 "invoice": target,
                 "status": paid.status,
                 "recovered_usd": recovered,
+                "already_paid": bool(paid.already_paid),
                 "charge": paid.charge_id,
                 "message": f"Invoice {target} paid: ${recovered:.2f} recovered.",
             }
@@ -493,28 +615,49 @@ class ActionExecutor:
                 "reconciled": True,
             }
 
-        retry_key = idempotency_key(ctx.key_scope, Action.RETRY_PAYMENT.value, target)
+        key_target = f"{target}#{attempt}" if attempt is not None else None
+        retry_key = idempotency_key(ctx.key_scope, Action.RETRY_PAYMENT.value, key_target or target)
         return await self._run(
-            ctx, Action.RETRY_PAYMENT, target, pctx, effect, amount_usd=amount, reconcile=reconcile
+            ctx,
+            Action.RETRY_PAYMENT,
+            target,
+            pctx,
+            effect,
+            amount_usd=amount,
+            reconcile=reconcile,
+            key_target=key_target,
         )
 
     async def _owns_invoice(self, customer_id: str, invoice_id: str) -> bool:
         owner = await self.pool.fetchval("SELECT customer_id FROM stripe_invoices WHERE id=$1", invoice_id)
         return owner == customer_id
 
-    async def send_update_card_link(self, ctx: ActionContext) -> ActionOutcome:
+    async def send_update_card_link(
+        self,
+        ctx: ActionContext,
+        *,
+        return_url: str | None = None,
+        subject: str | None = None,
+        body: str | None = None,
+    ) -> ActionOutcome:
+        """Email a link to put in a new card; ``subject``/``body`` replace the default wording (the link is
+        appended), ``return_url`` is where the card page returns to."""
         diagnosis = await self.diagnosis(ctx)
         pctx = await self.policy_context(ctx, diagnosis)
         key = idempotency_key(ctx.key_scope, Action.SEND_UPDATE_CARD_LINK.value, ctx.customer_id)
 
         async def effect() -> dict[str, Any]:
-            signed = await self.stripe.update_card_link(ctx.customer_id, self.settings.public_base_url)
+            signed = await self.stripe.update_card_link(
+                ctx.customer_id, return_url or self.settings.public_base_url
+            )
             link = signed.url
             sent_to = await self._notify(
                 ctx,
                 template="update_card",
-                subject="Update your card",
-                body=f"Your payment method needs attention. Update it here: {link}",
+                subject=subject or "Update your card",
+                body=f"{body}\n\nUpdate your card: {link}"
+                if body
+                else f"Your payment method needs attention. Update it here: {link}",
                 key=key,
                 link=str(link),
             )
@@ -523,8 +666,10 @@ class ActionExecutor:
         return await self._run(ctx, Action.SEND_UPDATE_CARD_LINK, ctx.customer_id, pctx, effect)
 
     async def regenerate_invoice_link(
-        self, ctx: ActionContext, invoice_id: str | None = None
+        self, ctx: ActionContext, invoice_id: str | None = None, *, notify: bool = True
     ) -> ActionOutcome:
+        """A fresh payable link for an open invoice, emailed to the customer unless ``notify`` is False
+        (tier 0 puts it in the message it sends anyway)."""
         diagnosis = await self.diagnosis(ctx)
         invoice = diagnosis.evidence.get("invoice") or {}
         target = invoice_id or invoice.get("id")
@@ -547,20 +692,24 @@ class ActionExecutor:
             link = await self.stripe.regenerate_invoice_link(target, key)
             url = link.url
             expires = link.expires_at
+            if not url:
+                raise ActionFailed("no payable link for this invoice", {"invoice": target})
             await self.pool.execute(
                 "UPDATE stripe_invoices SET hosted_invoice_url=$2, link_expires_at=$3 WHERE id=$1",
                 target,
                 url,
                 _as_dt(expires),
             )
-            sent_to = await self._notify(
-                ctx,
-                template="invoice_link",
-                subject="Your new payment link",
-                body=f"Here is a fresh link to pay invoice {target}: {url}",
-                key=key,
-                link=url,
-            )
+            sent_to = None
+            if notify:
+                sent_to = await self._notify(
+                    ctx,
+                    template="invoice_link",
+                    subject="Your new payment link",
+                    body=f"Here is a fresh link to pay invoice {target}: {url}",
+                    key=key,
+                    link=url,
+                )
             return {
                 "invoice": target,
                 "url": url,
@@ -791,15 +940,37 @@ class ActionExecutor:
         return await self._run(ctx, Action.EXPLAIN_CHARGE, target, None, effect)
 
     async def send_nudge(
-        self, ctx: ActionContext, *, template: str, subject: str, body: str
+        self,
+        ctx: ActionContext,
+        *,
+        template: str,
+        subject: str,
+        body: str,
+        target: str | None = None,
+        link: Any = None,
+        dedupe_key: str | None = None,
     ) -> ActionOutcome:
-        key = idempotency_key(ctx.key_scope, Action.SEND_NUDGE.value, template)
+        """A proactive email. ``target`` is what it is about (default: the template); ``link`` a URL, or
+        an async callable making one only when the nudge is really sent; the policy's daily limit applies."""
+        about = target or template
+        key = idempotency_key(ctx.key_scope, Action.SEND_NUDGE.value, about)
+        pctx = await self.policy_context(ctx, await self.diagnosis(ctx))
 
         async def effect() -> dict[str, Any]:
-            sent_to = await self._notify(ctx, template=template, subject=subject, body=body, key=key)
-            return {"template": template, "sent_to": sent_to, "message": "Nudge sent."}
+            url = (await link()) if callable(link) else link
+            text = f"{body}\n\n{url}" if url and url not in body else body
+            sent_to = await self._notify(
+                ctx,
+                template=template,
+                subject=subject,
+                body=text,
+                key=key,
+                link=url,
+                dedupe_key=dedupe_key,
+            )
+            return {"template": template, "sent_to": sent_to, "link": url, "message": "Nudge sent."}
 
-        return await self._run(ctx, Action.SEND_NUDGE, template, None, effect)
+        return await self._run(ctx, Action.SEND_NUDGE, about, pctx, effect)
 
 
 def explain(diagnosis: DiagnosisView, charge_id: str | None = None) -> str:

@@ -100,6 +100,12 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
 
 def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        if getattr(args, "data_dir", None):
+            # `tierline --data-dir X demo`: the subcommand parses its own options, so the global one
+            # reaches it through the setting every command reads (InfraSettings.data_dir).
+            import os
+
+            os.environ["TIERLINE_DATA_DIR"] = str(args.data_dir)
         fn = getattr(importlib.import_module(module), func)
         return int(fn(args.rest) or 0)
 
@@ -122,12 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     storage.add_argument(
         "--durable",
         action="store_true",
-        help="broker log on a loopback S3 that survives broker restarts (kept for this data dir)",
+        help="broker log on the loopback object store, kept across broker restarts and down/up (default)",
     )
     storage.add_argument(
         "--memory",
         action="store_true",
-        help="broker log in the broker's memory, lost when it restarts (the default)",
+        help="broker log in the broker's memory, lost when it restarts (kept for this data dir)",
     )
     p.add_argument("--components-only", action="store_true", help="start components, not services")
     p.set_defaults(func=cmd_up)

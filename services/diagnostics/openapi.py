@@ -26,7 +26,11 @@ def openapi_document() -> dict[str, Any]:
         "schema": {"type": "string"},
         "description": "The Stripe customer id (cus_...)",
     }
-    return {
+    unauthorized = {
+        "description": "no or wrong service token (Authorization: Bearer <TIERLINE_SERVICE_TOKEN>)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "tierline diagnostics",
@@ -142,5 +146,20 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": {"DiagnosisView": diagnosis_schema, "Error": error, **defs}},
+        "components": {
+            "schemas": {"DiagnosisView": diagnosis_schema, "Error": error, **defs},
+            "securitySchemes": {
+                "serviceToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the internal service credential (TIERLINE_SERVICE_TOKEN)",
+                }
+            },
+        },
+        # Customer data needs the service token; health and this document stay open.
+        "security": [{"serviceToken": []}],
     }
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            operation["responses"]["401"] = unauthorized
+    return doc

@@ -11,13 +11,22 @@ No I/O here; see intents.md and scenarios.md for the behaviour the tables encode
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from schemas.messages import AgentRequestedV1, EscalationOpenedV1, SelfhealRequestedV1
-from schemas.vocab import Action, EscalationReason, Intent, RootCause, Tier
+from schemas.vocab import (
+    MONEY_ASKS,
+    SIDE_ASK_ACTIONS,
+    Action,
+    EscalationReason,
+    Intent,
+    RootCause,
+    Tier,
+)
 
 TOPIC_BY_TIER: dict[Tier, str] = {
     Tier.TIER1: SelfhealRequestedV1.TOPIC,
@@ -306,3 +315,254 @@ def decide_route(
         reason=rule.name,
         escalation_reason=rule.escalation_reason,
     )
+
+
+UNSUPPORTED_LANGUAGE = "unsupported_language"
+
+
+def route_for_language(decision: RouteDecision, language_supported: bool) -> RouteDecision:
+    """A contact in a language tierline does not read goes to a person; a tier 3 route keeps its reason.
+
+    Pure: the language itself (its name goes into the packet) is detected by ``tierline.language``.
+    """
+    if language_supported or decision.tier is Tier.TIER3:
+        return decision
+    return RouteDecision(
+        tier=Tier.TIER3,
+        topic=TOPIC_BY_TIER[Tier.TIER3],
+        reason=UNSUPPORTED_LANGUAGE,
+        escalation_reason=EscalationReason.OUT_OF_SCOPE,
+    )
+
+
+# --------------------------------------------------------------------------- reading a whole message
+# A message may hold several asks ("send me a new card link and last month's invoice"), or be vague
+# ("it's not working") from a customer whose diagnosis says exactly what is wrong. ``read_message``
+# turns the classifier's view of the whole text and of its sentences/clauses into one main intent
+# (what ``decide_route`` routes) and the further asks, most urgent first.
+
+#: Asks a tier may act on after the main one without anyone deciding: they only send or explain.
+SAFE_SECONDARY_INTENTS: frozenset[Intent] = frozenset(
+    {
+        Intent.PAYMENT_FAILED,
+        Intent.CARD_EXPIRING,
+        Intent.PAYMENT_PENDING,
+        Intent.INVOICE_REQUEST,
+        Intent.UNEXPECTED_CHARGE,
+        Intent.UNRECOGNIZED_CHARGE,
+        Intent.REFUND_STATUS,
+    }
+)
+SAFE_SECONDARY_ACTIONS: frozenset[Action] = SIDE_ASK_ACTIONS
+#: Asks that move money or change the account: never done as a side ask, a person decides them.
+MONEY_ASK_INTENTS: frozenset[Intent] = MONEY_ASKS
+#: Asks that stop everything else: a person, or a fraud report.
+STOP_INTENTS: frozenset[Intent] = frozenset({Intent.HUMAN_AGENT, Intent.FRAUD_COMPROMISED})
+#: What blocks payment first, then the invoice, then explanations.
+ASK_PRIORITY: dict[Intent, int] = {
+    Intent.PAYMENT_FAILED: 0,
+    Intent.CARD_EXPIRING: 0,
+    Intent.PAYMENT_PENDING: 1,
+    Intent.INVOICE_REQUEST: 2,
+    Intent.UPDATE_BILLING_DETAILS: 3,
+    Intent.REFUND_STATUS: 4,
+    Intent.UNEXPECTED_CHARGE: 4,
+    Intent.UNRECOGNIZED_CHARGE: 4,
+}
+#: A clause alone (a few words, out of context) counts at this confidence or more, and at the threshold
+#: at least; at ``CUE_FLOOR`` when its words agree (``ASK_CUES``) in a message read as in scope.
+CLAUSE_FLOOR = 0.9
+CUE_FLOOR = 0.45
+#: A money ask read in a clause only is listed (for a person) at this confidence or more.
+MONEY_CLAUSE_FLOOR = 0.95
+_CARD_CUE = re.compile(
+    r"\b(?:card|payment\s+(?:method|details)|tarjeta|karte|carte|cartão)\b.{0,40}"
+    r"\b(?:link|update|new|change|replace|expired?|declined?)\b"
+    r"|\b(?:link|update|new|change|replace|expired?|declined?)\b.{0,40}"
+    r"\b(?:card|payment\s+(?:method|details)|tarjeta|karte|carte|cartão)\b",
+    re.IGNORECASE,
+)
+_INVOICE_CUE = re.compile(
+    r"\b(?:invoices?|receipts?|factura|rechnung|facture|fatura|nota\s+fiscal)\b", re.IGNORECASE
+)
+#: An explicit ask for a card-update link, which the model reads poorly out of context ("a new card link").
+CARD_LINK_ASK = re.compile(
+    r"\b(?:new|updated?|change|replace|different|another)\s+(?:my\s+|the\s+|our\s+|a\s+)?"
+    r"(?:credit\s+|debit\s+)?card\b(?!\s+(?:was|is|got|has)\b)"
+    r"|\bcard[\s-]+(?:update\s+)?link\b"
+    r"|\blink\s+to\s+(?:update|change|replace|add)\s+(?:my\s+|the\s+|our\s+|a\s+)?(?:new\s+)?"
+    r"(?:card|payment\s+method|payment\s+details)\b"
+    r"|\bupdate\s+(?:my\s+|the\s+|our\s+)?(?:payment\s+method|payment\s+details|billing\s+card)\b",
+    re.IGNORECASE,
+)
+#: Clause readings an explicit card-link ask overrides (never a money ask, a person or a fraud report).
+CARD_LINK_OVERRIDABLE: frozenset[Intent] = frozenset(
+    {
+        Intent.OUT_OF_SCOPE,
+        Intent.CARD_EXPIRING,
+        Intent.PAYMENT_FAILED,
+        Intent.PAYMENT_METHODS_QUESTION,
+        Intent.UPDATE_BILLING_DETAILS,
+        Intent.INVOICE_REQUEST,
+    }
+)
+ASK_CUES: dict[Intent, re.Pattern[str]] = {
+    Intent.CARD_EXPIRING: _CARD_CUE,
+    Intent.PAYMENT_FAILED: _CARD_CUE,
+    Intent.INVOICE_REQUEST: _INVOICE_CUE,
+}
+#: "account locked", "it's not working", "why can't I log in", "dashboard says something is wrong".
+VAGUE_TROUBLE = re.compile(
+    r"\b(?:locked(?:\s+out)?|lock\s*out|blocked|suspended|disabled|deactivated|read[\s-]?only"
+    r"|access\s+denied|no\s+access|lost\s+access|not\s+working|\w*n[o']?t\s+work(?:ing)?|stopped\s+working"
+    r"|something(?:'s|\s+is)?\s+(?:wrong|off|broken)|what'?s\s+wrong)\b"
+    r"|\b(?:can'?t|cannot|can\s+not|unable\s+to|not\s+able\s+to|won'?t\s+let\s+me)\s+"
+    r"(?:\w+\s+){0,2}(?:log\s*(?:in|on)|login|sign\s*(?:in|on)|access|get\s+in(?:to)?|use|open|reach)\b"
+    r"|\b(?:account|dashboard|app|site|login|workspace|portal|service|tool|product)\b[^.?!]{0,40}"
+    r"\b(?:error|warning|banner|broken|restricted|frozen|paused|down|gone|red)\b"
+    r"|\b(?:error|warning|banner)\b[^.?!]{0,40}\b(?:account|dashboard|app|site|login|workspace|portal)\b",
+    re.IGNORECASE,
+)
+VAGUE_MAX_WORDS = 40
+#: Red diagnoses whose fix is the payment fix (a retry, a card link, a fresh invoice link).
+PAYMENT_BLOCKERS: frozenset[RootCause] = SOFT_DECLINES | NEEDS_NEW_CARD | {RootCause.INVOICE_LINK_EXPIRED}
+
+
+class ClauseReading(BaseModel):
+    """The classifier's reading of one sentence or clause of the message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    intent: Intent
+    confidence: float
+
+
+class MessageReading(BaseModel):
+    """The main intent to route on, and the further asks (most urgent first)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    intent: Intent
+    confidence: float
+    secondary_intents: tuple[Intent, ...] = ()
+    #: whole_text | several_asks | from_clause | vague_with_red_diagnosis | stop_ask
+    reason: str = "whole_text"
+
+
+def _clause_counts(clause: ClauseReading, threshold: float, whole_confident: bool) -> bool:
+    if clause.intent is Intent.OUT_OF_SCOPE:
+        return False
+    if clause.confidence >= max(threshold, CLAUSE_FLOOR):
+        return True
+    cue = ASK_CUES.get(clause.intent)
+    agrees = clause.confidence >= CUE_FLOOR and cue is not None and bool(cue.search(clause.text))
+    return agrees and (whole_confident or clause.confidence >= threshold)
+
+
+def _card_link_ask(clause: ClauseReading) -> ClauseReading:
+    """A clause that explicitly asks for a card-update link is that ask, whatever the model read."""
+    if clause.intent not in CARD_LINK_OVERRIDABLE or not CARD_LINK_ASK.search(clause.text):
+        return clause
+    if clause.intent is Intent.CARD_EXPIRING:
+        return clause
+    if clause.intent is Intent.INVOICE_REQUEST and _INVOICE_CUE.search(clause.text):
+        return clause  # "the invoice and a new card": both words, the whole sentence; its clauses decide
+    return ClauseReading(text=clause.text, intent=Intent.CARD_EXPIRING, confidence=CUE_FLOOR)
+
+
+def is_vague_trouble(text: str) -> bool:
+    return len(text.split()) <= VAGUE_MAX_WORDS and bool(VAGUE_TROUBLE.search(text))
+
+
+def read_message(
+    text: str,
+    intent: Intent,
+    confidence: float,
+    clauses: list[ClauseReading],
+    threshold: float,
+    *,
+    diagnosis_red: bool = False,
+    root_cause: RootCause | None = None,
+) -> MessageReading:
+    """One main intent and the further asks from the whole text's reading and its clauses'. Pure.
+
+    * A person asked for, or a fraud report, anywhere in the message wins alone.
+    * The whole text's own intent stays the main one when it is not a safe ask (a refund, a plan change,
+      a question): it takes its usual path, unsure or not; safe clauses ride along as further asks.
+    * A money ask read in a clause only is never the main one nor done on the side: it is listed with
+      the further asks, and the tier hands the contact to a person after the safe ones.
+    * Otherwise the most urgent safe ask is the main one: what blocks payment, then the invoice, then
+      explanations. A clause counts at the threshold, or (in a message read as in scope) at
+      ``CUE_FLOOR`` when its words agree.
+    * Nothing in scope, a vague trouble text ("it's not working") and a red payment diagnosis: the
+      diagnosis' payment fix.
+    """
+    in_scope = intent is not Intent.OUT_OF_SCOPE
+    whole_confident = in_scope and confidence >= threshold
+    if whole_confident:
+        clauses = [_card_link_ask(c) for c in clauses]
+    counted = [c for c in clauses if _clause_counts(c, threshold, whole_confident)]
+    stops = [c for c in counted if c.intent in STOP_INTENTS and c.confidence >= threshold]
+    if intent in STOP_INTENTS:
+        agreeing = [c.confidence for c in stops if c.intent == intent]
+        return MessageReading(intent=intent, confidence=max([confidence, *agreeing]))
+    if stops:
+        stop = max(stops, key=lambda c: c.confidence)
+        return MessageReading(intent=stop.intent, confidence=stop.confidence, reason="stop_ask")
+
+    asks: dict[Intent, float] = {intent: confidence} if in_scope else {}
+    for clause in counted:
+        if not in_scope and clause.intent not in SAFE_SECONDARY_INTENTS:
+            continue  # only safe asks count inside a message read as out of scope
+        asks[clause.intent] = max(asks.get(clause.intent, 0.0), clause.confidence)
+
+    def reliable(ask: Intent) -> bool:
+        return whole_confident or asks[ask] >= threshold
+
+    safe = sorted(
+        (a for a in asks if a in SAFE_SECONDARY_INTENTS and reliable(a)), key=lambda a: ASK_PRIORITY.get(a, 9)
+    )
+    money = [a for a in asks if a in MONEY_ASK_INTENTS and asks[a] >= max(threshold, MONEY_CLAUSE_FLOOR)]
+    if in_scope and intent not in SAFE_SECONDARY_INTENTS:
+        main, main_confidence = intent, asks[intent]
+    elif safe:
+        main = safe[0]
+        main_confidence = max(confidence, asks[main]) if whole_confident else asks[main]
+    elif diagnosis_red and root_cause in PAYMENT_BLOCKERS and is_vague_trouble(text):
+        return MessageReading(
+            intent=Intent.PAYMENT_FAILED,
+            confidence=min(1.0, threshold),  # the diagnosis vouches for the reading
+            reason="vague_with_red_diagnosis",
+        )
+    else:
+        return MessageReading(intent=intent, confidence=confidence)
+
+    rest = [a for a in safe if a != main] + [a for a in money if a != main]
+    if main == intent and not rest:
+        return MessageReading(intent=intent, confidence=main_confidence)
+    return MessageReading(
+        intent=main,
+        confidence=min(1.0, main_confidence),
+        secondary_intents=tuple(rest),
+        reason="several_asks" if rest else "from_clause",
+    )
+
+
+def secondary_actions(
+    reading: MessageReading,
+    main_action: Action | None,
+    root_cause: RootCause | None,
+    recommended_action: Action | None,
+) -> list[Action]:
+    """The safe action each further ask takes (the Tier 1 table's), once each, never the main one's."""
+    out: list[Action] = []
+    for ask in reading.secondary_intents:
+        if ask not in SAFE_SECONDARY_INTENTS:
+            continue  # money asks are noted for a person, never done on the side
+        action = select_selfheal_action(ask, root_cause, recommended_action)
+        if action is None and ask in {Intent.UNEXPECTED_CHARGE, Intent.UNRECOGNIZED_CHARGE}:
+            action = Action.EXPLAIN_CHARGE
+        if action in SAFE_SECONDARY_ACTIONS and action != main_action and action not in out:
+            out.append(action)
+    return out

@@ -10,7 +10,7 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker
 
-from schemas import Intent, Tier
+from schemas import HealthStatus, Intent, Tier
 from schemas.messages import (
     AgentRequestedPayload,
     AgentRequestedV1,
@@ -23,11 +23,22 @@ from schemas.messages import (
     Turn,
 )
 from schemas.vocab import Action, RootCause
-from services.router.domain import Gates, decide_route
+from services.router.domain import (
+    ClauseReading,
+    Gates,
+    MessageReading,
+    decide_route,
+    read_message,
+    route_for_language,
+    secondary_actions,
+)
 from services.router.ports import Classifier, Diagnostics
+from tierline.guardrails import INJECTION_FLAG, detect_injection
+from tierline.language import LanguageGuess, detect_language
 from tierline.messaging import Inbox, publish
 from tierline.pipeline import audit, escalate, set_contact_intent, start_contact
 from tierline.risk import fraud_flagged
+from tierline.textprep import clean_text, split_asks
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +113,36 @@ async def diagnose_or_none(deps: RouterDeps, customer_id: str, contact_id: str) 
         return None
 
 
+def classify_message(classifier: Classifier, text: str) -> tuple[str, list[str], list[Any]]:
+    """The cleaned text, its clauses, and the classifier's reading of each (one batched call)."""
+    cleaned = clean_text(text)  # the customer's new words: no quotes, signature, greeting
+    clauses = split_asks(cleaned)
+    return cleaned, clauses, list(classifier.predict([cleaned, *clauses]))
+
+
+def read_contact(
+    cleaned: str,
+    clauses: list[str],
+    predictions: list[Any],
+    threshold: float,
+    diagnosis: DiagnosisView | None,
+) -> MessageReading:
+    """The main intent and the further asks, with the diagnosis for a vague text."""
+    whole = predictions[0]
+    return read_message(
+        cleaned,
+        whole.intent,
+        float(whole.confidence),
+        [
+            ClauseReading(text=t, intent=p.intent, confidence=float(p.confidence))
+            for t, p in zip(clauses, predictions[1:], strict=True)
+        ],
+        threshold,
+        diagnosis_red=bool(diagnosis and diagnosis.status == HealthStatus.RED),
+        root_cause=diagnosis.root_cause if diagnosis else None,
+    )
+
+
 async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
     if await deps.inbox.seen(msg.message_id):
         log.info("router.duplicate_skipped", contact_id=msg.contact_id)
@@ -115,18 +156,22 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
         channel=msg.payload.channel.value,
         started_at=msg.occurred_at,
     )
-    prediction: Any = (await asyncio.to_thread(deps.classifier.predict, [msg.payload.text]))[0]
+    cleaned, clauses, predictions = await asyncio.to_thread(
+        classify_message, deps.classifier, msg.payload.text
+    )
+    prediction = predictions[0]
     diagnosis = await diagnose_or_none(deps, msg.customer_id, msg.contact_id)
     gates = await gather_gates(deps, msg, diagnosis)
+    root_cause = diagnosis.root_cause if diagnosis else None
+    recommended = diagnosis.recommended_action if diagnosis else None
+    reading = read_contact(cleaned, clauses, predictions, deps.classifier.threshold, diagnosis)
     decision = decide_route(
-        prediction.intent,
-        prediction.confidence,
-        gates,
-        diagnosis.root_cause if diagnosis else None,
-        diagnosis.recommended_action if diagnosis else None,
-        deps.classifier.threshold,
+        reading.intent, reading.confidence, gates, root_cause, recommended, deps.classifier.threshold
     )
-    await set_contact_intent(deps.pool, msg.contact_id, prediction.intent.value, float(prediction.confidence))
+    language = detect_language(cleaned)  # a language tierline does not read goes to a person
+    decision = route_for_language(decision, language.supported)
+    extra = secondary_actions(reading, decision.selfheal_action, root_cause, recommended)
+    await set_contact_intent(deps.pool, msg.contact_id, reading.intent.value, float(reading.confidence))
     await audit(
         deps.broker,
         cause=msg,
@@ -135,27 +180,65 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
         target=decision.topic,
         decision=decision.tier.value,
         details={
-            "intent": prediction.intent.value,
-            "confidence": round(float(prediction.confidence), 4),
+            "intent": reading.intent.value,
+            "confidence": round(float(reading.confidence), 4),
             "reason": decision.reason,
+            "reading": reading.reason,
+            "secondary_intents": [i.value for i in reading.secondary_intents],
+            "secondary_actions": [a.value for a in extra],
+            "language": language.code,
             "gates": gates.model_dump(),
         },
     )
     log.info(
         "router.routed",
-        intent=prediction.intent.value,
-        confidence=round(float(prediction.confidence), 3),
+        intent=reading.intent.value,
+        confidence=round(float(reading.confidence), 3),
         tier=decision.tier.value,
         reason=decision.reason,
+        reading=reading.reason,
+        secondary_intents=[i.value for i in reading.secondary_intents],
+        language=language.code,
     )
-    await hand_on(deps, msg, prediction, diagnosis, decision)
+    flags = await guard_text(deps, msg)
+    await hand_on(deps, msg, prediction, diagnosis, decision, reading, extra, flags=flags, language=language)
     await deps.inbox.mark(msg.message_id)
 
 
+async def guard_text(deps: RouterDeps, msg: ContactReceivedV1) -> list[str]:
+    """The guardrail's flags for the whole text as received (quotes and signature included), computed
+    where it enters; every tier request and escalation carries them to the policy."""
+    finding = detect_injection(msg.payload.text)
+    if finding is None:
+        return []
+    log.warning("router.guardrail.flagged", category=finding.category, rule=finding.rule)
+    await audit(
+        deps.broker,
+        cause=msg,
+        actor="router",
+        action="guardrail.injection_detected",
+        decision="flagged",
+        details={"category": finding.category, "rule": finding.rule},
+    )
+    return [INJECTION_FLAG]
+
+
 async def hand_on(
-    deps: RouterDeps, msg: ContactReceivedV1, prediction: Any, diagnosis: DiagnosisView | None, decision: Any
+    deps: RouterDeps,
+    msg: ContactReceivedV1,
+    prediction: Any,
+    diagnosis: DiagnosisView | None,
+    decision: Any,
+    reading: MessageReading | None = None,
+    extra: list[Action] | None = None,
+    *,
+    flags: list[str] | None = None,
+    language: LanguageGuess | None = None,
 ) -> None:
-    intent: Intent = prediction.intent
+    code = language.code if language is not None else None
+    intent: Intent = reading.intent if reading is not None else prediction.intent
+    confidence = float(reading.confidence if reading is not None else prediction.confidence)
+    secondary = list(reading.secondary_intents) if reading is not None else []
     candidates = [IntentCandidate(intent=i, confidence=float(c)) for i, c in prediction.candidates]
     if decision.tier == Tier.TIER1 and decision.selfheal_action is not None:
         await publish(
@@ -168,6 +251,10 @@ async def hand_on(
                     intent=intent,
                     text=msg.payload.text,
                     diagnosis=diagnosis,
+                    secondary_intents=secondary,
+                    secondary_actions=list(extra or []),
+                    flags=list(flags or []),
+                    language=code,
                 ),
                 contact_id=msg.contact_id,
                 customer_id=msg.customer_id,
@@ -182,11 +269,15 @@ async def hand_on(
                     text=msg.payload.text,
                     channel=msg.payload.channel,
                     intent=intent,
-                    confidence=float(prediction.confidence),
+                    confidence=confidence,
                     candidates=candidates,
                     diagnosis=diagnosis,
                     handoff_reason=decision.reason,
                     tier_path=[],
+                    secondary_intents=secondary,
+                    secondary_actions=list(extra or []),
+                    flags=list(flags or []),
+                    language=code,
                 ),
                 contact_id=msg.contact_id,
                 customer_id=msg.customer_id,
@@ -206,14 +297,16 @@ async def hand_on(
                 plan=(diagnosis.evidence.get("plan") or {}).get("tier") if diagnosis else None,
                 diagnosis=diagnosis,
                 transcript=[Turn(role="customer", text=msg.payload.text)],
-                suggested_next_step=_next_step(decision.escalation_reason.value, diagnosis),
+                suggested_next_step=_next_step(decision.escalation_reason.value, diagnosis, language),
                 tier_path=[],
                 contact_started_at=msg.occurred_at,
+                flags=list(flags or []),
+                language=code,
             ),
         )
 
 
-def _next_step(reason: str, diagnosis: DiagnosisView | None) -> str:
+def _next_step(reason: str, diagnosis: DiagnosisView | None, language: LanguageGuess | None = None) -> str:
     steps = {
         "customer_asked": "The customer asked for a person: reply personally; the diagnosis is attached.",
         "fraud": "Possible fraud or compromised card: verify identity, block the card, "
@@ -223,6 +316,11 @@ def _next_step(reason: str, diagnosis: DiagnosisView | None) -> str:
         "policy_denied": "The sender could not be verified for this account: verify identity before acting.",
     }
     base = steps.get(reason, "Review the case.")
+    if language is not None and not language.supported:
+        base = (
+            f"Written in {language.name}, a language tierline does not read: have it read "
+            f"and reply in {language.name}."
+        ) + ("" if reason == "out_of_scope" else f" {base}")
     if diagnosis is not None and diagnosis.recommended_action not in (None, Action.ESCALATE):
         base += f" Diagnosis suggests: {diagnosis.recommended_action.value}."
     return base

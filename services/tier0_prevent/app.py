@@ -19,8 +19,10 @@ from services.tier0_prevent.domain import Handling, route_event
 from services.tier0_prevent.dunning import DunningWorker
 from services.tier0_prevent.handlers import MirrorSync, Tier0Deps, Tier0Handlers, utc_now
 from services.tier0_prevent.ingress import BatchingIngestor, WebhookIngress
-from services.tier0_prevent.ports import BillingActions, Diagnostics, MirrorSink
+from services.tier0_prevent.ports import BillingActions, Diagnostics, MirrorSink, Tier0Actions
 from services.tier0_prevent.settings import Tier0Settings
+from tierline.actions import ActionExecutor
+from tierline.billing.policy import PolicyEngine
 from tierline.messaging import SUBSCRIBER_DEFAULTS, consumer_group, publish
 from tierline.pipeline import escalate
 from tierline.runtime import Service
@@ -38,12 +40,34 @@ def _mirror(pool: Any) -> MirrorSink:
     return MirrorStore(pool)
 
 
+def system_actions(
+    pool: Any,
+    broker: Any,
+    settings: InfraSettings,
+    *,
+    billing: BillingActions,
+    diagnostics: Diagnostics,
+    policy: PolicyEngine | None = None,
+) -> Tier0Actions:
+    """The shared executor, built as the other tiers build it: Tier 0 hands it the facts it verified
+    (``ActionContext.facts``), so ``diagnostics`` is only its fallback."""
+    return ActionExecutor(
+        pool=pool,
+        broker=broker,
+        settings=settings,
+        diagnostics=diagnostics,
+        stripe=billing,
+        policy=policy or PolicyEngine.from_yaml(),
+    )
+
+
 def create_service(
     settings: InfraSettings,
     *,
     tier0: Tier0Settings | None = None,
     diagnostics: Diagnostics | None = None,
     billing: BillingActions | None = None,
+    policy: PolicyEngine | None = None,
     clock: Callable[[], datetime] = utc_now,
     background: bool = True,
     worker_id: str | None = None,
@@ -68,13 +92,18 @@ def create_service(
     async def on_start(svc: Service) -> None:
         ingestor.pool = svc.db
         await ingestor.start()
+        diag = diagnostics or diagnostics_client(settings)
+        stripe = billing or billing_actions(settings)
         deps = Tier0Deps(
             pool=svc.db,
             broker=svc.broker,
             settings=t0,
-            diagnostics=diagnostics or diagnostics_client(settings),
+            diagnostics=diag,
             classify=classify_decline,
-            billing=billing or billing_actions(settings),
+            billing=stripe,
+            actions=system_actions(
+                svc.db, svc.broker, settings, billing=stripe, diagnostics=diag, policy=policy
+            ),
             return_url=t0.return_url or f"{settings.public_base_url.rstrip('/')}/billing",
             clock=clock,
         )

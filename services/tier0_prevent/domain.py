@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from schemas import Action, RootCause
+from schemas import Action, HealthStatus, RootCause
+from schemas.messages import DiagnosisView
 
 
 # ----------------------------------------------------------------------------- routing
@@ -162,6 +163,12 @@ def dunning_times(now: datetime, offsets_days: list[float], max_attempts: int) -
     return [now + timedelta(days=o) for o in offsets]
 
 
+def retry_budget(policy_attempts: int, configured_attempts: int, already_tried: int = 0) -> int:
+    """How many retries a new schedule plans: the policy's automatic budget (what it will allow), less the
+    retries the invoice already had, and never more than the configured schedule."""
+    return max(0, min(policy_attempts - already_tried, configured_attempts))
+
+
 def plan_failed_payment(
     decline: DeclineLike,
     *,
@@ -169,9 +176,15 @@ def plan_failed_payment(
     offsets_days: list[float],
     max_attempts: int,
     link_expired: bool,
+    policy_retryable: bool = True,
 ) -> FailedPaymentPlan:
-    """Soft → retries + nudge; hard → update-card link, no retry; fraud → no retry, risk flag, Tier 3."""
+    """Soft → retries + nudge; hard → update-card link, no retry; fraud → no retry, risk flag, Tier 3.
+
+    ``policy_retryable`` is the policy's word on the code: a decline it would never retry automatically
+    (a hard or unknown code) gets the update-card link, not a schedule of attempts it would refuse."""
     kind = decline_kind(decline)
+    if kind is DeclineKind.SOFT and (not policy_retryable or max_attempts <= 0):
+        kind = DeclineKind.HARD
     code = decline.code
     if kind is DeclineKind.FRAUD:
         return FailedPaymentPlan(
@@ -204,6 +217,7 @@ class RetryVerdict(StrEnum):
     EXHAUSTED = "exhausted"  # no attempt left: ask for a new card
     HARD = "hard"  # the decline turned hard: stop and ask for a new card
     NOT_PAYABLE = "not_payable"  # void / uncollectible / no payment method: stop retrying
+    NEEDS_HUMAN = "needs_human"  # the policy wants a person (an open dispute, fraud): stop and escalate
 
 
 def after_retry(
@@ -220,6 +234,88 @@ def after_retry(
     if decline is not None and decline_kind(decline) is not DeclineKind.SOFT:
         return RetryVerdict.HARD
     return RetryVerdict.TRY_LATER if attempts_left > 0 else RetryVerdict.EXHAUSTED
+
+
+def after_refusal(*, reason: str, needs_human: bool, attempts_left: int) -> RetryVerdict:
+    """The policy refused a scheduled attempt (nothing was charged). A daily limit only skips this one;
+    a spent budget ends dunning like its last failure; a hard or unknown decline asks for a new card;
+    anything the policy hands to a person stops the schedule and escalates."""
+    if needs_human:
+        return RetryVerdict.NEEDS_HUMAN
+    if reason == "rate_limited":
+        return RetryVerdict.TRY_LATER if attempts_left > 0 else RetryVerdict.EXHAUSTED
+    if reason == "retry_budget_exhausted":
+        return RetryVerdict.EXHAUSTED
+    return RetryVerdict.HARD
+
+
+# ----------------------------------------------------------------------------- policy facts
+def invoice_facts(
+    invoice_id: str,
+    *,
+    status: str | None,
+    amount_due_cents: Any,
+    decline_code: str | None,
+    attempt_count: int,
+    hosted_invoice_url: str | None = None,
+) -> dict[str, Any]:
+    """One invoice as the executor reads it from a diagnosis's evidence (target, amount, policy facts)."""
+    return {
+        "id": invoice_id,
+        "status": status or "open",
+        "amount_due_usd": usd(amount_due_cents),
+        "decline_code": decline_code,
+        "attempt_count": max(0, int(attempt_count)),
+        "hosted_invoice_url": hosted_invoice_url,
+    }
+
+
+def dunning_invoice_facts(
+    invoice_id: str,
+    amount_due_cents: int,
+    *,
+    mirrored: dict[str, Any] | None,
+    last_decline: str | None,
+    tried: int,
+) -> dict[str, Any]:
+    """The invoice a scheduled retry is about: open while its schedule is active (Stripe answers
+    ``already_paid`` otherwise), the last decline its retries saw, and at least the first failure plus
+    the retries made as failures (so ``do_not_honor`` turns hard after two)."""
+    seen = mirrored or {}
+    return invoice_facts(
+        invoice_id,
+        status="open",
+        amount_due_cents=amount_due_cents,
+        decline_code=last_decline or seen.get("last_decline_code"),
+        attempt_count=max(int(seen.get("attempt_count") or 0), 1 + tried),
+        hosted_invoice_url=seen.get("hosted_invoice_url"),
+    )
+
+
+def facts_view(
+    customer_id: str,
+    *,
+    root_cause: RootCause,
+    invoice: dict[str, Any] | None,
+    disputes: list[dict[str, Any]],
+    plan_tier: str | None,
+    at: datetime,
+) -> DiagnosisView:
+    """The verified facts Tier 0 holds (the signed event, the mirror), shaped as the executor's diagnosis:
+    its targets and policy facts come from here, without a diagnosis computation per Stripe event."""
+    evidence: dict[str, Any] = {"disputes": disputes, "source": "tier0:event+mirror"}
+    if invoice is not None:
+        evidence["invoice"] = invoice
+    if plan_tier:
+        evidence["plan"] = {"tier": plan_tier}
+    return DiagnosisView(
+        customer_id=customer_id,
+        status=HealthStatus.RED if invoice is not None else HealthStatus.AMBER,
+        root_cause=root_cause,
+        explanation="Tier 0 facts: the verified Stripe event and the mirror.",
+        evidence=evidence,
+        computed_at=at,
+    )
 
 
 # ----------------------------------------------------------------------------- cards and links

@@ -1,8 +1,10 @@
 """The dunning worker: executes due retries exactly once, however many replicas run.
 
 A claim is a committed ``SELECT ... FOR UPDATE SKIP LOCKED`` + ``status='running'`` (another replica
-skips the row); the Stripe call itself goes through the action ledger with a key per invoice and
-attempt, so even a claim taken over after a crash never charges twice.
+skips the row); the retry itself is the shared executor's ``retry_payment`` with the actor ``system``: the
+policy decides (its automatic retry budget, counted from the ledger's attempts on the invoice, and its
+hard-decline rules), and the ledger key per invoice and attempt keeps it once-only, even for a claim taken
+over after a crash.
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker
 
-from schemas import Action, Intent, RootCause, Tier, derived_id
-from schemas.messages import OutcomeRecordedPayload, StripeEventReceivedV1
+from schemas import Action, EscalationReason, Intent, RootCause, Tier, derived_id
+from schemas.messages import EscalationOpenedPayload, OutcomeRecordedPayload, StripeEventReceivedV1
 from services.tier0_prevent import domain
 from services.tier0_prevent.adapters.postgres import ClaimedAttempt, Tier0Store
-from services.tier0_prevent.adapters.stripe import CardDeclined, InvoiceNotPayable, as_record, url_of
 from services.tier0_prevent.domain import RetryVerdict
-from services.tier0_prevent.handlers import ACTOR, Notifications, Tier0Deps, utc_now
-from services.tier0_prevent.ports import BillingActions, DeclineClassifier
-from tierline.ledger import ActionFailed, ActionLedger, idempotency_key
-from tierline.pipeline import audit, record_outcome, start_contact
+from services.tier0_prevent.handlers import AUDIT_ACTOR, Tier0Deps, reached, utc_now, why_not
+from services.tier0_prevent.ports import DeclineClassifier, Tier0Actions
+from tierline.actions import ActionContext, ActionOutcome
+from tierline.pipeline import audit, escalate, record_outcome, start_contact
 
 log = structlog.get_logger(__name__)
+
+
+class DunningAttemptError(RuntimeError):
+    """The retry neither ran nor was refused (e.g. Stripe unreachable): the claim is left to its lease
+    and taken again, under the same once-only key."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +51,11 @@ class DunningWorker:
         self.d = deps
         self.worker_id = worker_id
         self.store: Tier0Store = deps.store
-        self.ledger: ActionLedger = deps.ledger
-        self.billing: BillingActions = deps.billing
+        self.actions: Tier0Actions = deps.actions
         self.classify: DeclineClassifier = deps.classify
         self.broker: KafkaBroker = deps.broker
         self.pool: asyncpg.Pool = deps.pool
         self.clock: Callable[[], datetime] = deps.clock
-        self.notify = Notifications(deps)
 
     async def run_once(self) -> list[AttemptResult]:
         s = self.d.settings
@@ -77,83 +81,66 @@ class DunningWorker:
                 )
             await asyncio.sleep(self.d.settings.dunning_poll_s)
 
+    async def _context(self, claim: ClaimedAttempt, cause: StripeEventReceivedV1) -> ActionContext:
+        found = await self.store.policy_facts(claim.customer_id, claim.invoice_id)
+        invoice = domain.dunning_invoice_facts(
+            claim.invoice_id,
+            claim.amount_due_cents,
+            mirrored=found["invoice"],
+            last_decline=found["dunning_decline"],
+            tried=found["dunning_tried"],
+        )
+        facts = await self.d.facts(claim.customer_id, RootCause.CARD_DECLINED_SOFT, invoice, found=found)
+        return self.d.context(cause, facts, actor_id=f"dunning:{self.worker_id}")
+
     async def execute(self, claim: ClaimedAttempt) -> AttemptResult:
         invoice = claim.invoice_id
-        cause = StripeEventReceivedV1.model_validate(claim.cause)
-        target = f"{invoice}#{claim.attempt_no}"
-        key = idempotency_key(f"dunning:{invoice}", Action.RETRY_PAYMENT.value, target)
-
-        async def effect() -> dict[str, Any]:
-            try:
-                result = as_record(await self.billing.retry_invoice(invoice, key))
-            except CardDeclined as exc:
-                raise ActionFailed(
-                    f"declined: {exc.code}", {**exc.result, "paid": False, "decline_code": exc.code}
-                ) from exc
-            except InvoiceNotPayable as exc:
-                raise ActionFailed(str(exc), {**exc.result, "paid": False, "not_payable": True}) from exc
-            return {**result, "paid": result.get("status", "paid") == "paid"}
-
-        async def reconcile() -> dict[str, Any] | None:
-            find = getattr(self.billing, "find_invoice_retry", None)
-            if find is None:
-                return None
-            prior = await find(invoice, key)
-            if prior is None:
-                return None
-            record = as_record(prior)
-            return {**record, "paid": record.get("status") == "paid", "reconciled": True}
-
-        outcome = await self.ledger.execute(
-            key=key,
-            contact_id=claim.contact_id,
-            customer_id=claim.customer_id,
-            action=Action.RETRY_PAYMENT.value,
-            target=target,
-            tier=Tier.TIER0.value,
-            actor=f"{ACTOR}.dunning:{self.worker_id}",
-            effect=effect,
-            amount_usd=domain.usd(claim.amount_due_cents),
-            reconcile=reconcile,
+        origin = StripeEventReceivedV1.model_validate(claim.cause)
+        # the dunning contact (one outcome per invoice); each attempt its own cause, so its audit records
+        # are distinct messages
+        recovery = origin.model_copy(
+            update={"contact_id": f"dunning:{invoice}", "message_id": derived_id("dunning", invoice)}
         )
-        paid = bool(outcome.ok and outcome.result.get("paid"))
-        code = outcome.result.get("decline_code") if not paid else None
-        decline = self.classify(code) if code else None
-        verdict = domain.after_retry(
-            paid=paid,
-            decline=decline,
-            attempts_left=claim.attempts_left,
-            payable=not outcome.result.get("not_payable"),
+        attempt_cause = recovery.model_copy(
+            update={"message_id": derived_id("dunning", invoice, claim.attempt_no)}
         )
+        ctx = await self._context(claim, attempt_cause)
+        outcome = await self.actions.retry_payment(ctx, invoice, attempt=claim.attempt_no)
+        verdict, code = self._verdict(claim, outcome)
+        tried = outcome.status in ("succeeded", "failed")
         await self.store.finish_attempt(
             invoice,
             claim.attempt_no,
-            "succeeded" if paid else "failed",
+            ("succeeded" if outcome.ok else "failed") if tried else "canceled",
             decline_code=code,
-            result=outcome.result,
+            result={**outcome.data, "status": outcome.status, "detail": outcome.detail[:300]},
         )
         log.info(
             "tier0.dunning.attempted",
             invoice=invoice,
             attempt=claim.attempt_no,
+            status=outcome.status,
             verdict=verdict.value,
             worker=self.worker_id,
             replayed=outcome.replayed,
         )
         await audit(
             self.broker,
-            cause=cause,
-            actor=ACTOR,
-            action=Action.RETRY_PAYMENT.value,
-            target=target,
+            cause=attempt_cause,
+            actor=AUDIT_ACTOR,
+            action="dunning_attempt",
+            target=f"{invoice}#{claim.attempt_no}",
             decision=verdict.value,
-            details={"decline_code": code, "idempotency_key": key},
+            details={
+                "status": outcome.status,
+                "decline_code": code,
+                "idempotency_key": outcome.idempotency_key,
+                "policy_rule": outcome.policy.rule if outcome.policy else None,
+            },
         )
-        recovery = cause.model_copy(
-            update={"contact_id": f"dunning:{invoice}", "message_id": derived_id("dunning", invoice)}
-        )
+        retried = [Action.RETRY_PAYMENT] if tried else []
         if verdict is RetryVerdict.RECOVERED:
-            already = bool(outcome.result.get("already_paid"))
+            already = bool(outcome.data.get("already_paid"))
             status, reason = (
                 ("canceled", "paid elsewhere") if already else ("recovered", f"retry #{claim.attempt_no}")
             )
@@ -164,12 +151,15 @@ class DunningWorker:
                 amount = domain.usd(claim.amount_due_cents)
                 await self._outcome(
                     recovery,
-                    [Action.RETRY_PAYMENT],
+                    retried,
                     amount,
                     f"dunning retry #{claim.attempt_no} of {invoice} paid ${amount:.2f}",
                 )
         elif verdict is RetryVerdict.NOT_PAYABLE:
-            await self.store.close_schedule(invoice, "canceled", f"not payable: {outcome.error}")
+            await self.store.close_schedule(invoice, "canceled", f"not payable: {outcome.detail}")
+        elif verdict is RetryVerdict.NEEDS_HUMAN:
+            if await self.store.close_schedule(invoice, "canceled", f"policy: {outcome.detail}"):
+                await self._escalate(recovery, claim, outcome)
         elif verdict in (RetryVerdict.HARD, RetryVerdict.EXHAUSTED):
             status = "hard_decline" if verdict is RetryVerdict.HARD else "exhausted"
             if await self.store.close_schedule(
@@ -180,25 +170,83 @@ class DunningWorker:
                     amount_usd=domain.usd(claim.amount_due_cents),
                     invoice_id=invoice,
                 )
-                sent = await self.notify.send(
+                link_ctx = self.d.context(
                     recovery,
-                    action=Action.SEND_UPDATE_CARD_LINK,
-                    target=claim.customer_id,
-                    email=email,
-                    link=lambda: self._card_url(claim.customer_id),
+                    ctx.facts or await self.d.facts(claim.customer_id, RootCause.CARD_DECLINED_SOFT),
+                    actor_id=f"dunning:{self.worker_id}",
                 )
-                actions = [Action.RETRY_PAYMENT] + ([Action.SEND_UPDATE_CARD_LINK] if sent.ok else [])
+                sent = await self.actions.send_update_card_link(
+                    link_ctx, return_url=self.d.return_url, subject=email.subject, body=email.body
+                )
+                ok = reached(sent)
+                actions = retried + ([Action.SEND_UPDATE_CARD_LINK] if ok else [])
                 await self._outcome(
                     recovery,
                     actions,
                     0.0,
-                    f"dunning {status} for {invoice} after {claim.attempt_no} retries ({code}); "
-                    f"update-card link {'sent' if sent.ok else 'not sent: ' + str(sent.error)}",
+                    f"dunning {status} for {invoice} after {claim.attempt_no} retries "
+                    f"({code or outcome.detail}); "
+                    f"update-card link {'sent' if ok else 'not sent: ' + why_not(sent)[1]}",
                 )
         return AttemptResult(invoice, claim.attempt_no, verdict, outcome.replayed, self.worker_id)
 
-    async def _card_url(self, customer_id: str) -> str:
-        return url_of(await self.billing.update_card_link(customer_id, self.d.return_url)) or ""
+    def _verdict(self, claim: ClaimedAttempt, outcome: ActionOutcome) -> tuple[RetryVerdict, str | None]:
+        """What the attempt means for the schedule (and the decline it saw, if any)."""
+        if outcome.status in ("denied", "needs_human"):
+            reason = outcome.policy.reason if outcome.policy is not None else outcome.detail
+            return (
+                domain.after_refusal(
+                    reason=reason,
+                    needs_human=outcome.status == "needs_human",
+                    attempts_left=claim.attempts_left,
+                ),
+                None,
+            )
+        if outcome.status == "failed" and outcome.escalation_reason is EscalationReason.ERROR:
+            raise DunningAttemptError(f"retry of {claim.invoice_id}#{claim.attempt_no}: {outcome.detail}")
+        code = None if outcome.ok else _text(outcome.data.get("decline_code"))
+        verdict = domain.after_retry(
+            paid=outcome.ok,
+            decline=self.classify(code) if code else None,
+            attempts_left=claim.attempts_left,
+            payable=not outcome.data.get("not_payable"),
+        )
+        return verdict, code
+
+    async def _escalate(
+        self, cause: StripeEventReceivedV1, claim: ClaimedAttempt, outcome: ActionOutcome
+    ) -> None:
+        await start_contact(
+            self.pool,
+            contact_id=cause.contact_id,
+            customer_id=cause.customer_id,
+            trigger="stripe_event",
+            channel=None,
+        )
+        reason = outcome.escalation_reason or EscalationReason.POLICY_DENIED
+        await escalate(
+            self.broker,
+            cause=cause,
+            payload=EscalationOpenedPayload(
+                reason=reason,
+                opened_by=Tier.TIER0,
+                intent=Intent.PAYMENT_FAILED,
+                amount_usd=domain.usd(claim.amount_due_cents),
+                actions_tried=[outcome.record(Tier.TIER0)],
+                suggested_next_step=f"Dunning of {claim.invoice_id} stopped: {outcome.detail}",
+                tier_path=[Tier.TIER0],
+                text=f"dunning retry #{claim.attempt_no} of {claim.invoice_id}",
+            ),
+        )
+        await audit(
+            self.broker,
+            cause=cause,
+            actor=AUDIT_ACTOR,
+            action=Action.ESCALATE.value,
+            target=cause.customer_id,
+            decision=reason.value,
+            details={"invoice": claim.invoice_id, "attempt": claim.attempt_no},
+        )
 
     async def _outcome(
         self,
@@ -231,4 +279,8 @@ class DunningWorker:
         )
 
 
-__all__ = ["AttemptResult", "DunningWorker", "utc_now"]
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+__all__ = ["AttemptResult", "DunningAttemptError", "DunningWorker", "utc_now"]

@@ -1,8 +1,9 @@
-"""Tier 0 consumers: a verified Stripe event in; actions (once, ledgered, audited) and one outcome out."""
+"""Tier 0 consumers: a verified Stripe event in; actions out through the shared executor (policy-checked,
+once in the ledger, audited, actor ``system``) and one outcome."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,25 +17,32 @@ from schemas.messages import (
     ActionRecord,
     DiagnosisView,
     EscalationOpenedPayload,
-    NotificationRequestedPayload,
-    NotificationRequestedV1,
     OutcomeRecordedPayload,
     StripeEventReceivedPayload,
     StripeEventReceivedV1,
 )
 from services.tier0_prevent import domain
 from services.tier0_prevent.adapters.postgres import ExpiringCard, Tier0Store
-from services.tier0_prevent.adapters.stripe import InvoiceNotPayable, as_record, url_of
-from services.tier0_prevent.domain import DeclineKind, Email, Handling
-from services.tier0_prevent.ports import BillingActions, DeclineClassifier, Diagnostics, MirrorSink
+from services.tier0_prevent.adapters.stripe import url_of
+from services.tier0_prevent.domain import DeclineKind, Handling
+from services.tier0_prevent.ports import (
+    BillingActions,
+    DeclineClassifier,
+    Diagnostics,
+    MirrorSink,
+    Tier0Actions,
+)
 from services.tier0_prevent.settings import Tier0Settings
-from tierline.ledger import ActionFailed, ActionLedger, LedgerResult, idempotency_key
-from tierline.messaging import Inbox, publish
+from tierline.actions import ActionContext, ActionOutcome
+from tierline.messaging import Inbox
 from tierline.pipeline import audit, escalate, record_outcome, start_contact
 
 log = structlog.get_logger(__name__)
 
 ACTOR = "tier0_prevent"
+#: Tier 0's own decisions (classification, dunning verdicts, escalations) are audited as the executor
+#: audits its actions: ``<tier>:<actor id>``.
+AUDIT_ACTOR = f"{Tier.TIER0.value}:{ACTOR}"
 
 
 class InvalidStripeObject(ValueError):
@@ -53,119 +61,83 @@ class Tier0Deps:
     diagnostics: Diagnostics
     classify: DeclineClassifier
     billing: BillingActions
+    actions: Tier0Actions
     return_url: str
     clock: Callable[[], datetime] = utc_now
     store: Tier0Store = field(init=False)
-    ledger: ActionLedger = field(init=False)
 
     def __post_init__(self) -> None:
         self.store = Tier0Store(self.pool)
-        self.ledger = ActionLedger(self.pool)
 
-
-class Notifications:
-    """Nudges and links to customers: one ledger entry per (contact, action, target), then the topic."""
-
-    def __init__(self, deps: Tier0Deps) -> None:
-        self.d = deps
-
-    async def send(
-        self,
-        cause: StripeEventReceivedV1,
-        *,
-        action: Action | str,
-        target: str,
-        email: Email,
-        link: Callable[[], Awaitable[str | None]] | None = None,
-        dedupe_key: str | None = None,
-        contact_id: str | None = None,
-    ) -> LedgerResult:
-        contact = contact_id or cause.contact_id
-        name = action.value if isinstance(action, Action) else action
-        key = idempotency_key(contact, name, target)
-
-        async def effect() -> dict[str, Any]:
-            to = (
-                await self.d.store.customer_email(cause.customer_id)
-                or _email_in(cause.payload.object)
-                or await self._live_email(cause.customer_id)
-            )
-            if not to:
-                raise ActionFailed("no email address on file", {"target": target})
-            url = (await link()) if link is not None else email.link
-            body = email.body if url == email.link or not url else f"{email.body}\n\n{url}"
-            note = NotificationRequestedV1.build(
-                NotificationRequestedPayload(
-                    to=to,
-                    template=email.template,
-                    subject=email.subject,
-                    body=body,
-                    dedupe_key=dedupe_key or key,
-                    link=url,
-                ),
-                contact_id=contact,
-                customer_id=cause.customer_id,
-                cause=cause,
-                message_id=derived_id("notification", dedupe_key or key),
-            )
-            await publish(self.d.broker, note)
-            return {"dedupe_key": dedupe_key or key, "template": email.template, "link": url}
-
-        result = await self.d.ledger.execute(
-            key=key,
-            contact_id=contact,
+    def context(
+        self, cause: StripeEventReceivedV1, facts: DiagnosisView, *, actor_id: str = ACTOR
+    ) -> ActionContext:
+        """Who acts for Tier 0: the system, for the event's contact, on the facts Tier 0 verified."""
+        return ActionContext(
+            contact_id=cause.contact_id,
             customer_id=cause.customer_id,
-            action=name,
-            target=target,
-            tier=Tier.TIER0.value,
-            actor=ACTOR,
-            effect=effect,
-        )
-        await audit(
-            self.d.broker,
+            tier=Tier.TIER0,
+            actor="system",
+            actor_id=actor_id,
             cause=cause,
-            actor=ACTOR,
-            action=name,
-            target=target,
-            decision=result.status,
-            details={"template": email.template, "idempotency_key": key, "error": result.error},
+            facts=facts,
         )
-        return result
 
-    async def _live_email(self, customer_id: str) -> str | None:
-        """The mirror has no address yet: read the customer from Stripe."""
-        try:
-            customer = await self.d.billing.get_customer(customer_id)
-        except Exception as exc:  # noqa: BLE001 - reported as "no email" by the caller
-            log.warning("tier0.customer.read_failed", customer_id=customer_id, error=type(exc).__name__)
-            return None
-        return _email_in(customer if isinstance(customer, dict) else {})
+    async def facts(
+        self,
+        customer_id: str,
+        root_cause: RootCause,
+        invoice: dict[str, Any] | None = None,
+        *,
+        found: dict[str, Any] | None = None,
+    ) -> DiagnosisView:
+        """The policy's facts from the event and the mirror (one query), not a diagnosis computation."""
+        found = found if found is not None else await self.store.policy_facts(customer_id)
+        return domain.facts_view(
+            customer_id,
+            root_cause=root_cause,
+            invoice=invoice,
+            disputes=found["disputes"],
+            plan_tier=found["plan_tier"],
+            at=self.clock(),
+        )
+
+    def retry_budget(self) -> int:
+        """The policy's automatic retry budget for the ``system`` actor."""
+        rules = self.actions.policy.rules
+        return rules.retry.max_attempts[rules.actors["system"]]
+
+    async def update_card_url(self, customer_id: str) -> str:
+        return url_of(await self.billing.update_card_link(customer_id, self.return_url)) or ""
 
 
-def _email_in(obj: dict[str, Any]) -> str | None:
-    for field_name in ("customer_email", "email", "receipt_email"):
-        value = obj.get(field_name)
-        if isinstance(value, str) and "@" in value:
-            return value
-    return None
+class EffectInterrupted(RuntimeError):
+    """An effect neither ran nor was refused (Stripe or the broker unreachable): the event is redelivered
+    and retried (the ledger holds no row for it), then dead-lettered and handed to a person."""
 
 
-def _record(action: Action, result: LedgerResult, target: str | None, detail: str = "") -> ActionRecord:
-    status = result.status if result.status in ("succeeded", "failed", "denied") else "failed"
-    return ActionRecord(
-        action=action,
-        tier=Tier.TIER0,
-        status=status,  # type: ignore[arg-type]
-        idempotency_key=result.key,
-        detail=detail or (result.error or ""),
-        target=target,
-    )
+def settled(outcome: ActionOutcome) -> ActionOutcome:
+    """The outcome, unless the executor hit an unexpected error: that one is retried by redelivery."""
+    if outcome.status == "failed" and outcome.escalation_reason is EscalationReason.ERROR:
+        raise EffectInterrupted(f"{outcome.action.value} on {outcome.target}: {outcome.detail}")
+    return outcome
+
+
+def reached(outcome: ActionOutcome) -> bool:
+    """The effect ran and its email went to an address (the executor reports ``sent_to``)."""
+    return outcome.ok and bool(outcome.data.get("sent_to"))
+
+
+def why_not(outcome: ActionOutcome) -> tuple[EscalationReason, str]:
+    """Why an effect that should have reached the customer did not: the policy's reason, or an error."""
+    if not outcome.ok:
+        return outcome.escalation_reason or EscalationReason.ERROR, outcome.detail or outcome.status
+    return EscalationReason.ERROR, "no email address on file"
 
 
 class Tier0Handlers:
     def __init__(self, deps: Tier0Deps, inbox_consumer: str = ACTOR) -> None:
         self.d = deps
-        self.notify = Notifications(deps)
         self.inbox = Inbox(deps.pool, inbox_consumer)
 
     # ------------------------------------------------------------------ entry point
@@ -204,7 +176,7 @@ class Tier0Handlers:
         invoice_id = _object_id(obj, "in_")
         now = self.d.clock()
         await self._start(msg)
-        diagnosis = await self._diagnose(msg.customer_id)
+        diagnosis = await self._diagnose(msg.customer_id)  # context for a person, if it comes to one
         evidence = _invoice_evidence(diagnosis, invoice_id)
         code = (
             domain.decline_code_of(obj)
@@ -213,12 +185,14 @@ class Tier0Handlers:
         )
         attempt_count = int(obj.get("attempt_count") or evidence.get("attempt_count") or 1)
         decline = self.d.classify(code, attempt_count=attempt_count)  # type: ignore[call-arg]
+        policy = self.d.actions.policy
         plan = domain.plan_failed_payment(
             decline,
             now=now,
             offsets_days=self.d.settings.dunning_offsets_days,
-            max_attempts=self.d.settings.dunning_max_attempts,
+            max_attempts=domain.retry_budget(self.d.retry_budget(), self.d.settings.dunning_max_attempts),
             link_expired=bool(evidence.get("link_expired")) or domain.invoice_link_expired(obj, now),
+            policy_retryable=policy.decline_class(code, attempt_count) == "soft",
         )
         amount = domain.usd(obj.get("amount_due"))
         log.info(
@@ -231,15 +205,29 @@ class Tier0Handlers:
         await audit(
             self.d.broker,
             cause=msg,
-            actor=ACTOR,
+            actor=AUDIT_ACTOR,
             action="classify_decline",
             target=invoice_id,
             decision=plan.kind.value,
-            details={"decline_code": plan.decline_code, "attempt_count": attempt_count},
+            details={
+                "decline_code": plan.decline_code,
+                "attempt_count": attempt_count,
+                "retries_planned": len(plan.retry_at),
+                "policy_version": policy.version,
+            },
         )
+        invoice = domain.invoice_facts(
+            invoice_id,
+            status=_text(obj.get("status")),
+            amount_due_cents=obj.get("amount_due"),
+            decline_code=plan.decline_code,
+            attempt_count=attempt_count,
+            hosted_invoice_url=_text(obj.get("hosted_invoice_url")),
+        )
+        ctx = self.d.context(msg, await self.d.facts(msg.customer_id, plan.root_cause, invoice))
 
         if plan.kind is DeclineKind.FRAUD:
-            await self._fraud(msg, invoice_id, plan.decline_code, amount, diagnosis)
+            await self._fraud(msg, ctx, invoice_id, plan.decline_code, amount, diagnosis)
             return
         tried: list[ActionRecord] = []
         if plan.kind is DeclineKind.HARD:
@@ -247,14 +235,14 @@ class Tier0Handlers:
 
         link = _text(obj.get("hosted_invoice_url")) or _text(evidence.get("hosted_invoice_url"))
         if plan.regenerate_link:
-            regen = await self._regenerate(msg, invoice_id)
-            tried.append(_record(Action.REGENERATE_INVOICE_LINK, regen, invoice_id))
-            link = _text(regen.result.get("url")) or link
+            regen = settled(await self.d.actions.regenerate_invoice_link(ctx, invoice_id, notify=False))
+            tried.append(regen.record(Tier.TIER0))
+            link = _text(regen.data.get("url")) or link
 
         summary: str
         if plan.kind is DeclineKind.SOFT:
-            scheduled = await self._schedule(msg, invoice_id, plan.decline_code, obj, plan.retry_at)
-            dates = ", ".join(d[:10] for d in scheduled.result.get("retry_at", []))
+            scheduled = await self._schedule(msg, ctx, invoice_id, plan.decline_code, obj, plan.retry_at)
+            dates = ", ".join(d[:10] for d in scheduled.get("retry_at", []))
             email = domain.email_for(
                 Action.SEND_NUDGE,
                 amount_usd=amount,
@@ -262,32 +250,39 @@ class Tier0Handlers:
                 link=link,
                 retry_at=plan.retry_at[0] if plan.retry_at else None,
             )
-            sent = await self.notify.send(msg, action=Action.SEND_NUDGE, target=invoice_id, email=email)
-            tried.append(_record(Action.SEND_NUDGE, sent, invoice_id))
+            sent = settled(
+                await self.d.actions.send_nudge(
+                    ctx,
+                    template=email.template,
+                    subject=email.subject,
+                    body=email.body,
+                    target=invoice_id,
+                    link=email.link,
+                )
+            )
             summary = (
                 f"soft decline ({plan.decline_code}) on {invoice_id} for ${amount:.2f}: nudge sent; "
-                f"{len(scheduled.result.get('retry_at', []))} retries scheduled ({dates})"
+                f"{len(scheduled.get('retry_at', []))} retries scheduled ({dates})"
             )
         else:
             email = domain.email_for(Action.SEND_UPDATE_CARD_LINK, amount_usd=amount, invoice_id=invoice_id)
-            sent = await self.notify.send(
-                msg,
-                action=Action.SEND_UPDATE_CARD_LINK,
-                target=msg.customer_id,
-                email=email,
-                link=lambda: self._update_card_url(msg.customer_id),
+            sent = settled(
+                await self.d.actions.send_update_card_link(
+                    ctx, return_url=self.d.return_url, subject=email.subject, body=email.body
+                )
             )
-            tried.append(_record(Action.SEND_UPDATE_CARD_LINK, sent, msg.customer_id))
             summary = f"hard decline ({plan.decline_code}) on {invoice_id}: no retry; update-card link sent"
+        tried.append(sent.record(Tier.TIER0))
 
-        if not sent.ok:
+        if not reached(sent):
+            reason, detail = why_not(sent)
             await self._escalate(
                 msg,
-                EscalationReason.ERROR,
+                reason,
                 amount,
                 diagnosis,
                 tried,
-                f"Tier 0 could not reach the customer ({sent.error}); contact them about {invoice_id}.",
+                f"Tier 0 could not reach the customer ({detail}); contact them about {invoice_id}.",
                 intent=Intent.PAYMENT_FAILED,
             )
             return
@@ -297,13 +292,13 @@ class Tier0Handlers:
     async def _fraud(
         self,
         msg: StripeEventReceivedV1,
+        ctx: ActionContext,
         invoice_id: str,
         code: str | None,
         amount: float,
         diagnosis: DiagnosisView | None,
     ) -> None:
         await self.d.store.close_schedule(invoice_id, "canceled", f"fraud decline {code}")
-        key = idempotency_key(msg.contact_id, "flag_risk", msg.customer_id)
 
         async def flag() -> dict[str, Any]:
             flags = await self.d.store.flag_risk(
@@ -318,31 +313,15 @@ class Tier0Handlers:
             )
             return {"risk_flags": sorted(flags)}
 
-        flagged = await self.d.ledger.execute(
-            key=key,
-            contact_id=msg.contact_id,
-            customer_id=msg.customer_id,
-            action="flag_risk",
-            target=msg.customer_id,
-            tier=Tier.TIER0.value,
-            actor=ACTOR,
-            effect=flag,
-        )
-        await audit(
-            self.d.broker,
-            cause=msg,
-            actor=ACTOR,
-            action="flag_risk",
-            target=msg.customer_id,
-            decision=flagged.status,
-            details={"decline_code": code, "invoice_id": invoice_id},
+        flagged = await self.d.actions.record_effect(
+            ctx, "flag_risk", msg.customer_id, flag, details={"decline_code": code, "invoice_id": invoice_id}
         )
         tried = [
             ActionRecord(
                 action=Action.ESCALATE,
                 tier=Tier.TIER0,
                 status="skipped",
-                idempotency_key=key,
+                idempotency_key=flagged.key,
                 detail=f"no retry: {code} is a fraud/compromised-card decline",
                 target=invoice_id,
             )
@@ -360,12 +339,14 @@ class Tier0Handlers:
     async def _schedule(
         self,
         msg: StripeEventReceivedV1,
+        ctx: ActionContext,
         invoice_id: str,
         code: str | None,
         obj: dict[str, Any],
         retry_at: list[datetime],
-    ) -> LedgerResult:
-        key = idempotency_key(msg.contact_id, "schedule_retry", invoice_id)
+    ) -> dict[str, Any]:
+        """The retry schedule, once per contact and invoice (a bookkeeping effect: each retry itself is
+        policy-checked by the executor when it falls due)."""
 
         async def effect() -> dict[str, Any]:
             return await self.d.store.create_schedule(
@@ -378,63 +359,14 @@ class Tier0Handlers:
                 cause=msg.model_dump(mode="json"),
             )
 
-        result = await self.d.ledger.execute(
-            key=key,
-            contact_id=msg.contact_id,
-            customer_id=msg.customer_id,
-            action="schedule_retry",
-            target=invoice_id,
-            tier=Tier.TIER0.value,
-            actor=ACTOR,
-            effect=effect,
+        result = await self.d.actions.record_effect(
+            ctx,
+            "schedule_retry",
+            invoice_id,
+            effect,
+            details={"retry_at": [t.isoformat() for t in retry_at]},
         )
-        await audit(
-            self.d.broker,
-            cause=msg,
-            actor=ACTOR,
-            action="schedule_retry",
-            target=invoice_id,
-            decision=result.status,
-            details={"retry_at": result.result.get("retry_at", [])},
-        )
-        return result
-
-    async def _regenerate(self, msg: StripeEventReceivedV1, invoice_id: str) -> LedgerResult:
-        key = idempotency_key(msg.contact_id, Action.REGENERATE_INVOICE_LINK.value, invoice_id)
-
-        async def effect() -> dict[str, Any]:
-            try:
-                link = await self.d.billing.regenerate_invoice_link(invoice_id, key)
-            except InvoiceNotPayable as exc:
-                raise ActionFailed(str(exc), exc.result) from exc
-            url = url_of(link)
-            if not url:
-                raise ActionFailed("no payable link for this invoice", {"invoice_id": invoice_id})
-            return {**as_record(link), "url": url}
-
-        result = await self.d.ledger.execute(
-            key=key,
-            contact_id=msg.contact_id,
-            customer_id=msg.customer_id,
-            action=Action.REGENERATE_INVOICE_LINK.value,
-            target=invoice_id,
-            tier=Tier.TIER0.value,
-            actor=ACTOR,
-            effect=effect,
-        )
-        await audit(
-            self.d.broker,
-            cause=msg,
-            actor=ACTOR,
-            action=Action.REGENERATE_INVOICE_LINK.value,
-            target=invoice_id,
-            decision=result.status,
-            details={"error": result.error},
-        )
-        return result
-
-    async def _update_card_url(self, customer_id: str) -> str:
-        return url_of(await self.d.billing.update_card_link(customer_id, self.d.return_url)) or ""
+        return result.result
 
     # ------------------------------------------------------------------ paid, links
     async def invoice_paid(self, msg: StripeEventReceivedV1) -> None:
@@ -445,7 +377,7 @@ class Tier0Handlers:
             await audit(
                 self.d.broker,
                 cause=msg,
-                actor=ACTOR,
+                actor=AUDIT_ACTOR,
                 action="cancel_dunning",
                 target=invoice_id,
                 decision="canceled",
@@ -458,26 +390,28 @@ class Tier0Handlers:
             return
         invoice_id = _object_id(obj, "in_")
         await self._start(msg)
-        regen = await self._regenerate(msg, invoice_id)
-        tried = [_record(Action.REGENERATE_INVOICE_LINK, regen, invoice_id)]
+        invoice = domain.invoice_facts(
+            invoice_id,
+            status=_text(obj.get("status")),
+            amount_due_cents=obj.get("amount_due"),
+            decline_code=domain.decline_code_of(obj),
+            attempt_count=int(obj.get("attempt_count") or 0),
+        )
+        ctx = self.d.context(
+            msg, await self.d.facts(msg.customer_id, RootCause.INVOICE_LINK_EXPIRED, invoice)
+        )
+        # and emails the new link
+        regen = settled(await self.d.actions.regenerate_invoice_link(ctx, invoice_id))
         amount = domain.usd(obj.get("amount_due"))
-        sent = None
-        if regen.ok:
-            email = domain.email_for(
-                Action.REGENERATE_INVOICE_LINK,
-                amount_usd=amount,
-                invoice_id=invoice_id,
-                link=_text(regen.result.get("url")),
-            )
-            sent = await self.notify.send(msg, action="notify_invoice_link", target=invoice_id, email=email)
-        if not regen.ok or sent is None or not sent.ok:
+        if not reached(regen):
+            reason, detail = why_not(regen)
             await self._escalate(
                 msg,
-                EscalationReason.ERROR,
+                reason,
                 amount,
                 None,
-                tried,
-                f"Invoice {invoice_id}'s link expired and could not be re-sent automatically.",
+                [regen.record(Tier.TIER0)],
+                f"Invoice {invoice_id}'s link expired and could not be re-sent automatically ({detail}).",
                 intent=Intent.INVOICE_REQUEST,
             )
             return
@@ -546,22 +480,27 @@ class Tier0Handlers:
             card=label or None,
             expires=domain.card_expires_at(card.exp_month, card.exp_year).strftime("%B %Y"),
         )
-        sent = await self.notify.send(
-            cause,
-            action=Action.SEND_NUDGE,
-            target=f"{card.payment_method_id}:{expiry}",
-            email=email,
-            link=lambda: self._update_card_url(cause.customer_id),
-            dedupe_key=f"card_expiring:{card.payment_method_id}:{expiry}",
+        ctx = self.d.context(cause, await self.d.facts(cause.customer_id, RootCause.CARD_EXPIRING))
+        sent = settled(
+            await self.d.actions.send_nudge(
+                ctx,
+                template=email.template,
+                subject=email.subject,
+                body=email.body,
+                target=f"{card.payment_method_id}:{expiry}",
+                link=lambda: self.d.update_card_url(cause.customer_id),
+                dedupe_key=f"card_expiring:{card.payment_method_id}:{expiry}",
+            )
         )
-        if not sent.ok:
+        if not reached(sent):
+            why, detail = why_not(sent)
             await self._escalate(
                 cause,
-                EscalationReason.ERROR,
+                why,
                 0.0,
                 None,
-                [_record(Action.SEND_NUDGE, sent, None)],
-                f"Card {label} expires {expiry} and the customer could not be nudged.",
+                [sent.record(Tier.TIER0)],
+                f"Card {label} expires {expiry} and the customer could not be nudged ({detail}).",
                 intent=Intent.CARD_EXPIRING,
             )
             return
@@ -619,7 +558,7 @@ class Tier0Handlers:
         await audit(
             self.d.broker,
             cause=msg,
-            actor=ACTOR,
+            actor=AUDIT_ACTOR,
             action="dispute_opened",
             target=dispute_id,
             decision="escalate",
@@ -713,7 +652,7 @@ class Tier0Handlers:
         await audit(
             self.d.broker,
             cause=msg,
-            actor=ACTOR,
+            actor=AUDIT_ACTOR,
             action=Action.ESCALATE.value,
             target=msg.customer_id,
             decision=reason.value,

@@ -19,7 +19,11 @@ class Tier0Settings(BaseSettings):
     pool_max_size: int = 20
     # dunning
     dunning_offsets_days: list[float] = Field(default_factory=lambda: [1.0, 3.0, 7.0, 14.0])
-    dunning_max_attempts: int = Field(default=4, ge=0)
+    dunning_max_attempts: int = Field(
+        default=4,
+        ge=0,
+        description="the longest schedule; the policy's retry.max_attempts.automatic caps it (shipped: 3)",
+    )
     dunning_poll_s: float = 30.0
     dunning_claim_batch: int = 20
     dunning_lease_s: float = 600.0

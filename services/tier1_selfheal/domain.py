@@ -14,6 +14,7 @@ from schemas import Action, EscalationReason, HealthStatus, Intent, RootCause
 from schemas.messages import DiagnosisView, Sender
 from services.tier1_selfheal.vat import InvalidTaxId, TaxId, validate_tax_id
 from tierline.actions import ActionOutcome
+from tierline.language import localized_answer
 
 # ----------------------------------------------------------------------------------------- vocabulary
 
@@ -419,6 +420,36 @@ def decide_after_fix(
         f"{action.value} succeeded but does not resolve {cause.value}: "
         f"{diagnosis.explanation if diagnosis else ''}".strip()
     )
+
+
+# The customer's language: the sentence key in ``tierline.language.ANSWERS`` for each fix.
+ANSWER_KEYS: dict[Action, str] = {
+    Action.SEND_INVOICE: "invoice_sent",
+    Action.SEND_UPDATE_CARD_LINK: "card_link_sent",
+    Action.RETRY_PAYMENT: "payment_retried",
+    Action.REGENERATE_INVOICE_LINK: "invoice_link_sent",
+    Action.CANCEL_SUBSCRIPTION: "subscription_cancelled",
+    Action.UPDATE_BILLING_DETAILS: "billing_details_updated",
+}
+
+
+def localize_decision(
+    decision: Decision, outcome: ActionOutcome, diagnosis: DiagnosisView | None, language: str | None
+) -> Decision:
+    """A resolved common fix summarised in the customer's language (es/de/fr/pt); otherwise unchanged."""
+    key = ANSWER_KEYS.get(outcome.action)
+    if not isinstance(decision, Resolve) or key is None or outcome.data.get("already_paid"):
+        return decision
+    amount = recovered_usd(outcome, diagnosis) if outcome.action is Action.RETRY_PAYMENT else 0.0
+    text = localized_answer(key, language, amount=f"${amount:,.2f}" if amount else None)
+    return decision if text is None else Resolve(text, decision.recovered_usd)
+
+
+def summarize_in(outcome: ActionOutcome, diagnosis: DiagnosisView | None, language: str | None) -> str:
+    """``summarize`` in the customer's language where a template exists, else in English."""
+    english = Resolve(summarize(outcome, diagnosis))
+    localized = localize_decision(english, outcome, diagnosis, language)
+    return localized.summary if isinstance(localized, Resolve) else english.summary
 
 
 def recovered_usd(outcome: ActionOutcome, diagnosis: DiagnosisView | None) -> float:

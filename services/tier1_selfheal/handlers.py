@@ -19,9 +19,11 @@ from schemas.messages import (
     SelfhealRequestedV1,
     Turn,
 )
+from schemas.vocab import MONEY_ASKS, SIDE_ASK_ACTIONS
 from services.tier1_selfheal import domain
 from services.tier1_selfheal.ports import Actions, Diagnostics, RequestStore
 from tierline.actions import ActionContext, ActionOutcome
+from tierline.guardrails import injection_flags, merge_flags
 from tierline.ledger import idempotency_key
 from tierline.messaging import Inbox, publish
 from tierline.pipeline import audit, escalate, record_outcome, start_contact
@@ -109,8 +111,13 @@ async def on_selfheal_requested(deps: SelfhealDeps, msg: SelfhealRequestedV1) ->
 
     outcome = await run_fix(deps, msg, diagnosis)
     decision = domain.decide_after_fix(outcome, diagnosis, retention_offer=deps.retention_offer)
+    decision = domain.localize_decision(decision, outcome, diagnosis, p.language)
     log.info("tier1.fix.done", action=p.action.value, status=outcome.status, decision=type(decision).__name__)
-    await settle(deps, msg, diagnosis, outcome, decision)
+    extras: list[ActionOutcome] = []
+    if isinstance(decision, domain.Resolve):
+        extras = await run_secondary(deps, msg, diagnosis)
+        decision = money_asks_to_person(msg, decision, [outcome, *extras])
+    await settle(deps, msg, diagnosis, outcome, decision, extras)
     await deps.inbox.mark(msg.message_id)
 
 
@@ -138,7 +145,14 @@ def context(msg: SelfhealRequestedV1) -> ActionContext:
         actor="selfheal",
         actor_id=actor_id,
         cause=msg,
+        flags=tuple(text_flags(msg)),
     )
+
+
+def text_flags(msg: SelfhealRequestedV1) -> list[str]:
+    """The router's guardrail flags, and the guardrail's own reading of the text this request carries
+    (a producer that left ``flags`` out cannot get a flagged text acted on)."""
+    return merge_flags(msg.payload.flags, injection_flags(msg.payload.text))
 
 
 async def run_fix(deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: DiagnosisView) -> ActionOutcome:
@@ -169,6 +183,42 @@ async def run_fix(deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: Diagn
             idempotency_key=idempotency_key(msg.contact_id, action.value, "invalid"),
         )
     return await execute(deps.actions, context(msg), fix, diagnosis)
+
+
+async def run_secondary(
+    deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: DiagnosisView
+) -> list[ActionOutcome]:
+    """The further asks of the same message (the router's ``secondary_actions``), after the main fix.
+
+    Only actions that send or explain; anything else in the list is skipped, never done on the side.
+    """
+    done: list[ActionOutcome] = []
+    for action in msg.payload.secondary_actions:
+        if action not in SIDE_ASK_ACTIONS or action is msg.payload.action:
+            log.warning("tier1.secondary.skipped", action=action.value)
+            continue
+        outcome = await execute(deps.actions, context(msg), domain.parse_fix(action, {}), diagnosis)
+        log.info("tier1.secondary.done", action=action.value, status=outcome.status)
+        done.append(outcome)
+    return done
+
+
+def money_asks_to_person(
+    msg: SelfhealRequestedV1, decision: domain.Resolve, done: list[ActionOutcome]
+) -> domain.Decision:
+    """A further ask that moves money (a refund, a cancellation) is never done on the side: once the
+    safe asks are done, a person decides it, with what was done in the packet."""
+    asks = [i for i in msg.payload.secondary_intents if i in MONEY_ASKS and i is not msg.payload.intent]
+    if not asks:
+        return decision
+    did = ", ".join(o.action.value for o in done if o.ok) or "nothing"
+    wanted = ", ".join(i.value for i in asks)
+    log.info("tier1.secondary.money_ask_to_person", asks=wanted)
+    return domain.EscalateToHuman(
+        EscalationReason.LOW_CONFIDENCE,
+        f"Done automatically: {did}. The customer also asked for {wanted} in the same message: "
+        "not done on the side; decide it and reply.",
+    )
 
 
 async def execute(
@@ -220,10 +270,19 @@ async def settle(
     diagnosis: DiagnosisView | None,
     outcome: ActionOutcome,
     decision: domain.Decision,
+    extras: list[ActionOutcome] | None = None,
 ) -> None:
     """Write the one consequence of the decision: an outcome, a Tier 2 request, or an escalation."""
     p = msg.payload
-    tried = [*p.tried, outcome.record(Tier.TIER1)]
+    extras = extras or []
+    tried = [*p.tried, outcome.record(Tier.TIER1), *(e.record(Tier.TIER1) for e in extras)]
+    summary = " ".join(
+        [
+            decision.summary if isinstance(decision, domain.Resolve) else "",
+            *(domain.summarize_in(e, diagnosis, p.language) for e in extras if e.ok),
+            *(f"{e.action.value} did not go through: {e.detail}" for e in extras if not e.ok),
+        ]
+    ).strip()
     if isinstance(decision, domain.Resolve):
         channel = await deps.pool.fetchval("SELECT channel FROM contacts WHERE contact_id=$1", msg.contact_id)
         await record_outcome(
@@ -235,11 +294,11 @@ async def settle(
                 tier_path=[Tier.TIER1],
                 intent=p.intent or domain.ACTION_INTENT.get(p.action),
                 root_cause=diagnosis.root_cause if diagnosis else None,
-                actions=[outcome.action],
+                actions=[outcome.action, *(e.action for e in extras if e.ok)],
                 recovered_usd=decision.recovered_usd,
                 channel=Channel(channel) if channel in {c.value for c in Channel} else None,
                 trigger="selfheal" if is_selfheal_source(msg) else "contact",
-                summary=decision.summary[:2000],
+                summary=summary[:2000],
             ),
         )
         await deps.requests.set_state(msg.contact_id, "resolved", None)
@@ -256,6 +315,10 @@ async def settle(
                     tried=tried,
                     handoff_reason=decision.reason[:1000],
                     tier_path=[Tier.TIER1],
+                    secondary_intents=list(p.secondary_intents),
+                    secondary_actions=list(p.secondary_actions),
+                    flags=text_flags(msg),
+                    language=p.language,
                 ),
                 contact_id=msg.contact_id,
                 customer_id=msg.customer_id,
@@ -296,6 +359,8 @@ async def _escalate(
             policy_decisions=[outcome.policy] if outcome and outcome.policy else [],
             suggested_next_step=next_step[:2000],
             tier_path=[Tier.TIER1],
+            flags=text_flags(msg),
+            language=p.language,
         ),
     )
     await deps.requests.set_state(msg.contact_id, "escalated", reason.value)

@@ -10,23 +10,36 @@ import asyncpg
 import structlog
 from faststream.kafka import KafkaBroker
 
-from schemas import Tier
+from schemas import Action, EscalationReason, Tier
 from schemas.messages import (
     AgentRequestedV1,
     EscalationOpenedPayload,
     KnowledgeArticlePublishedV1,
     OutcomeRecordedPayload,
 )
+from schemas.vocab import MONEY_ASKS, SIDE_ASK_ACTIONS
 from services.tier2_agent.adapters.tools import ExecutorTools
 from services.tier2_agent.domain import amount_at_stake, packet_records
-from services.tier2_agent.guardrails import detect_injection, redact
-from services.tier2_agent.ports import AgentRequest, AgentResult
+from services.tier2_agent.guardrails import INJECTION_FLAG, detect_injection, redact
+from services.tier2_agent.ports import AgentRequest, AgentResult, Escalation
 from services.tier2_agent.tools import performed_actions, refunded_usd
-from tierline.actions import ActionContext, Actions
+from tierline.actions import ActionContext, ActionOutcome, Actions
+from tierline.guardrails import merge_flags
 from tierline.messaging import Inbox
 from tierline.pipeline import audit, escalate, record_outcome, start_contact
+from tierline.textprep import clean_text
 
 log = structlog.get_logger(__name__)
+
+#: Escalations after which nothing else is done automatically: the person takes the whole message.
+_NO_SECONDARY_AFTER = frozenset(
+    {
+        EscalationReason.FRAUD,
+        EscalationReason.DISPUTE,
+        EscalationReason.POLICY_DENIED,
+        EscalationReason.CUSTOMER_ASKED,
+    }
+)
 
 
 @dataclass
@@ -52,8 +65,9 @@ async def on_agent_requested(deps: AgentDeps, msg: AgentRequestedV1) -> None:
         channel=msg.payload.channel.value,
         started_at=msg.occurred_at,
     )
-    text = redact(msg.payload.text)
-    finding = detect_injection(text)
+    text = redact(clean_text(msg.payload.text))  # the customer's new words (guardrails read the original)
+    finding = detect_injection(msg.payload.text) or detect_injection(text)
+    flags = merge_flags(msg.payload.flags, [INJECTION_FLAG] if finding is not None else [])
     if finding is not None:
         log.warning("guardrail.injection_detected", category=getattr(finding, "category", "?"))
         await audit(
@@ -74,13 +88,15 @@ async def on_agent_requested(deps: AgentDeps, msg: AgentRequestedV1) -> None:
         actor="ai",
         actor_id=getattr(deps.agent, "name", type(deps.agent).__name__),
         cause=msg,
+        flags=tuple(flags),
     )
     adopt = getattr(deps.actions, "adopt", None)  # the router's diagnosis, while fresh: no second one
     if adopt is not None:
         await adopt(ctx, msg.payload.diagnosis)
     tools = ExecutorTools(deps.actions, ctx, deps.diagnostics, deps.knowledge)
-    request = AgentRequest.from_payload(msg.payload, redacted_text=text)
+    request = AgentRequest.from_payload(msg.payload, redacted_text=text, flags=flags)
     result: AgentResult = await deps.agent.run(request, tools)
+    extras = await run_secondary(deps.actions, ctx, msg, result)
     await audit(
         deps.broker,
         cause=msg,
@@ -95,14 +111,80 @@ async def on_agent_requested(deps: AgentDeps, msg: AgentRequestedV1) -> None:
             "flags": result.flags,
         },
     )
-    await finish(deps, msg, result)
+    await finish(deps, msg, result, flags, extras=extras)
     await deps.inbox.mark(msg.message_id)
 
 
-async def finish(deps: AgentDeps, msg: AgentRequestedV1, result: AgentResult) -> None:
+async def run_secondary(
+    actions: Actions, ctx: ActionContext, msg: AgentRequestedV1, result: AgentResult
+) -> list[ActionOutcome]:
+    """The further asks of the same message (the router's ``secondary_actions``) the agent did not do.
+
+    Only actions that send or explain, through the same executor and policy; none after an escalation
+    that hands the whole message to a person (fraud, dispute, a denied sender, a person asked for).
+    """
+    if result.escalation is not None and result.escalation.reason in _NO_SECONDARY_AFTER:
+        return []
+    done = set(performed_actions(result))
+    outcomes: list[ActionOutcome] = []
+    for action in msg.payload.secondary_actions:
+        if action not in SIDE_ASK_ACTIONS or action in done:
+            continue
+        if action is Action.SEND_INVOICE:
+            outcome = await actions.send_invoice(ctx, None)
+        elif action is Action.SEND_UPDATE_CARD_LINK:
+            outcome = await actions.send_update_card_link(ctx)
+        elif action is Action.REGENERATE_INVOICE_LINK:
+            outcome = await actions.regenerate_invoice_link(ctx, None)
+        else:
+            outcome = await actions.explain_charge(ctx, None)
+        log.info("tier2.secondary.done", action=action.value, status=outcome.status)
+        done.add(action)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _secondary_summary(extras: list[ActionOutcome]) -> str:
+    said = {
+        Action.SEND_INVOICE: "I've also emailed you the invoice.",
+        Action.SEND_UPDATE_CARD_LINK: "I've also emailed you a secure link to update your card.",
+        Action.REGENERATE_INVOICE_LINK: "I've also sent you a fresh link to pay the invoice.",
+    }
+    parts = []
+    for e in extras:
+        message = e.data.get("customer_message") or e.data.get("explanation")
+        if e.ok:
+            parts.append(message if isinstance(message, str) and message else said.get(e.action, ""))
+    return " ".join(p for p in parts if p)
+
+
+async def finish(
+    deps: AgentDeps,
+    msg: AgentRequestedV1,
+    result: AgentResult,
+    flags: list[str] | None = None,
+    *,
+    extras: list[ActionOutcome] | None = None,
+) -> None:
+    extras = extras or []
     tier_path = [*msg.payload.tier_path, Tier.TIER2]
     diagnosis = msg.payload.diagnosis
     root_cause = diagnosis.root_cause if diagnosis else None
+    money_asks = [i for i in msg.payload.secondary_intents if i in MONEY_ASKS and i is not msg.payload.intent]
+    if result.resolved and money_asks:
+        # a further ask that moves money is never done on the side: a person decides it
+        did = ", ".join(a.value for a in [*performed_actions(result), *(e.action for e in extras if e.ok)])
+        result = result.model_copy(
+            update={
+                "resolved": False,
+                "escalation": Escalation(
+                    reason=EscalationReason.LOW_CONFIDENCE,
+                    note=f"Done automatically: {did or 'nothing'}. The customer also asked for "
+                    f"{', '.join(i.value for i in money_asks)} in the same message: not done on the side; "
+                    "decide it and reply.",
+                ),
+            }
+        )
     if result.resolved:
         await record_outcome(
             deps.pool,
@@ -113,16 +195,16 @@ async def finish(deps: AgentDeps, msg: AgentRequestedV1, result: AgentResult) ->
                 tier_path=tier_path,
                 intent=msg.payload.intent,
                 root_cause=root_cause,
-                actions=performed_actions(result),
+                actions=[*performed_actions(result), *(e.action for e in extras if e.ok)],
                 refund_usd=refunded_usd(result),
                 channel=msg.payload.channel,
                 trigger="contact",
-                summary=result.final_answer[:1000],
+                summary=f"{result.final_answer} {_secondary_summary(extras)}".strip()[:1000],
             ),
         )
         return
     assert result.escalation is not None
-    tried, decisions = packet_records(result, list(msg.payload.tried))
+    tried, decisions = packet_records(result, [*msg.payload.tried, *(e.record(Tier.TIER2) for e in extras)])
     plan = ((diagnosis.evidence.get("plan") or {}).get("tier")) if diagnosis else None
     amount = amount_at_stake(result)
     await escalate(
@@ -142,6 +224,8 @@ async def finish(deps: AgentDeps, msg: AgentRequestedV1, result: AgentResult) ->
             suggested_next_step=result.escalation.suggested_next_step or result.escalation.note,
             tier_path=tier_path,
             contact_started_at=None,
+            flags=merge_flags(msg.payload.flags, flags),
+            language=msg.payload.language,
         ),
     )
 

@@ -3,21 +3,25 @@
 Same interface as :class:`~services.tier2_agent.agent.AgentLoop`: ``run(request, tools)``. The plan
 is a pure function of the intent, the Billing Diagnosis (root cause, recommended action, evidence)
 and a few text cues (a request for a person, a fraud report, plan/seat names, a billing email).
-Amounts never come from the customer's text: refunds use the charge records in the evidence, and the
-policy engine behind the tools still decides. Every path ends resolved or escalated.
+The customer's words are a ceiling, never the floor: a refund is what they asked for (an amount, a
+fraction, a charge or period; ``tierline.billing.asks``), else the charge record's refundable amount;
+a credit, coupon, downgrade, multi-month refund or another person's account is never turned into a
+refund. The policy engine behind the tools still decides. Every path ends resolved or escalated.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from schemas.vocab import Action, EscalationReason, Intent, RootCause
 from services.tier2_agent.ports import AgentRequest, AgentResult, AgentTools, InjectionDetector, ToolResult
-from services.tier2_agent.tools import RunRecorder, default_refusal_reason
+from services.tier2_agent.tools import MAX_REFUND_USD, RunRecorder, default_refusal_reason
+from tierline.billing.asks import ChargeRef, HandOff, RefundPlan, cents, parse_ask, resolve_refund
+from tierline.language import localized_answer
 
 log = structlog.get_logger(__name__)
 
@@ -150,6 +154,37 @@ def _is_settled(charge: dict[str, Any]) -> bool:
     return charge.get("status") in (None, "succeeded", "paid")
 
 
+def charge_refs(charges: list[dict[str, Any]]) -> list[ChargeRef]:
+    """The evidence's charge records as the billing core reads them (same order)."""
+    return [
+        ChargeRef(
+            id=c["id"],
+            amount_usd=cents(_float(c.get("amount_usd")) or 0.0),
+            refundable_usd=cents(refundable_usd(c)),
+            created_at=_created(c),
+        )
+        for c in charges
+    ]
+
+
+def refund_plan(
+    text: str, charges: list[dict[str, Any]], *, default_charge_id: str | None = None
+) -> RefundPlan | HandOff:
+    """What the customer's own words allow refunding of these charges: a ceiling, never the floor."""
+    plan = resolve_refund(
+        parse_ask(text), charge_refs(charges), datetime.now(UTC), default_charge_id=default_charge_id
+    )
+    if isinstance(plan, RefundPlan) and plan.amount_usd > cents(MAX_REFUND_USD):
+        return HandOff(EscalationReason.REFUND_OVER_POLICY, f"asks ${plan.amount_usd:,.2f}")
+    return plan
+
+
+def _money_handoff(rec: RunRecorder, reason: EscalationReason) -> EscalationReason:
+    """A money ask handed to a person before any tool ran: ``policy_denied`` when the text is flagged as
+    trying to instruct the system (scenarios.md, "Default policy"), else the ask's own reason."""
+    return EscalationReason.POLICY_DENIED if "prompt_injection" in rec.flags else reason
+
+
 def _money(value: float) -> str:
     return f"${value:,.2f}"
 
@@ -184,6 +219,38 @@ def usage_sentence(evidence: dict[str, Any]) -> str | None:
 # --------------------------------------------------------------------------- the planner
 
 
+# --------------------------------------------------------------------------- the customer's language
+
+# The tool whose effect the answer reports -> the sentence key in ``tierline.language.ANSWERS``.
+ANSWER_KEYS: dict[str, str] = {
+    "send_invoice": "invoice_sent",
+    "send_update_card_link": "card_link_sent",
+    "retry_payment": "payment_retried",
+    "refund": "refund_done",
+    "regenerate_invoice_link": "invoice_link_sent",
+    "cancel_subscription": "subscription_cancelled",
+    "update_billing_details": "billing_details_updated",
+}
+_AMOUNT = re.compile(r"\$\d[\d,]*(?:\.\d{2})?")
+
+
+def localize_result(result: AgentResult, language: str | None) -> AgentResult:
+    """The answer in the customer's language for the common outcomes (an escalation, or the last
+    effect that happened); anything else, and every English answer, is left as it is."""
+    if result.escalation is not None:
+        key: str | None = "escalated"
+    else:
+        done = [a.tool for a in result.performed() if a.tool in ANSWER_KEYS]
+        key = ANSWER_KEYS[done[-1]] if done else None
+    if key is None:
+        return result
+    amount = _AMOUNT.search(result.final_answer)
+    text = localized_answer(key, language, amount=amount.group(0) if amount else None)
+    if text is None:
+        return result
+    return result.model_copy(update={"final_answer": text})
+
+
 class OfflinePlanner:
     """Deterministic plan from intent + diagnosis + text cues. ``run`` never raises."""
 
@@ -201,19 +268,24 @@ class OfflinePlanner:
     async def run(self, request: AgentRequest, tools: AgentTools) -> AgentResult:
         rec = RunRecorder(request.text, engine="planner")
         try:
-            return await self._run(request, tools, rec)
+            return localize_result(await self._run(request, tools, rec), request.language)
         except Exception as exc:  # never a dead end, even on a bug
             log.exception("tier2.planner.crashed", error_type=type(exc).__name__)
-            return await rec.escalate(
+            result = await rec.escalate(
                 tools, EscalationReason.ERROR, f"planner_exception: {type(exc).__name__}"
             )
+            return localize_result(result, request.language)
 
     # ------------------------------------------------------------------ routing
 
     async def _run(self, request: AgentRequest, tools: AgentTools, rec: RunRecorder) -> AgentResult:
         text = request.text
-        if self._detect_injection is not None and self._detect_injection(text):
-            rec.flag("prompt_injection")  # noted for the human; it changes nothing below
+        if "prompt_injection" in request.flags or (
+            self._detect_injection is not None and self._detect_injection(text)
+        ):
+            # the text is answered as data; the policy refuses every automatic money action for it
+            # (the tools carry the flag into the executor's policy context)
+            rec.flag("prompt_injection")
             log.info("tier2.planner.injection_flagged", intent=request.intent)
         intent = request.intent
         if intent is Intent.HUMAN_AGENT or _ASKS_FOR_HUMAN.search(text):
@@ -338,6 +410,19 @@ class OfflinePlanner:
         charge_id, amount = pair
         if amount <= 0:
             return rec.resolved(f"The duplicate charge {charge_id} has already been refunded in full.")
+        asked = refund_plan(request.text, charges, default_charge_id=charge_id)  # the words: a ceiling
+        if isinstance(asked, HandOff):
+            return await rec.escalate(
+                tools, _money_handoff(rec, asked.reason), f"duplicate charge reported; {asked.detail}"
+            )
+        if asked.charge_asked and asked.charge_id != charge_id:
+            return await rec.escalate(
+                tools,
+                EscalationReason.LOW_CONFIDENCE,
+                f"duplicate reported; the customer names {asked.charge_id}, the duplicate is {charge_id}",
+            )
+        if asked.amount_asked:
+            amount = float(asked.amount_usd)
         result = await rec.call(tools, "refund", charge_id=charge_id, amount_usd=amount, reason="duplicate")
         return await self._after_effect(
             tools,
@@ -381,23 +466,24 @@ class OfflinePlanner:
     ) -> AgentResult:
         diagnosis = await self._diagnosis(request, tools, rec)
         charges = [c for c in charges_from(self._evidence(diagnosis)) if _is_settled(c)]
-        charge = next((c for c in charges if refundable_usd(c) > 0), None)
-        if charge is None:
+        # What was asked (amount, fraction, charge, period; or a credit, another account...) is the
+        # ceiling; with none named, the charge record's refundable amount. The policy still decides.
+        plan = refund_plan(request.text, charges)
+        if isinstance(plan, HandOff):
             return await rec.escalate(
-                tools,
-                EscalationReason.LOW_CONFIDENCE,
-                "refund requested; no refundable charge in the evidence",
+                tools, _money_handoff(rec, plan.reason), f"refund request: {plan.detail}"
             )
-        amount = refundable_usd(charge)  # from the charge record, never from the message
+        amount = float(plan.amount_usd)
         result = await rec.call(
-            tools, "refund", charge_id=charge["id"], amount_usd=amount, reason="requested_by_customer"
+            tools, "refund", charge_id=plan.charge_id, amount_usd=amount, reason="requested_by_customer"
         )
+        which = f"the charge {plan.charge_id}" if plan.charge_asked else "your most recent payment"
         return await self._after_effect(
             tools,
             rec,
             "refund",
             result,
-            f"I've refunded {_money(amount)} for your most recent payment; it usually appears on your "
+            f"I've refunded {_money(amount)} for {which}; it usually appears on your "
             "statement within 5-10 business days.",
         )
 

@@ -114,10 +114,16 @@ class AgentRequest(_Model):
     tried: list[ActionRecord] = Field(default_factory=list)
     channel: Channel = Channel.CHAT
     handoff_reason: str = ""
+    flags: list[str] = Field(default_factory=list, description="guardrail flags, e.g. 'prompt_injection'")
+    language: str | None = None  # the customer's language (ISO 639-1) when the router detected it
 
     @classmethod
     def from_payload(
-        cls, payload: AgentRequestedPayload, *, redacted_text: str | None = None
+        cls,
+        payload: AgentRequestedPayload,
+        *,
+        redacted_text: str | None = None,
+        flags: list[str] | None = None,
     ) -> AgentRequest:
         return cls(
             text=payload.text if redacted_text is None else redacted_text,
@@ -128,6 +134,8 @@ class AgentRequest(_Model):
             tried=list(payload.tried),
             channel=payload.channel,
             handoff_reason=payload.handoff_reason,
+            flags=list(payload.flags if flags is None else flags),
+            language=payload.language,
         )
 
 

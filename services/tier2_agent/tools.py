@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from copy import deepcopy
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import structlog
@@ -27,6 +28,7 @@ from services.tier2_agent.ports import (
     RefundReason,
     ToolResult,
 )
+from tierline.billing.asks import ChargeRef, ceiling_refusal, cents, parse_ask, resolve_refund
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +76,10 @@ class SendInvoiceArgs(ToolArgs):
 
 
 class RefundArgs(ToolArgs):
-    """Propose a refund of a charge. The amount must come from the charge records in the diagnosis
-    evidence, never from the customer's message. The policy engine decides."""
+    """Propose a refund of a charge from the diagnosis evidence. The customer's words are a ceiling: when
+    they name an amount, a fraction or a charge, refund exactly that (never more, never a smaller amount
+    instead, never another charge); otherwise the charge's refundable amount. A credit, coupon, downgrade,
+    multi-month refund or another person's account is not a refund: escalate. The policy engine decides."""
 
     charge_id: str = Field(pattern=_ID_PATTERN, description="charge id from the diagnosis evidence")
     amount_usd: float = Field(gt=0, le=MAX_REFUND_USD, allow_inf_nan=False, description="USD, 2 decimals")
@@ -271,6 +275,53 @@ async def invoke(tools: AgentTools, call: ParsedCall) -> ToolResult:
     return result
 
 
+def _created_at(raw: Any) -> datetime | None:
+    try:
+        created = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return created if created.tzinfo else created.replace(tzinfo=UTC)
+
+
+def evidence_charges(evidence: dict[str, Any]) -> list[ChargeRef]:
+    """Settled charge records of a diagnosis' evidence, newest first, as the billing core reads them."""
+    refs: list[ChargeRef] = []
+    for raw in evidence.get("charges") or []:
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            continue
+        if raw.get("status") not in (None, "succeeded", "paid"):
+            continue
+        try:
+            amount = cents(str(raw.get("amount_usd") or 0))
+            refunded = cents(str(raw.get("refunded_usd") or 0))
+        except ArithmeticError:
+            continue
+        created = _created_at(raw["created_at"]) if raw.get("created_at") else None
+        refs.append(ChargeRef(raw["id"], amount, max(amount - refunded, cents(0)), created))
+    if all(r.created_at is not None for r in refs):  # else: the evidence's own order (newest first)
+        refs.sort(key=lambda r: r.created_at or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return refs
+
+
+async def refund_ceiling(tools: AgentTools, text: str, args: RefundArgs) -> ToolResult | None:
+    """A refund the customer's words do not allow (more than asked, a smaller amount instead, another
+    charge, or a request that is no refund at all), refused before it reaches the tools; else ``None``."""
+    diagnosis = await tools.get_billing_diagnosis()
+    evidence = diagnosis.data.get("evidence") if diagnosis.ok else None
+    charges = evidence_charges(evidence if isinstance(evidence, dict) else {})
+    plan = resolve_refund(parse_ask(text), charges, datetime.now(UTC), default_charge_id=args.charge_id)
+    refused = ceiling_refusal(plan, args.charge_id, args.amount_usd)
+    if refused is None:
+        return None
+    log.info("tier2.refund.beyond_ask", reason=refused.reason.value, charge_id=args.charge_id)
+    return ToolResult(
+        ok=False,
+        error=f"refund_not_asked: {refused.detail}",
+        verdict="needs_human" if refused.reason is EscalationReason.REFUND_OVER_POLICY else "deny",
+        escalation_reason=refused.reason,
+    )
+
+
 async def dispatch(tools: AgentTools, name: str, arguments_json: str) -> ToolResult:
     """Validate and run one call by name with JSON arguments, as an LLM proposes it. Never raises."""
     try:
@@ -362,6 +413,7 @@ class RunRecorder:
 
     def __init__(self, request_text: str, engine: Literal["llm", "planner"]) -> None:
         self.engine = engine
+        self.request_text = request_text
         self.actions: list[ActionTaken] = []
         self.transcript: list[Turn] = [Turn(role="customer", text=request_text)]
         self.citations: list[str] = []
@@ -381,6 +433,14 @@ class RunRecorder:
     def flag(self, name: str) -> None:
         if name not in self.flags:
             self.flags.append(name)
+
+    async def invoke(self, tools: AgentTools, call: ParsedCall) -> ToolResult:
+        """Run a validated call; a refund beyond what the customer's words ask is refused first."""
+        if isinstance(call.args, RefundArgs):
+            refused = await refund_ceiling(tools, self.request_text, call.args)
+            if refused is not None:
+                return refused
+        return await invoke(tools, call)
 
     def cite(self, article_id: str) -> None:
         if article_id and article_id not in self.citations:

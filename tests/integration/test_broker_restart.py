@@ -1,9 +1,10 @@
 """Nothing the broker acknowledged is lost when the broker is killed and started again.
 
 This test runs its OWN broker (the session broker is shared by every other test): Tansu on the
-durable storage `tierline up` uses by default (a loopback S3), next to the session Postgres, Stripe
-emulator and chDB. The services that a contact from an unknown customer goes through (diagnostics,
-router, Tier 3) run in this process, as `tierline serve` runs them.
+durable storage `tierline up` uses by default (our loopback S3 object store, tierline/stack/objectstore.py,
+its files in the data directory), next to the session Postgres, Stripe emulator and chDB. The
+services that a contact from an unknown customer goes through (diagnostics, router, Tier 3) run in
+this process, as `tierline serve` runs them.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ STALLED_S = 90.0  # stop waiting when no contact got its outcome for this long
 
 @pytest.fixture(scope="module")
 def durable_broker() -> Iterator[StackConfig]:
-    """Tansu on a loopback S3, as `tierline up` starts it by default (storage survives the broker)."""
+    """Tansu on the loopback object store, as `tierline up` starts it by default (storage survives
+    the broker, and the store itself)."""
     root = Path(tempfile.mkdtemp(prefix="tierline-test-durable-broker-"))
     cfg = StackConfig(
         data_dir=str(root),
@@ -150,3 +152,53 @@ async def test_given_durable_broker_when_killed_and_restarted_mid_stream_then_ev
         f"{len(missing)} acknowledged contacts without an outcome "
         f"({processed_before_kill} had one before the kill): {missing[:10]}"
     )
+
+
+async def test_given_durable_broker_when_broker_and_store_stop_and_start_then_the_log_is_still_there(
+    durable_broker: StackConfig,
+) -> None:
+    """Given 20 records acknowledged on a fresh topic, When the broker and its object store are both
+    stopped (what `tierline down` does) and started again (`tierline up`), Then a new consumer group
+    reads all 20 from the start of the log."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    bootstrap = durable_broker.kafka().bootstrap
+    topic = f"test.downup.{uuid.uuid4().hex[:8]}.v1"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for i in range(20):
+            await producer.send_and_wait(topic, b"record %d" % i, key=b"k%d" % (i % 4))
+    finally:
+        await producer.stop()
+
+    assert durable_broker.kafka().stop()
+    assert durable_broker.s3().stop()
+    start_broker(durable_broker)
+    assert durable_broker.s3().health().ok
+    assert durable_broker.kafka().health().ok
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"downup-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    values: set[bytes] = set()
+    try:
+        deadline = time.monotonic() + 90
+        while len(values) < 20 and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                values |= {r.value for r in records if r.value is not None}
+    finally:
+        await consumer.stop()
+    assert values == {b"record %d" % i for i in range(20)}

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.messages import (
@@ -24,11 +25,12 @@ from schemas.messages import (
     StripeEventReceivedV1,
 )
 from services.diagnostics.declines import classify_decline
-from services.tier0_prevent.app import create_service
+from services.tier0_prevent.app import create_service, system_actions
 from services.tier0_prevent.dunning import DunningWorker
 from services.tier0_prevent.handlers import Tier0Deps
 from services.tier0_prevent.notifier import create_service as create_notifier
 from services.tier0_prevent.settings import Tier0Settings
+from tierline.billing.policy import DEFAULT_POLICY_PATH, PolicyEngine
 from tierline.db import create_pool
 from tierline.stripe_adapter import StripeActions
 from tierline.world import build_event, build_world, sign_payload, world_event
@@ -232,7 +234,7 @@ async def test_given_soft_decline_when_payment_fails_then_dunning_is_scheduled_a
     p = outcome["payload"]
     assert (p["resolved_by"], p["actions"], p["trigger"]) == ("tier0", ["send_nudge"], "stripe_event")
     assert p["root_cause"] == "card_declined_insufficient_funds"
-    assert "4 retries scheduled" in p["summary"]
+    assert "3 retries scheduled" in p["summary"]  # the policy's automatic budget, not the configured 4
     schedule = await pg_pool.fetchrow(
         "SELECT * FROM dunning_schedules WHERE invoice_id=$1", built.failed_invoice_id
     )
@@ -243,7 +245,7 @@ async def test_given_soft_decline_when_payment_fails_then_dunning_is_scheduled_a
         built.failed_invoice_id,
     )
     gaps = [round((a["due_at"] - schedule["created_at"]).total_seconds() / 86400) for a in attempts]
-    assert gaps == [1, 3, 7, 14]
+    assert gaps == [1, 3, 7]
     # the email reached the SMTP server, the mirror holds the invoice, the actions are audited
     mails = await eventually(lambda: _async(env.mail_to(built.email)))
     assert "We couldn't process your payment" in mails[0]["data"]
@@ -254,11 +256,13 @@ async def test_given_soft_decline_when_payment_fails_then_dunning_is_scheduled_a
     audited = {
         m["payload"]["action"] for m in env.topics.on(AuditEventRecordedV1.TOPIC, _for_contact(contact))
     }
-    assert {"classify_decline", "schedule_retry", "send_nudge"} <= audited
-    ledger = await pg_pool.fetch("SELECT action, status FROM action_ledger WHERE contact_id=$1", contact)
-    assert sorted((r["action"], r["status"]) for r in ledger) == [
-        ("schedule_retry", "succeeded"),
-        ("send_nudge", "succeeded"),
+    assert {"classify_decline", "schedule_retry", "policy.send_nudge", "send_nudge"} <= audited
+    ledger = await pg_pool.fetch(
+        "SELECT action, status, actor, tier FROM action_ledger WHERE contact_id=$1", contact
+    )
+    assert sorted((r["action"], r["status"], r["actor"], r["tier"]) for r in ledger) == [
+        ("schedule_retry", "succeeded", "system", "tier0"),
+        ("send_nudge", "succeeded", "system", "tier0"),
     ]
 
     # When Stripe replays the very same event
@@ -501,15 +505,19 @@ async def test_given_two_dunning_replicas_when_retries_fall_due_then_each_invoic
     # When two replicas (two pools, two workers) poll at the same time, repeatedly
     pools = [await create_pool(infra.postgres_dsn) for _ in range(2)]
     try:
+        diagnostics = env.service.state["deps"].diagnostics
         workers = [
             DunningWorker(
                 Tier0Deps(
                     pool=p,
                     broker=env.service.broker,
                     settings=Tier0Settings(),
-                    diagnostics=env.service.state["deps"].diagnostics,
+                    diagnostics=diagnostics,
                     classify=classify_decline,
                     billing=env.actions,
+                    actions=system_actions(
+                        p, env.service.broker, env.infra, billing=env.actions, diagnostics=diagnostics
+                    ),
                     return_url="http://x",
                 ),
                 f"replica-{n}",
@@ -527,11 +535,11 @@ async def test_given_two_dunning_replicas_when_retries_fall_due_then_each_invoic
     assert sorted(r.invoice_id for r in results) == sorted(ids)
     assert all(r.verdict.value == "recovered" and not r.replayed for r in results)
     rows = await pg_pool.fetch(
-        "SELECT target, count(*) AS n FROM action_ledger WHERE action='retry_payment' "
+        "SELECT target, count(*) AS n, min(actor) AS actor FROM action_ledger WHERE action='retry_payment' "
         "AND target = ANY($1::text[]) GROUP BY target",
-        [f"{i}#1" for i in ids],
+        ids,
     )
-    assert sorted((r["target"], r["n"]) for r in rows) == sorted((f"{i}#1", 1) for i in ids)
+    assert sorted((r["target"], r["n"], r["actor"]) for r in rows) == sorted((i, 1, "system") for i in ids)
     for built, _ in invoices:
         inv = await env.actions.get_invoice(built.failed_invoice_id)
         assert inv["status"] == "paid"
@@ -550,6 +558,120 @@ async def test_given_two_dunning_replicas_when_retries_fall_due_then_each_invoic
         )
         assert outcome["payload"]["recovered_usd"] == 49.0
         assert outcome["payload"]["actions"] == ["retry_payment"]
+
+
+def _policy_with_automatic_retries(tmp_path: Path, attempts: int) -> PolicyEngine:
+    raw = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
+    raw["retry"]["max_attempts"]["automatic"] = attempts
+    path = tmp_path / f"policy-{attempts}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return PolicyEngine.from_yaml(path)
+
+
+async def test_given_two_automatic_retries_policy_when_dunning_runs_then_third_refused_and_card_link_sent(
+    env: Env, pg_pool: Any, unique: str, tmp_path: Path
+) -> None:
+    # Given a soft-declined invoice scheduled under the shipped policy (3 automatic attempts), its card
+    # still declining
+    built = await _world(
+        env,
+        unique,
+        card="declined_insufficient_funds",
+        failed_invoice={"amount_usd": 49, "decline_code": "insufficient_funds"},
+    )
+    invoice = built.failed_invoice_id
+    event = await world_event({"type": "invoice.payment_failed"}, built)
+    contact = f"stripe:{event['id']}"
+    assert (await env.post(event)).status_code == 200
+    await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(contact))
+    scheduled = await pg_pool.fetchval("SELECT count(*) FROM dunning_attempts WHERE invoice_id=$1", invoice)
+    assert scheduled == 3
+
+    # When the event is handled again (a redelivery after a crash, past the inbox)
+    def rows(contact_id: str) -> Any:
+        return pg_pool.fetch(
+            "SELECT idempotency_key, action, target, status, actor, tier, updated_at FROM action_ledger "
+            "WHERE contact_id=$1 ORDER BY created_at",
+            contact_id,
+        )
+
+    before = await rows(contact)
+    delivered = await env.topics.wait(StripeEventReceivedV1.TOPIC, _for_contact(contact))
+    await env.service.state["handlers"].failed_payment(StripeEventReceivedV1.model_validate(delivered))
+    # Then no effect ran again: the same ledger rows, untouched
+    assert await rows(contact) == before
+    assert [(r["action"], r["actor"]) for r in before] == [
+        ("schedule_retry", "system"),
+        ("send_nudge", "system"),
+    ]
+
+    # When the policy is changed to two automatic attempts and the three attempts fall due one by one
+    deps = env.service.state["deps"]
+    worker = DunningWorker(
+        Tier0Deps(
+            pool=pg_pool,
+            broker=env.service.broker,
+            settings=Tier0Settings(),
+            diagnostics=deps.diagnostics,
+            classify=classify_decline,
+            billing=env.actions,
+            actions=system_actions(
+                pg_pool,
+                env.service.broker,
+                env.infra,
+                billing=env.actions,
+                diagnostics=deps.diagnostics,
+                policy=_policy_with_automatic_retries(tmp_path, 2),
+            ),
+            return_url="http://x",
+        ),
+        f"policy-{unique}",
+    )
+    verdicts = []
+    for n in (1, 2, 3):
+        await pg_pool.execute(
+            "UPDATE dunning_attempts SET due_at = now() - interval '1 second' "
+            "WHERE invoice_id=$1 AND attempt_no=$2 AND status='scheduled'",
+            invoice,
+            n,
+        )
+        verdicts += [
+            (r.attempt_no, r.verdict.value) for r in await worker.run_once() if r.invoice_id == invoice
+        ]
+
+    # Then two retries ran, the third was refused by the policy, and dunning ended with the update-card link
+    assert verdicts == [(1, "try_later"), (2, "try_later"), (3, "exhausted")]
+    dunning = f"dunning:{invoice}"
+    ledger = await rows(dunning)
+    assert [(r["action"], r["target"], r["status"], r["actor"], r["tier"]) for r in ledger] == [
+        ("retry_payment", invoice, "failed", "system", "tier0"),
+        ("retry_payment", invoice, "failed", "system", "tier0"),
+        ("retry_payment", invoice, "denied", "system", "tier0"),
+        ("send_update_card_link", built.customer_id, "succeeded", "system", "tier0"),
+    ]
+    schedule = await pg_pool.fetchval("SELECT status FROM dunning_schedules WHERE invoice_id=$1", invoice)
+    assert schedule == "exhausted"
+    outcome = await env.topics.wait(OutcomeRecordedV1.TOPIC, _for_contact(dunning))
+    assert outcome["payload"]["actions"] == ["send_update_card_link"]
+    note = await env.topics.wait(NotificationRequestedV1.TOPIC, _for_contact(dunning))
+    assert note["payload"]["template"] == "update_card"
+    # and the audit holds each policy decision, as for every other tier
+
+    def policy_audits() -> list[dict[str, Any]]:
+        return [
+            m["payload"]
+            for m in env.topics.on(AuditEventRecordedV1.TOPIC, _for_contact(dunning))
+            if m["payload"]["action"] == "policy.retry_payment"
+        ]
+
+    await eventually(lambda: _async(len(policy_audits()) == 3))
+    decisions = [(a["decision"], a["details"]["rule"], a["actor"]) for a in policy_audits()]
+    actor = f"tier0:dunning:policy-{unique}"
+    assert sorted(decisions) == [
+        ("allow", "retry.soft_decline", actor),
+        ("allow", "retry.soft_decline", actor),
+        ("deny", "retry.max_attempts.automatic", actor),
+    ]
 
 
 async def test_given_active_schedule_when_invoice_paid_by_another_path_then_schedule_is_canceled(

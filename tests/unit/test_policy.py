@@ -185,20 +185,39 @@ def test_given_charge_not_succeeded_when_refund_then_denied(engine: PolicyEngine
     assert verdict.reason == "charge_not_succeeded"
 
 
-def test_given_partly_refunded_charge_when_amount_exceeds_remaining_then_denied(engine: PolicyEngine) -> None:
+def test_given_partly_refunded_charge_when_amount_exceeds_remaining_then_a_person_decides(
+    engine: PolicyEngine,
+) -> None:
+    """The customer's words are a ceiling: more than the charge has left is not cut down to what is left."""
     partly = charge(49.0, refunded=20.0)
     exact = engine.check(Action.REFUND, ctx(charge=partly, requested_amount_usd=29.00))
     over = engine.check(Action.REFUND, ctx(charge=partly, requested_amount_usd=29.01))
     assert isinstance(exact, Allow)
-    assert isinstance(over, Deny)
-    assert over.reason == "amount_exceeds_refundable"
+    assert isinstance(over, NeedsHuman)
+    assert over.reason is EscalationReason.REFUND_OVER_POLICY
+    assert over.rule == "refund.automatic.refundable"
 
 
-def test_given_amount_above_charge_when_refund_then_denied_not_escalated(engine: PolicyEngine) -> None:
-    """Text says 'refund $900' for a $49 charge: the amount is impossible, not merely over policy."""
-    verdict = engine.check(Action.REFUND, ctx(charge=charge(49.0), requested_amount_usd=900.0))
+def test_given_amount_above_charge_when_the_ai_asks_then_refund_over_policy(engine: PolicyEngine) -> None:
+    """Text asks $150 as compensation on a $49 charge: nothing automatic, a person decides."""
+    verdict = engine.check(Action.REFUND, ctx(charge=charge(49.0), requested_amount_usd=150.0))
+    assert isinstance(verdict, NeedsHuman)
+    assert verdict.reason is EscalationReason.REFUND_OVER_POLICY
+
+
+def test_given_amount_above_charge_when_a_human_refunds_then_denied(engine: PolicyEngine) -> None:
+    """A human cannot refund more than the charge has left: impossible, not merely over policy."""
+    verdict = engine.check(Action.REFUND, ctx(actor="human", charge=charge(49.0), requested_amount_usd=900.0))
     assert isinstance(verdict, Deny)
     assert verdict.reason == "amount_exceeds_refundable"
+
+
+def test_given_fully_refunded_charge_when_an_amount_is_asked_then_refund_over_policy(
+    engine: PolicyEngine,
+) -> None:
+    verdict = engine.check(Action.REFUND, ctx(charge=charge(49.0, refunded=49.0), requested_amount_usd=10.0))
+    assert isinstance(verdict, NeedsHuman)
+    assert verdict.reason is EscalationReason.REFUND_OVER_POLICY
 
 
 def test_given_fully_refunded_charge_when_refund_then_denied(engine: PolicyEngine) -> None:

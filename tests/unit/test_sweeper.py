@@ -58,9 +58,14 @@ def test_given_an_unknown_stored_intent_when_building_the_escalation_then_it_has
     )
 
 
-def test_given_stack_configs_when_built_then_durable_only_when_asked_and_on_s3(tmp_path: Path) -> None:
-    assert StackConfig(data_dir=str(tmp_path)).durable_broker is False
-    assert StackConfig(data_dir=str(tmp_path)).kafka().storage_url.startswith("memory://")
-    durable = StackConfig(data_dir=str(tmp_path), durable_broker=True)
+def test_given_stack_configs_when_built_then_durable_by_default_and_memory_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    durable = StackConfig(data_dir=str(tmp_path))
+    assert durable.durable_broker is True
     assert durable.kafka().storage_url.startswith("s3://")
+    assert durable.kafka().extra_env["AWS_ENDPOINT"] == durable.s3().endpoint
+    assert durable.s3().root == tmp_path / "broker-log"  # in the data dir: kept across down/up
+    memory = StackConfig(data_dir=str(tmp_path), durable_broker=False)
+    assert memory.kafka().storage_url.startswith("memory://")
     assert StackConfig.for_tests(tmp_path).kafka().storage_url.startswith("memory://")

@@ -10,6 +10,7 @@ Money is compared in whole cents; a charge's age is counted in whole days (floor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -83,6 +84,18 @@ class ChargeFacts(BaseModel):
     _created_at_aware = field_validator("created_at")(_aware)
 
 
+class RefundFact(BaseModel):
+    """One refund the customer received, from Stripe's record (the mirror) or tierline's ledger."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    charge_id: str | None = None
+    created_at: datetime
+    status: str = "succeeded"
+
+    _created_at_aware = field_validator("created_at")(_aware)
+
+
 class PolicyContext(BaseModel):
     """Facts read from records (Stripe mirror, subscription store, audit counters). Never from free text."""
 
@@ -101,6 +114,9 @@ class PolicyContext(BaseModel):
     failed_attempts: int = Field(default=0, ge=0)
     retry_attempts: int = Field(default=0, ge=0)
     actions_today: dict[str, int] = Field(default_factory=dict)
+    #: The guardrail flagged the contact's text as trying to instruct the system (a fact about the
+    #: message, computed where it entered; never what the text claims about itself).
+    instruction_flag: bool = False
     now: datetime
 
     _times_aware = field_validator("now", "last_refund_at")(_aware)
@@ -121,6 +137,12 @@ class FraudRules(_Rules):
     blocks_automatic: list[Action]
 
 
+class GuardrailRules(_Rules):
+    """A text flagged as trying to instruct the system earns none of these actions automatically."""
+
+    blocks_automatic: list[Action] = Field(default_factory=list)
+
+
 class DuplicateRules(_Rules):
     window_hours: float = Field(gt=0)
     bypasses_refund_history: bool = True
@@ -132,6 +154,8 @@ class AutomaticRefundRules(_Rules):
     max_charge_age_days: int = Field(ge=0)
     history_window_days: int = Field(gt=0)
     max_refunds_in_window: int = Field(ge=0)
+    #: Refund statuses that count in the window (failed and canceled refunds gave nothing back).
+    history_statuses: list[str] = Field(default_factory=lambda: ["succeeded", "pending", "requires_action"])
     duplicate: DuplicateRules
 
 
@@ -162,6 +186,7 @@ class PolicyRules(_Rules):
     always_allowed: list[Action]
     dispute: DisputeRules
     fraud: FraudRules
+    guardrail: GuardrailRules = GuardrailRules()
     refund: RefundRules
     retry: RetryRules
     rate_limits_per_day: dict[Profile, dict[Action, int]]
@@ -206,6 +231,42 @@ class PolicyEngine:
         """How far back callers must count refunds for ``PolicyContext.refunds_last_90d``."""
         return self.rules.refund.automatic.history_window_days
 
+    def refund_history(
+        self, refunds: Iterable[RefundFact], charges: Iterable[ChargeFacts], now: datetime
+    ) -> tuple[int, datetime | None]:
+        """``(refunds_last_90d, last_refund_at)``: every refund in the window, whoever issued it.
+
+        Refunds are counted once by id (the mirror and the ledger overlap), pending ones too; failed or
+        canceled ones and refunds of a verified duplicate charge (the newer of two succeeded charges of
+        the same amount within the duplicate window) do not count.
+        """
+        rules = self.rules.refund.automatic
+        since = now - timedelta(days=rules.history_window_days)
+        window = timedelta(hours=rules.duplicate.window_hours)
+        by_id = {c.id: c for c in charges}
+
+        def duplicate(charge_id: str | None) -> bool:
+            charge = by_id.get(charge_id or "")
+            if charge is None:
+                return False
+            return any(
+                twin.id != charge.id
+                and twin.status == "succeeded"
+                and _cents(twin.amount_usd) == _cents(charge.amount_usd)
+                and (twin.created_at, twin.id) < (charge.created_at, charge.id)
+                and charge.created_at - twin.created_at <= window
+                for twin in by_id.values()
+            )
+
+        seen: dict[str, datetime] = {}
+        for refund in refunds:
+            if refund.id in seen or refund.status not in rules.history_statuses:
+                continue
+            if refund.created_at <= since or duplicate(refund.charge_id):
+                continue
+            seen[refund.id] = refund.created_at
+        return len(seen), max(seen.values(), default=None)
+
     def profile(self, ctx: PolicyContext) -> Profile:
         return self.rules.actors[ctx.actor]
 
@@ -216,7 +277,7 @@ class PolicyEngine:
         if action in self.rules.always_allowed:
             return Allow(rule="always_allowed")
         profile = self.profile(ctx)
-        for gate in (self._dispute, self._fraud, self._rate_limit):
+        for gate in (self._dispute, self._fraud, self._guardrail, self._rate_limit):
             verdict = gate(action, ctx, profile)
             if verdict is not None:
                 return verdict
@@ -261,6 +322,17 @@ class PolicyEngine:
             detail=f"{signal}; {action.value} needs a human",
         )
 
+    def _guardrail(self, action: Action, ctx: PolicyContext, profile: Profile) -> Verdict | None:
+        if profile == "human" or not ctx.instruction_flag:
+            return None
+        if action not in self.rules.guardrail.blocks_automatic:
+            return None
+        return NeedsHuman(
+            reason=EscalationReason.POLICY_DENIED,
+            rule="guardrail.blocks_automatic",
+            detail=f"the message was flagged as trying to instruct the system; {action.value} needs a human",
+        )
+
     def _rate_limit(self, action: Action, ctx: PolicyContext, profile: Profile) -> Verdict | None:
         limit = self.rules.rate_limits_per_day.get(profile, {}).get(action)
         if limit is None:
@@ -280,13 +352,21 @@ class PolicyEngine:
         if charge.status != "succeeded":
             return Deny(reason="charge_not_succeeded", rule="refund.charge_succeeded")
         refundable = _cents(charge.amount_usd) - _cents(charge.refunded_usd)
-        if refundable <= 0:
+        if refundable <= 0 and ctx.requested_amount_usd is None:
             return Deny(reason="charge_fully_refunded", rule="refund.refundable")
         amount = refundable if ctx.requested_amount_usd is None else _cents(ctx.requested_amount_usd)
         if amount <= 0:
             return Deny(reason="amount_not_positive", rule="refund.amount_positive")
         if amount > refundable:
-            return Deny(reason="amount_exceeds_refundable", rule="refund.refundable")
+            if profile == "human":
+                return Deny(reason="amount_exceeds_refundable", rule="refund.refundable")
+            # The customer's words are a ceiling, never the floor: more than the charge has left is
+            # not cut down to what is left; a person decides (shared/spec/scenarios.md).
+            return NeedsHuman(
+                reason=EscalationReason.REFUND_OVER_POLICY,
+                rule="refund.automatic.refundable",
+                detail=f"{_usd(amount)} asked; the charge has {_usd(max(refundable, _CENT * 0))} left",
+            )
         age_days = (ctx.now - charge.created_at).days
         if profile == "human":
             return self._human_refund(ctx, amount, age_days)

@@ -280,12 +280,15 @@ class LocalStripe:
 
 
 @dataclass
-class MotoS3:
-    """A loopback S3 (moto server) so Tansu can keep its data across broker restarts."""
+class ObjectStoreS3:
+    """Our loopback S3-compatible object server (tierline/stack/objectstore.py): Tansu's log on disk
+    in the data directory, so it survives a broker restart and a whole `tierline down`/`up`."""
 
     run_dir: Path
+    data_dir: Path
     port: int
     bucket: str = "tansu"
+    fsync: bool = False
     name: str = "s3"
 
     @property
@@ -293,12 +296,16 @@ class MotoS3:
         return Managed(self.name, self.run_dir)
 
     @property
+    def root(self) -> Path:
+        return self.data_dir / "broker-log"
+
+    @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def tansu_env(self) -> dict[str, str]:
         return {
-            "AWS_ACCESS_KEY_ID": "tierline",
+            "AWS_ACCESS_KEY_ID": "tierline",  # not checked: the store listens on loopback only
             "AWS_SECRET_ACCESS_KEY": "tierline-secret",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT": self.endpoint,
@@ -306,25 +313,45 @@ class MotoS3:
         }
 
     def start(self, timeout: float = 30) -> None:
+        if self.proc.running():
+            return
+        argv = [
+            sys.executable,
+            "-m",
+            "tierline.stack.objectstore",
+            "--root",
+            str(self.root),
+            "--port",
+            str(self.port),
+            "--bucket",
+            self.bucket,
+        ]
+        self.proc.spawn(argv + (["--fsync"] if self.fsync else []))
+        wait_for(lambda: port_open(self.port) or not self.proc.running(), timeout, "object store port")
         if not self.proc.running():
-            self.proc.spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)])
-            wait_for(lambda: port_open(self.port) or not self.proc.running(), timeout, "moto S3 port")
-            if not self.proc.running():
-                raise RuntimeError(f"moto server exited at start:\n{self.proc.tail()}")
-        import urllib.request
-
-        req = urllib.request.Request(f"{self.endpoint}/{self.bucket}", method="PUT")  # noqa: S310 - loopback
-        try:
-            urllib.request.urlopen(req, timeout=5).close()  # noqa: S310
-        except Exception:  # noqa: BLE001,S110 - bucket may exist already
-            pass
+            raise RuntimeError(f"object store exited at start:\n{self.proc.tail()}")
 
     def stop(self) -> bool:
         return self.proc.stop()
 
+    def _bucket_answers(self) -> bool:
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.endpoint}/{self.bucket}", method="HEAD")  # noqa: S310 - loopback
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
+                return int(resp.status) == 200
+        except OSError:
+            return False
+
     def health(self) -> Health:
-        ok = self.proc.running() and port_open(self.port)
-        return Health(self.name, ok, f"moto S3 on {self.endpoint}" if ok else "not running")
+        if not self.proc.running():
+            return Health(self.name, False, "process not running")
+        if not port_open(self.port):
+            return Health(self.name, False, f"port {self.port} not accepting connections")
+        if not self._bucket_answers():
+            return Health(self.name, False, f"bucket {self.bucket} not answering on {self.endpoint}")
+        return Health(self.name, True, f"object store on {self.endpoint} (broker log in {self.root})")
 
 
 @dataclass

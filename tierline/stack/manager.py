@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from tierline.settings import DEFAULT_PORTS, InfraSettings
-from tierline.stack.components import EmbeddedPostgres, Health, LocalStripe, MailSink, MotoS3, TansuBroker
+from tierline.stack.components import (
+    EmbeddedPostgres,
+    Health,
+    LocalStripe,
+    MailSink,
+    ObjectStoreS3,
+    TansuBroker,
+)
 from tierline.stack.procs import Managed, free_port, port_open
 
 #: Start order matters: diagnostics owns ClickHouse and answers the others.
@@ -37,12 +44,10 @@ class StackConfig:
     stripe_port: int = 18420
     smtp_port: int = 18025
     s3_port: int = 19000
-    #: Tansu keeps its log on a loopback S3 (moto), so a broker restart loses nothing it acknowledged.
+    #: Tansu keeps its log on our loopback S3 object store (files in ``<data_dir>/broker-log``), so a
+    #: broker restart, or a whole ``tierline down``/``up``, loses nothing it acknowledged.
     #: ``tierline up --memory`` and the test stack (``for_tests``) keep it in the broker's memory.
-    #: the broker's log on a loopback S3 (moto): survives a broker restart. Not the default: measured on
-    #: this 2-core machine, moto answers Tansu's polling at ~10 ms a request and takes ~0.9 core with the
-    #: stack idle, and the default demo ran 585 s with 202 contacts past its wait (memory: 186 s, none).
-    durable_broker: bool = False
+    durable_broker: bool = True
     #: secrets generated for this data dir (`tierline up`): the embedded stack never runs on the values
     #: printed in tierline/settings.py. Empty for the test stack, which uses the built-ins.
     secrets: dict[str, str] = field(default_factory=dict)
@@ -86,8 +91,8 @@ class StackConfig:
         )
 
     # components ---------------------------------------------------------------------------------
-    def s3(self) -> MotoS3:
-        return MotoS3(self.run_dir, self.s3_port)
+    def s3(self) -> ObjectStoreS3:
+        return ObjectStoreS3(self.run_dir, self.root, self.s3_port)
 
     def kafka(self) -> TansuBroker:
         if self.durable_broker:

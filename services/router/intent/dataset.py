@@ -1,5 +1,11 @@
 """Training material for the router's intent model: mapped BANKING77 plus the project's SaaS examples.
 
+The project's examples come in English (``saas_examples.csv``) and in Spanish, German, French and
+Portuguese (``multilingual_examples.csv``, written for tierline; same ``saas:<intent>`` labels). The
+model reads English, so the multilingual examples enter the corpus carried into English by the billing
+glossary (``services.router.intent.glossary``), exactly as live texts are at prediction time. A second
+multilingual file, ``multilingual_heldout.csv``, is never trained on: it measures per-language accuracy.
+
 Pure data loading and splitting (no model, no embeddings). Every example keeps a *fine* label — the
 BANKING77 category, or ``saas:<intent>`` for the project's own examples — because the 58 banking
 categories mapped to ``out_of_scope`` are far easier to separate one by one than as one lump; the
@@ -19,10 +25,16 @@ import numpy.typing as npt
 from sklearn.model_selection import train_test_split
 
 from schemas.vocab import Intent
+from services.router.intent.glossary import glossary_paths, translate
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SAAS_EXAMPLES_PATH = Path(__file__).resolve().parent / "data" / "saas_examples.csv"
+MULTILINGUAL_EXAMPLES_PATH = Path(__file__).resolve().parent / "data" / "multilingual_examples.csv"
+MULTILINGUAL_HELDOUT_PATH = Path(__file__).resolve().parent / "data" / "multilingual_heldout.csv"
+OOS_EXAMPLES_PATH = Path(__file__).resolve().parent / "data" / "oos_examples.csv"
+OOS_HELDOUT_PATH = Path(__file__).resolve().parent / "data" / "oos_heldout.csv"
 SAAS_PREFIX = "saas:"
+OOS_PREFIX = "oos:"
 TEST_FRACTION = 0.20  # of the whole corpus: held out, only ever used for the final metrics
 CALIBRATION_FRACTION = 0.10  # of the whole corpus: temperature and threshold, never for fitting weights
 
@@ -45,6 +57,7 @@ class Corpus:
     is_saas: list[bool]
     data_hash: str
     fine_to_intent: dict[str, Intent] = field(default_factory=dict)
+    n_train_only: int = 0  # the last rows (the multilingual examples) are always in the train split
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -81,6 +94,41 @@ def load_saas_examples(path: Path = SAAS_EXAMPLES_PATH) -> list[tuple[str, Inten
         raise DatasetError(f"{path}: {exc}") from exc
 
 
+def load_multilingual_examples(path: Path = MULTILINGUAL_EXAMPLES_PATH) -> list[tuple[str, Intent, str]]:
+    """Examples written in other languages, ``(text, intent, language)``; ``language`` is ISO 639-1."""
+    if not path.is_file():
+        raise DatasetError(f"missing {path}")
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    try:
+        out = [
+            (row["text"].strip(), Intent(row["intent"].strip()), row["language"].strip())
+            for row in rows
+            if row["text"].strip()
+        ]
+    except (KeyError, ValueError) as exc:
+        raise DatasetError(f"{path}: {exc}") from exc
+    if any(len(language) != 2 for _, _, language in out):
+        raise DatasetError(f"{path}: language must be a two-letter code")
+    return out
+
+
+def load_oos_examples(path: Path = OOS_EXAMPLES_PATH) -> list[tuple[str, str]]:
+    """Out-of-scope texts written for tierline (hard negatives), ``(text, domain)``."""
+    pairs = _read_pairs(path, "text", "domain")
+    if any(not domain.isidentifier() for _, domain in pairs):
+        raise DatasetError(f"{path}: domain must be a short identifier")
+    return pairs
+
+
+def load_oos_heldout(path: Path = OOS_HELDOUT_PATH) -> list[str]:
+    """Out-of-scope texts written for measuring only (never trained on)."""
+    if not path.is_file():
+        raise DatasetError(f"missing {path}")
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [row["text"].strip() for row in csv.DictReader(fh) if row["text"].strip()]
+
+
 def _hash_files(paths: Sequence[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -89,35 +137,63 @@ def _hash_files(paths: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def load_corpus(banking77_dir: Path, saas_path: Path = SAAS_EXAMPLES_PATH) -> Corpus:
-    """Mapped BANKING77 training split followed by the SaaS examples, in file order."""
+def load_corpus(
+    banking77_dir: Path,
+    saas_path: Path = SAAS_EXAMPLES_PATH,
+    multilingual_path: Path | None = MULTILINGUAL_EXAMPLES_PATH,
+    oos_path: Path | None = OOS_EXAMPLES_PATH,
+) -> Corpus:
+    """Mapped BANKING77 training split, the SaaS examples, then (train-only) the multilingual examples
+    and the out-of-scope hard negatives, each under its own ``oos:<domain>`` fine label."""
     mapping = load_mapping(banking77_dir)
     banking = _read_pairs(banking77_dir / "train.csv", "text", "category")
     unknown = sorted({category for _, category in banking} - mapping.keys())
     if unknown:
         raise DatasetError(f"categories without a mapping: {unknown}")
     saas = load_saas_examples(saas_path)
+    hashed = [banking77_dir / "mapping.csv", banking77_dir / "train.csv", saas_path]
+    n_multilingual = 0
+    if multilingual_path is not None:
+        # The model reads English: written examples go through the same glossary as live texts.
+        multilingual = load_multilingual_examples(multilingual_path)
+        saas += [(translate(text, language), intent) for text, intent, language in multilingual]
+        n_multilingual = len(multilingual)
+        hashed += [multilingual_path, *glossary_paths()]
+    hard_negatives = load_oos_examples(oos_path) if oos_path is not None else []
+    if oos_path is not None:
+        hashed.append(oos_path)
     fine_to_intent: dict[str, Intent] = dict(mapping)
     fine_to_intent.update({f"{SAAS_PREFIX}{intent.value}": intent for intent in Intent})
-    texts = [text for text, _ in banking] + [text for text, _ in saas]
-    fine = [category for _, category in banking] + [f"{SAAS_PREFIX}{intent.value}" for _, intent in saas]
+    fine_to_intent.update({f"{OOS_PREFIX}{domain}": Intent.OUT_OF_SCOPE for _, domain in hard_negatives})
+    texts = [text for text, _ in banking] + [text for text, _ in saas] + [text for text, _ in hard_negatives]
+    fine = (
+        [category for _, category in banking]
+        + [f"{SAAS_PREFIX}{intent.value}" for _, intent in saas]
+        + [f"{OOS_PREFIX}{domain}" for _, domain in hard_negatives]
+    )
     return Corpus(
         texts=texts,
         fine_labels=fine,
         intents=[fine_to_intent[label] for label in fine],
-        is_saas=[False] * len(banking) + [True] * len(saas),
-        data_hash=_hash_files([banking77_dir / "mapping.csv", banking77_dir / "train.csv", saas_path]),
+        is_saas=[False] * len(banking) + [True] * (len(saas) + len(hard_negatives)),
+        data_hash=_hash_files(hashed),
         fine_to_intent=fine_to_intent,
+        n_train_only=n_multilingual + len(hard_negatives),
     )
 
 
 def split_corpus(corpus: Corpus, seed: int = 0) -> Splits:
-    """Stratified (by fine label) train / calibration / test indices; deterministic for a seed."""
-    index = np.arange(len(corpus), dtype=np.int64)
-    labels = np.asarray(corpus.fine_labels)
+    """Stratified (by fine label) train / calibration / test indices; deterministic for a seed.
+
+    The train-only rows (multilingual examples, measured on their own held-out file) join the train
+    split, so the calibration and test splits are the same with or without them.
+    """
+    index = np.arange(len(corpus) - corpus.n_train_only, dtype=np.int64)
+    labels = np.asarray(corpus.fine_labels[: len(index)])
     rest, test = train_test_split(index, test_size=TEST_FRACTION, stratify=labels, random_state=seed)
     calibration_share = CALIBRATION_FRACTION / (1.0 - TEST_FRACTION)
     train, calibration = train_test_split(
         rest, test_size=calibration_share, stratify=labels[rest], random_state=seed
     )
+    train = np.concatenate([train, np.arange(len(index), len(corpus), dtype=np.int64)])
     return Splits(train=np.sort(train), calibration=np.sort(calibration), test=np.sort(test))

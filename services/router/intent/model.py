@@ -34,13 +34,18 @@ from scipy.optimize import minimize_scalar
 
 from schemas.vocab import Intent
 from services.router.intent.dataset import (
+    MULTILINGUAL_HELDOUT_PATH,
+    OOS_HELDOUT_PATH,
     REPO_ROOT,
     Corpus,
     DatasetError,
     default_banking77_dir,
     load_corpus,
+    load_multilingual_examples,
+    load_oos_heldout,
     split_corpus,
 )
+from services.router.intent.glossary import to_english
 from tierline.embeddings import EncoderVariant, embed
 
 log = structlog.get_logger(__name__)
@@ -107,6 +112,23 @@ class EvaluationMetrics(BaseModel):
     saas_macro_f1_in_scope: float | None = None  # on the project's own examples in the split
 
 
+class LanguageMetrics(BaseModel):
+    """Per-language quality on ``multilingual_heldout.csv`` (texts written for it, never trained on)."""
+
+    n: int
+    accuracy: float
+    accepted_accuracy: float  # share that is both right and confident enough to act on (>= threshold)
+
+
+class OutOfScopeMetrics(BaseModel):
+    """On ``oos_heldout.csv``: texts from other domains, written for measuring only."""
+
+    n: int
+    recall: float  # read as out_of_scope
+    acted_in_scope: float  # read in scope with confidence >= threshold (a tier would act on it)
+    acted_money: float  # ... on a money-moving intent (refund, cancel, plan change, billing details)
+
+
 class TrainReport(BaseModel):
     model_dir: Path
     seed: int
@@ -121,6 +143,8 @@ class TrainReport(BaseModel):
     test: EvaluationMetrics
     calibration_ece_before: float
     calibration_ece_after: float
+    languages: dict[str, LanguageMetrics] = Field(default_factory=dict)  # written held-out, never trained
+    out_of_scope_heldout: OutOfScopeMetrics | None = None  # written held-out, never trained
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -345,6 +369,7 @@ class IntentClassifier:
         """(n, len(Intent)) calibrated probabilities, columns in ``Intent`` order."""
         if not texts:
             return np.zeros((0, len(self.intents)))
+        texts = [to_english(text) for text in texts]  # es/de/fr/pt through the billing glossary
         return self.intent_probabilities(self.logits_from_embeddings(_embed(texts), texts))
 
     def predictions_from_proba(self, proba: npt.NDArray[np.float64]) -> list[IntentPrediction]:
@@ -439,6 +464,61 @@ def evaluate_heldout(
         classifier.predictions_from_proba(proba),
         classifier.threshold,
         [corpus.is_saas[i] for i in splits.test],
+    )
+
+
+def evaluate_languages(
+    classifier: IntentClassifier, path: Path = MULTILINGUAL_HELDOUT_PATH
+) -> dict[str, LanguageMetrics]:
+    """Accuracy per language on the written multilingual held-out texts (empty if the file is absent)."""
+    if not path.is_file():
+        return {}
+    rows = load_multilingual_examples(path)
+    predictions = classifier.predict([text for text, _, _ in rows])
+    by_language: dict[str, list[tuple[bool, bool]]] = {}
+    for (_, gold, language), prediction in zip(rows, predictions, strict=True):
+        right = prediction.intent is gold
+        by_language.setdefault(language, []).append(
+            (right, right and prediction.confidence >= classifier.threshold)
+        )
+    return {
+        language: LanguageMetrics(
+            n=len(marks),
+            accuracy=round(sum(r for r, _ in marks) / len(marks), 4),
+            accepted_accuracy=round(sum(a for _, a in marks) / len(marks), 4),
+        )
+        for language, marks in sorted(by_language.items())
+    }
+
+
+# Intents whose action moves money or changes the subscription (the issue's "money-moving" set).
+MONEY_MOVING: frozenset[Intent] = frozenset(
+    {
+        Intent.REFUND_REQUEST,
+        Intent.DUPLICATE_CHARGE,
+        Intent.CANCEL_SUBSCRIPTION,
+        Intent.PLAN_CHANGE,
+        Intent.UPDATE_BILLING_DETAILS,
+    }
+)
+
+
+def evaluate_out_of_scope(
+    classifier: IntentClassifier, path: Path = OOS_HELDOUT_PATH
+) -> OutOfScopeMetrics | None:
+    """OOS recall and how many OOS texts a tier would act on, on the written held-out set."""
+    if not path.is_file():
+        return None
+    texts = load_oos_heldout(path)
+    predictions = classifier.predict(texts)
+    acted = [
+        p for p in predictions if p.intent is not Intent.OUT_OF_SCOPE and p.confidence >= classifier.threshold
+    ]
+    return OutOfScopeMetrics(
+        n=len(texts),
+        recall=round(sum(p.intent is Intent.OUT_OF_SCOPE for p in predictions) / len(texts), 4),
+        acted_in_scope=round(len(acted) / len(texts), 4),
+        acted_money=round(sum(p.intent in MONEY_MOVING for p in acted) / len(texts), 4),
     )
 
 
@@ -546,6 +626,8 @@ def train(
         test=test_metrics,
         calibration_ece_before=expected_calibration_error(raw.max(axis=1), raw_correct),
         calibration_ece_after=expected_calibration_error(cal.max(axis=1), cal_correct),
+        languages=evaluate_languages(classifier),
+        out_of_scope_heldout=evaluate_out_of_scope(classifier),
     )
     classifier.meta = {
         "seed": seed,

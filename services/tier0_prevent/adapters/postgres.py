@@ -174,6 +174,41 @@ class Tier0Store:
             json.loads(json.dumps(result or {}, default=str)),
         )
 
+    # ------------------------------------------------------------------ policy facts (one query)
+    async def policy_facts(self, customer_id: str, invoice_id: str | None = None) -> dict[str, Any]:
+        """What the policy needs beyond the event, from the mirror and the subscription store: the
+        customer's disputes, plan tier, and (for dunning) the invoice as mirrored, with the last decline
+        its retries saw."""
+        row = await self.pool.fetchrow(
+            """SELECT
+                 (SELECT coalesce(json_agg(json_build_object('id', d.id, 'status', d.status)), '[]'::json)
+                    FROM stripe_disputes d WHERE d.customer_id = $1) AS disputes,
+                 (SELECT p.tier FROM subscriptions s JOIN plans p ON p.id = s.plan_id
+                    WHERE s.customer_id = $1 ORDER BY (s.status <> 'canceled') DESC, s.updated_at DESC
+                    LIMIT 1) AS plan_tier,
+                 (SELECT row_to_json(i) FROM (SELECT id, status, amount_due_cents, attempt_count,
+                         hosted_invoice_url, link_expires_at, last_decline_code
+                    FROM stripe_invoices WHERE id = $2) i) AS invoice,
+                 (SELECT coalesce(
+                    (SELECT a.decline_code FROM dunning_attempts a WHERE a.invoice_id = $2
+                       AND a.decline_code IS NOT NULL ORDER BY a.attempt_no DESC LIMIT 1),
+                    (SELECT s.decline_code FROM dunning_schedules s WHERE s.invoice_id = $2)
+                 )) AS dunning_decline,
+                 (SELECT count(*) FROM dunning_attempts a WHERE a.invoice_id = $2
+                    AND a.status IN ('succeeded', 'failed')) AS dunning_tried""",
+            customer_id,
+            invoice_id,
+        )
+        disputes = _json(row["disputes"]) if row else []
+        invoice = _json(row["invoice"]) if row and row["invoice"] else None
+        return {
+            "disputes": disputes or [],
+            "plan_tier": row["plan_tier"] if row else None,
+            "invoice": invoice,
+            "dunning_decline": row["dunning_decline"] if row else None,
+            "dunning_tried": int(row["dunning_tried"] or 0) if row else 0,
+        }
+
     # ------------------------------------------------------------------ customers, risk
     async def flag_risk(self, customer_id: str, flag: str, details: dict[str, Any]) -> dict[str, Any]:
         row = await self.pool.fetchval(
@@ -227,6 +262,11 @@ class Tier0Store:
             since,
         )
         return [_card(r) for r in rows]
+
+
+def _json(value: Any) -> Any:
+    """json columns arrive as text unless the pool has a codec for them."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _card(row: Any) -> ExpiringCard:
