@@ -81,15 +81,9 @@ class ContactReceivedV1(Envelope[ContactReceivedPayload]):
     TOPIC: ClassVar[str] = "contact.received.v1"
 
 
-class SelfhealRequestedPayload(Payload):
-    action: Action
-    params: dict[str, Any] = Field(default_factory=dict)
-    source: Literal["dashboard", "router", "api"] = "dashboard"
-    sender: Sender = Field(default_factory=Sender)
-    intent: Intent | None = None
-    text: str | None = None
-    diagnosis: DiagnosisView | None = None
-    tried: list[ActionRecord] = Field(default_factory=list)
+class ContactReading(Payload):
+    """What the router read in the customer's text, carried to the tier that takes the contact."""
+
     flags: list[str] = Field(
         default_factory=list, description="guardrail findings on the text, e.g. 'prompt_injection'"
     )
@@ -105,6 +99,17 @@ class SelfhealRequestedPayload(Payload):
         description="safe actions for those asks (send_invoice, send_update_card_link, "
         "regenerate_invoice_link, explain_charge), done after the main one",
     )
+
+
+class SelfhealRequestedPayload(ContactReading):
+    action: Action
+    params: dict[str, Any] = Field(default_factory=dict)
+    source: Literal["dashboard", "router", "api"] = "dashboard"
+    sender: Sender = Field(default_factory=Sender)
+    intent: Intent | None = None
+    text: str | None = None
+    diagnosis: DiagnosisView | None = None
+    tried: list[ActionRecord] = Field(default_factory=list)
 
 
 class SelfhealRequestedV1(Envelope[SelfhealRequestedPayload]):
@@ -116,7 +121,7 @@ class IntentCandidate(Payload):
     confidence: float
 
 
-class AgentRequestedPayload(Payload):
+class AgentRequestedPayload(ContactReading):
     text: str
     channel: Channel = Channel.CHAT
     intent: Intent | None = None
@@ -126,21 +131,6 @@ class AgentRequestedPayload(Payload):
     tried: list[ActionRecord] = Field(default_factory=list)
     handoff_reason: str = ""
     tier_path: list[Tier] = Field(default_factory=list)
-    language: str | None = Field(
-        default=None, description="ISO 639-1 code of the customer's language when detected, e.g. 'es'"
-    )
-    flags: list[str] = Field(
-        default_factory=list, description="guardrail findings on the text, e.g. 'prompt_injection'"
-    )
-    secondary_intents: list[Intent] = Field(
-        default_factory=list,
-        description="further asks in the same message, most urgent first (the router's reading)",
-    )
-    secondary_actions: list[Action] = Field(
-        default_factory=list,
-        description="safe actions for those asks (send_invoice, send_update_card_link, "
-        "regenerate_invoice_link, explain_charge), done after the main one",
-    )
 
 
 class AgentRequestedV1(Envelope[AgentRequestedPayload]):

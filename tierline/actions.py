@@ -9,6 +9,7 @@ what a customer or a model claims.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -77,12 +78,21 @@ class ActionOutcome:
 
 
 class Actions(Protocol):
-    async def retry_payment(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome: ...
+    async def retry_payment(
+        self, ctx: ActionContext, invoice_id: str | None = None, *, attempt: int | None = None
+    ) -> ActionOutcome: ...
 
-    async def send_update_card_link(self, ctx: ActionContext) -> ActionOutcome: ...
+    async def send_update_card_link(
+        self,
+        ctx: ActionContext,
+        *,
+        return_url: str | None = None,
+        subject: str | None = None,
+        body: str | None = None,
+    ) -> ActionOutcome: ...
 
     async def regenerate_invoice_link(
-        self, ctx: ActionContext, invoice_id: str | None = None
+        self, ctx: ActionContext, invoice_id: str | None = None, *, notify: bool = True
     ) -> ActionOutcome: ...
 
     async def send_invoice(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome: ...
@@ -110,7 +120,15 @@ class Actions(Protocol):
     async def explain_charge(self, ctx: ActionContext, charge_id: str | None = None) -> ActionOutcome: ...
 
     async def send_nudge(
-        self, ctx: ActionContext, *, template: str, subject: str, body: str
+        self,
+        ctx: ActionContext,
+        *,
+        template: str,
+        subject: str,
+        body: str,
+        target: str | None = None,
+        link: str | Callable[[], Awaitable[str | None]] | None = None,
+        dedupe_key: str | None = None,
     ) -> ActionOutcome: ...
 
 
@@ -364,6 +382,8 @@ class ActionExecutor:
             )
         verdict = self.policy.check(action, pctx) if pctx is not None else Allow(rule="read_only")
         record = to_record(action, verdict)
+        if isinstance(pctx, PolicyContext):
+            await self._record_decision(ctx, key, action, target, amount_usd, record, pctx)
         await audit(
             self.broker,
             cause=ctx.cause,
@@ -468,6 +488,40 @@ class ActionExecutor:
             idempotency_key=key,
             policy=record,
             replayed=result.replayed,
+        )
+
+    async def _record_decision(
+        self,
+        ctx: ActionContext,
+        key: str,
+        action: Action,
+        target: str | None,
+        amount_usd: float,
+        record: PolicyDecisionRecord,
+        pctx: PolicyContext,
+    ) -> None:
+        """Keep the decision with the verified facts it was made on, for `tierline policy simulate`
+        (a redelivered message decided again replaces it: the latest decision is the one that took effect)."""
+        await self.pool.execute(
+            """INSERT INTO policy_decisions (idempotency_key, contact_id, customer_id, action, target, tier,
+                   actor, amount_usd, verdict, reason, rule, policy_version, context)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
+               ON CONFLICT (idempotency_key) DO UPDATE SET verdict=EXCLUDED.verdict, reason=EXCLUDED.reason,
+                   rule=EXCLUDED.rule, policy_version=EXCLUDED.policy_version, context=EXCLUDED.context,
+                   amount_usd=EXCLUDED.amount_usd, decided_at=now()""",
+            key,
+            ctx.contact_id,
+            ctx.customer_id,
+            action.value,
+            target,
+            ctx.tier.value,
+            ctx.actor,
+            amount_usd,
+            record.verdict,
+            record.reason,
+            record.rule,
+            self.policy.version,
+            pctx.model_dump(mode="json"),
         )
 
     async def _notify(
@@ -721,17 +775,25 @@ class ActionExecutor:
         return await self._run(ctx, Action.REGENERATE_INVOICE_LINK, target, pctx, effect)
 
     async def send_invoice(self, ctx: ActionContext, invoice_id: str | None = None) -> ActionOutcome:
+        """Email an invoice of the customer: ``invoice_id`` (one of theirs; a charge id of a payment without
+        an invoice sends that payment's receipt), else the latest paid invoice or payment."""
         target = invoice_id
+        charge = None
         if target is not None and not await self._owns_invoice(ctx.customer_id, target):
+            charge = await self.pool.fetchrow(
+                """SELECT id, amount_cents, created FROM stripe_charges
+                   WHERE id=$1 AND customer_id=$2 AND status='succeeded'""",
+                target,
+                ctx.customer_id,
+            )
             target = None
-        if target is None:
+        if target is None and charge is None:
             target = await self.pool.fetchval(
                 """SELECT id FROM stripe_invoices WHERE customer_id=$1 AND status='paid'
                    ORDER BY created DESC NULLS LAST LIMIT 1""",
                 ctx.customer_id,
             )
-        charge = None
-        if target is None:
+        if target is None and charge is None:
             charge = await self.pool.fetchrow(
                 """SELECT id, amount_cents, created FROM stripe_charges
                    WHERE customer_id=$1 AND status='succeeded' ORDER BY created DESC LIMIT 1""",

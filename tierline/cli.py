@@ -112,10 +112,43 @@ def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a signed token: a customer session (Health Meter) or an agent's (Tier 3 console)."""
+    try:
+        print(_mint_token(args))
+    except ValueError as exc:  # a malformed key set, no queue, an empty name
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _mint_token(args: argparse.Namespace) -> str:
+    from tierline import tokens
+    from tierline.settings import InfraSettings
+
+    settings = InfraSettings()
+    settings.refuse_unsafe_defaults(f"tierline token {args.kind}")
+    if args.kind == "customer":
+        return tokens.issue_customer_token(settings.customer_token_keyset(), args.subject, args.ttl)
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    roles = [tokens.APPROVER_ROLE] if args.approver else []
+    return tokens.issue_agent_token(
+        settings.agent_token_keyset(), args.subject, queues, args.ttl, roles=roles
+    )
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     from services.router.intent.model import classify_main
 
     return int(classify_main(sys.stdin, sys.stdout) or 0)
+
+
+def cmd_policy_simulate(args: argparse.Namespace) -> int:
+    """Recorded decisions decided again under another policy file; reads Postgres only, changes nothing."""
+    from tierline.policy_simulate import simulate_command
+    from tierline.settings import InfraSettings
+
+    return simulate_command(args, InfraSettings().postgres_dsn)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.set_defaults(func=_delegate(module, func), delegated=True)
 
+    p = sub.add_parser("token", help="print a signed token for a customer or an agent")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    k = kinds.add_parser("customer", help="a customer session token (Health Meter)")
+    k.add_argument("subject", metavar="CUS_ID")
+    k.add_argument("--ttl", type=int, default=3600, help="seconds the token is valid (default 3600)")
+    k.set_defaults(func=cmd_token)
+    k = kinds.add_parser("agent", help="an agent token (Tier 3 console)")
+    k.add_argument("subject", metavar="NAME")
+    k.add_argument("--queues", required=True, help="comma-separated queues, e.g. billing,risk")
+    k.add_argument("--approver", action="store_true", help="may approve refunds over the automatic cap")
+    k.add_argument("--ttl", type=int, default=12 * 3600, help="seconds the token is valid (default 12 h)")
+    k.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("policy", help="policy tools (simulate a policy change on recorded contacts)")
+    policy_sub = p.add_subparsers(dest="policy_command", required=True)
+    s = policy_sub.add_parser("simulate", help="replay recorded decisions under NEW.yaml, no side effects")
+    s.add_argument("--policy", required=True, help="the policy YAML to evaluate (e.g. one with a new cap)")
+    s.add_argument("--since", default="30d", help="how far back to replay: 30d, 12h, 2w (default 30d)")
+    s.add_argument("--json", action="store_true", help="one JSON document on stdout (for CI)")
+    s.set_defaults(func=cmd_policy_simulate)
+
     p = sub.add_parser("classify", help="one text a line on stdin -> one JSON line on stdout")
     p.set_defaults(func=cmd_classify)
     return parser
@@ -189,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":  # logs are events on stderr; stdout is the command's output
         from tierline.observability import configure_logging
 
-        quiet = args.command in ("classify", "demo", "eval", "report", "bench", "audit")
+        quiet = args.command in ("classify", "demo", "eval", "report", "bench", "audit", "token", "policy")
         configure_logging(f"tierline-{args.command}", level="WARNING" if quiet else "INFO")
-    if args.command in ("report", "audit", "migrate", "asyncapi"):
+    if args.command in ("report", "audit", "migrate", "asyncapi", "token", "policy"):
         _beside_the_local_stack(args)
     try:
         return int(args.func(args) or 0)

@@ -6,8 +6,10 @@ import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tierline.tokens import AGENT_PURPOSE, CUSTOMER_PURPOSE, KeySet
 
 TOPIC_PARTITIONS = 4
 
@@ -65,6 +67,14 @@ class InfraSettings(BaseSettings):
         default=BUILTIN_WEBHOOK_SECRET, description="comma-separated; two at once during rotation"
     )
     session_secret: SecretStr = SecretStr(BUILTIN_SESSION_SECRET)
+    customer_token_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="customer session keys, kid:secret,... (first signs); empty = derived per purpose",
+    )
+    agent_token_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="console agent keys, kid:secret,... (first signs); empty = derived per purpose",
+    )
     service_token: SecretStr = Field(
         default=SecretStr(BUILTIN_SERVICE_TOKEN),
         description="bearer credential of the internal HTTP APIs (diagnostics, analytics)",
@@ -96,6 +106,28 @@ class InfraSettings(BaseSettings):
 
     def webhook_secrets(self) -> list[str]:
         return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]
+
+    def customer_token_keyset(self) -> KeySet:
+        """Keys of customer session tokens (Health Meter): configured, or derived for this purpose."""
+        return self._token_keyset(CUSTOMER_PURPOSE, self.customer_token_keys)
+
+    def agent_token_keyset(self) -> KeySet:
+        """Keys of agent tokens (Tier 3 console): configured, or derived for this purpose."""
+        return self._token_keyset(AGENT_PURPOSE, self.agent_token_keys)
+
+    def _token_keyset(self, purpose: str, configured: SecretStr) -> KeySet:
+        spec = configured.get_secret_value()
+        if spec.strip():
+            return KeySet.parse(purpose, spec)
+        return KeySet.derived(purpose, self.session_secret.get_secret_value())
+
+    @model_validator(mode="after")
+    def _token_keys_apart(self) -> InfraSettings:
+        """Customer and agent tokens never share a key (parsing here also rejects a malformed set)."""
+        shared = self.customer_token_keyset().secrets() & self.agent_token_keyset().secrets()
+        if shared:
+            raise ValueError("TIERLINE_CUSTOMER_TOKEN_KEYS and TIERLINE_AGENT_TOKEN_KEYS share a key")
+        return self
 
     @property
     def emulated_stripe(self) -> bool:

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from schemas.messages import DiagnosisView
 from services.tier0_prevent.domain import DeclineLike
-from tierline.actions import ActionContext, ActionOutcome
+from tierline.actions import ActionContext, Actions
 from tierline.billing.policy import PolicyEngine
 from tierline.ledger import LedgerResult
 
@@ -43,40 +43,11 @@ class MirrorSink(Protocol):
     async def apply_stripe_event(self, event_type: str, obj: dict[str, Any], created: int) -> Any: ...
 
 
-class Tier0Actions(Protocol):
+class Tier0Actions(Actions, Protocol):
     """tierline.actions.ActionExecutor: every Tier 0 effect, policy-checked, ledgered once, audited,
     with the actor ``system``."""
 
     policy: PolicyEngine
-
-    async def retry_payment(
-        self, ctx: ActionContext, invoice_id: str | None = None, *, attempt: int | None = None
-    ) -> ActionOutcome: ...
-
-    async def send_update_card_link(
-        self,
-        ctx: ActionContext,
-        *,
-        return_url: str | None = None,
-        subject: str | None = None,
-        body: str | None = None,
-    ) -> ActionOutcome: ...
-
-    async def regenerate_invoice_link(
-        self, ctx: ActionContext, invoice_id: str | None = None, *, notify: bool = True
-    ) -> ActionOutcome: ...
-
-    async def send_nudge(
-        self,
-        ctx: ActionContext,
-        *,
-        template: str,
-        subject: str,
-        body: str,
-        target: str | None = None,
-        link: str | Callable[[], Awaitable[str | None]] | None = None,
-        dedupe_key: str | None = None,
-    ) -> ActionOutcome: ...
 
     async def record_effect(
         self,

@@ -37,6 +37,7 @@ from services.tier1_selfheal.auth import (
     PAY_INVOICE_PURPOSE,
     SESSION_PURPOSE,
     UPDATE_CARD_PURPOSE,
+    CustomerKeys,
     InvalidSession,
     TokenClaims,
     token_from,
@@ -61,7 +62,7 @@ class MeterDeps:
     diagnostics: Diagnostics
     cards: CardVault
     requests: RequestStore
-    secret: str
+    secret: CustomerKeys  # session keys (kid) and the link secret
     diagnosis_timeout_s: float = 10.0
     cookie_secure: bool = False
 

@@ -14,6 +14,7 @@ from schemas.messages import (
 )
 from services.tier1_selfheal.adapters.postgres import PostgresRequestStore, verify_schema
 from services.tier1_selfheal.api import MeterDeps, meter_routes
+from services.tier1_selfheal.auth import CustomerKeys
 from services.tier1_selfheal.handlers import SelfhealDeps, on_selfheal_requested
 from services.tier1_selfheal.ports import Actions, CardVault, Diagnostics
 from services.tier1_selfheal.settings import Tier1Settings
@@ -76,7 +77,7 @@ def create_service(
             diagnostics=diag,
             cards=vault,
             requests=requests,
-            secret=cfg.session_secret.get_secret_value(),
+            secret=CustomerKeys.from_settings(cfg),
             diagnosis_timeout_s=cfg.tier1_diagnosis_timeout_s,
             cookie_secure=cfg.tier1_cookie_secure,
         )

@@ -1,23 +1,25 @@
-"""Customer sessions: JWT HS256 signed with the product's session secret.
+"""Customer sessions: JWT HS256 signed with the customer token keys (``TIERLINE_CUSTOMER_TOKEN_KEYS``).
 
-A session token's claims are ``sub`` (the customer id), ``exp`` and ``purpose = "customer_session"``
-(tokens without a purpose are read as sessions). Tokens minted for other doors — the Tier 3 console
-(``aud``), the signed update-card / pay-invoice links (``purpose``) — are never accepted as a session:
-each door accepts exactly the purposes it names.
+A session token's header names its key (``kid``); its claims are ``sub`` (the customer id), ``exp`` and
+``purpose = "customer_session"`` (tokens without a purpose are read as sessions). The customer keys are
+not the agent keys (tierline/tokens.py), so an agent's console token never opens a customer's door.
+The signed update-card / pay-invoice links (``purpose``) are signed with the session secret by
+tierline/stripe_adapter.py and carry no ``kid``; each door accepts exactly the purposes it names.
 """
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
-ALGORITHM = "HS256"
-SESSION_PURPOSE = "customer_session"
+from tierline.tokens import ALGORITHM, SESSION_PURPOSE, KeySet, TokenRefused, issue_customer_token
+
+if TYPE_CHECKING:
+    from tierline.settings import InfraSettings
+
 UPDATE_CARD_PURPOSE = "update_card"
 PAY_INVOICE_PURPOSE = "pay_invoice"
 COOKIE_NAME = "tierline_session"
@@ -36,37 +38,65 @@ class TokenClaims:
     raw: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class CustomerKeys:
+    """What the customer doors verify with: session keys (by kid) and the link secret (no kid)."""
+
+    sessions: KeySet
+    link_secret: str
+
+    def __repr__(self) -> str:
+        return f"CustomerKeys(sessions={self.sessions!r})"
+
+    @classmethod
+    def from_settings(cls, settings: InfraSettings) -> CustomerKeys:
+        return cls(settings.customer_token_keyset(), settings.session_secret.get_secret_value())
+
+
 def issue_session_token(
-    secret: str, customer_id: str, ttl_s: int = DEFAULT_TTL_S, *, now: int | None = None
+    keys: KeySet, customer_id: str, ttl_s: int = DEFAULT_TTL_S, *, now: int | None = None
 ) -> str:
-    """A signed customer session (what the product's sign-in hands the dashboard)."""
-    if not customer_id:
-        raise ValueError("customer_id is required")
-    issued = int(time.time()) if now is None else now
-    claims = {
-        "sub": customer_id,
-        "purpose": SESSION_PURPOSE,
-        "iat": issued,
-        "exp": issued + ttl_s,
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    """A signed customer session (what the product's sign-in, or `tierline token customer`, hands out)."""
+    return issue_customer_token(keys, customer_id, ttl_s, now=now)
 
 
-def verify_token(
-    secret: str, token: str | None, *, purposes: Iterable[str] = (SESSION_PURPOSE,)
-) -> TokenClaims:
-    """Check signature, expiry and purpose; returns the claims or raises :class:`InvalidSession`."""
-    if not token:
-        raise InvalidSession("no token")
+def _decode(keys: CustomerKeys, token: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"require": ["sub", "exp"], "verify_aud": False}
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"], "verify_aud": False}
+        has_kid = "kid" in jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise InvalidSession(f"invalid token: {exc}") from exc
+    if has_kid:  # a session, under the customer keys
+        try:
+            claims = keys.sessions.decode(token, options=options)
+        except TokenRefused as exc:
+            raise InvalidSession(str(exc)) from exc
+        if str(claims.get("purpose") or SESSION_PURPOSE) != SESSION_PURPOSE:
+            raise InvalidSession("a customer session key signed a non-session token")
+        return claims
+    try:  # a signed link, under the link secret
+        link: dict[str, Any] = jwt.decode(
+            token,
+            keys.link_secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp"], "verify_aud": False},
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidSession("token expired") from exc
     except jwt.PyJWTError as exc:
         raise InvalidSession(f"invalid token: {exc}") from exc
+    if str(link.get("purpose") or SESSION_PURPOSE) == SESSION_PURPOSE:
+        raise InvalidSession("a session token must name its key (kid)")
+    return link
+
+
+def verify_token(
+    keys: CustomerKeys, token: str | None, *, purposes: Iterable[str] = (SESSION_PURPOSE,)
+) -> TokenClaims:
+    """Check key, signature, expiry and purpose; returns the claims or raises :class:`InvalidSession`."""
+    if not token:
+        raise InvalidSession("no token")
+    claims = _decode(keys, token)
     if "aud" in claims:
         raise InvalidSession("token is for another audience")
     purpose = str(claims.get("purpose") or SESSION_PURPOSE)

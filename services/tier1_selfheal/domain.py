@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from schemas import Action, EscalationReason, HealthStatus, Intent, RootCause
 from schemas.messages import DiagnosisView, Sender
 from services.tier1_selfheal.vat import InvalidTaxId, TaxId, validate_tax_id
 from tierline.actions import ActionOutcome
+from tierline.billing.asks import (
+    BillingDocument,
+    MonthsAsked,
+    documents_for,
+    documents_from_evidence,
+    months_asked,
+)
 from tierline.language import localized_answer
 
 # ----------------------------------------------------------------------------------------- vocabulary
@@ -352,6 +360,18 @@ def _plan_change(params: dict[str, Any]) -> FixRequest:
             return FixRequest(Action.CHANGE_PLAN, preview_only=True)
         raise InvalidFixRequest("give the plan (e.g. pro) and/or seats")
     return FixRequest(Action.CHANGE_PLAN, plan=plan, seats=seats, preview_only=preview)
+
+
+def period_invoices(
+    text: str | None, diagnosis: DiagnosisView | None, now: datetime
+) -> tuple[MonthsAsked, tuple[BillingDocument, ...]] | None:
+    """The invoices of the period the customer's words name ("the invoice for October", "Q3"), oldest
+    first; ``None`` when they name no period (the latest invoice is meant). An empty tuple: none on record."""
+    asked = months_asked(text, now) if text else None
+    if asked is None:
+        return None
+    documents = documents_from_evidence(diagnosis.evidence if diagnosis is not None else {})
+    return asked, documents_for(asked, documents, now)
 
 
 def suggested_plan(diagnosis: DiagnosisView | None) -> tuple[str | None, int | None]:

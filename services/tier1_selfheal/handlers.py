@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -115,7 +116,7 @@ async def on_selfheal_requested(deps: SelfhealDeps, msg: SelfhealRequestedV1) ->
     log.info("tier1.fix.done", action=p.action.value, status=outcome.status, decision=type(decision).__name__)
     extras: list[ActionOutcome] = []
     if isinstance(decision, domain.Resolve):
-        extras = await run_secondary(deps, msg, diagnosis)
+        extras = [*await run_period_rest(deps, msg, diagnosis), *await run_secondary(deps, msg, diagnosis)]
         decision = money_asks_to_person(msg, decision, [outcome, *extras])
     await settle(deps, msg, diagnosis, outcome, decision, extras)
     await deps.inbox.mark(msg.message_id)
@@ -182,7 +183,37 @@ async def run_fix(deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: Diagn
             f"invalid request: {exc}",
             idempotency_key=idempotency_key(msg.contact_id, action.value, "invalid"),
         )
+    if action is Action.SEND_INVOICE and fix.invoice_id is None:
+        period = domain.period_invoices(msg.payload.text, diagnosis, datetime.now(UTC))
+        if period is not None:
+            asked, documents = period
+            if not documents:
+                log.info("tier1.invoice.period_not_found", period=asked.label)
+                return ActionOutcome(
+                    action,
+                    "failed",
+                    f"no invoice for {asked.label} on record",
+                    idempotency_key=idempotency_key(msg.contact_id, action.value, "no_period_invoice"),
+                )
+            fix = replace(fix, invoice_id=documents[0].id)
     return await execute(deps.actions, context(msg), fix, diagnosis)
+
+
+async def run_period_rest(
+    deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: DiagnosisView
+) -> list[ActionOutcome]:
+    """The further invoices of a period that names several months ("the invoices for Q3"): each is sent,
+    after the first (which ``run_fix`` sent)."""
+    if msg.payload.action is not Action.SEND_INVOICE or msg.payload.params.get("invoice_id"):
+        return []
+    period = domain.period_invoices(msg.payload.text, diagnosis, datetime.now(UTC))
+    if period is None:
+        return []
+    done = []
+    for document in period[1][1:]:
+        fix = domain.FixRequest(Action.SEND_INVOICE, invoice_id=document.id)
+        done.append(await execute(deps.actions, context(msg), fix, diagnosis))
+    return done
 
 
 async def run_secondary(

@@ -12,15 +12,29 @@ refund. The policy engine behind the tools still decides. Every path ends resolv
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from schemas.vocab import Action, EscalationReason, Intent, RootCause
+from schemas.vocab import MONEY_ASKS, Action, EscalationReason, Intent, RootCause
 from services.tier2_agent.ports import AgentRequest, AgentResult, AgentTools, InjectionDetector, ToolResult
 from services.tier2_agent.tools import MAX_REFUND_USD, RunRecorder, default_refusal_reason
-from tierline.billing.asks import ChargeRef, HandOff, RefundPlan, cents, parse_ask, resolve_refund
+from tierline.billing.asks import (
+    BillingDocument,
+    ChargeRef,
+    HandOff,
+    MonthsAsked,
+    RefundPlan,
+    cents,
+    documents_for,
+    documents_from_evidence,
+    months_asked,
+    parse_ask,
+    resolve_refund,
+)
+from tierline.billing.details import DetailsAsked, extract_details, question_for
 from tierline.language import localized_answer
 
 log = structlog.get_logger(__name__)
@@ -90,13 +104,36 @@ _TARGET_PLAN = re.compile(
 )
 _ANY_PLAN = re.compile(r"\b(starter|pro|business|enterprise)\b", re.IGNORECASE)
 _SEATS = re.compile(r"\b(\d{1,5})\s*(?:seats?|users?|licen[cs]es?)\b", re.IGNORECASE)
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
-_TAX_ID = re.compile(
-    r"\b(?:VAT|tax)\s*(?:id|number|no\.?)?\s*(?:is|to|:|=)?\s*([A-Z]{2}[A-Z0-9]{6,14})\b", re.IGNORECASE
+_INSISTS = re.compile(
+    r"\b(?:i'?m|i\s+am|we'?re|we\s+are)\s+(?:sure|certain)\b|\b(?:it|this|that)(?:'s|\s+is)\s+(?:correct|right)\b"
+    r"|\bjust\s+(?:change|update|use|put|do)\b|\bas\s+i\s+(?:said|wrote)\b|\bi\s+already\s+(?:told|sent|gave)\b",
+    re.IGNORECASE,
 )
-_COMPANY = re.compile(
-    r"\bcompany\s+name\s+(?:to|is|should\s+be|=|:)\s*[\"']?([^\"'\n.,;]{2,80})", re.IGNORECASE
-)
+
+
+def _changed(asked: DetailsAsked) -> str:
+    """What an update changes, in words: "company name to Acme GmbH, VAT id to DE136695976"."""
+    parts = []
+    if asked.billing_email:
+        parts.append(f"billing email to {asked.billing_email}")
+    if asked.company_name:
+        parts.append(f"company name to {asked.company_name}")
+    if asked.address is not None:
+        a = asked.address
+        place = " ".join(p for p in (a.postal_code, a.city) if p)
+        parts.append("address to " + ", ".join(p for p in (a.line1, a.line2, place, a.state, a.country) if p))
+    if asked.tax_id is not None:
+        parts.append(f"VAT / tax id to {asked.tax_id.value}")
+    return ", ".join(parts)
+
+
+def no_invoice_answer(asked: MonthsAsked, documents: list[BillingDocument]) -> str:
+    """No invoice of the period asked: say so, and offer the ones there are (never send another)."""
+    head = f"I couldn't find an invoice for {asked.label} on your account, so I haven't sent anything."
+    if not documents:
+        return f"{head} There is no invoice on your account yet."
+    listed = "; ".join(d.describe() for d in documents[:12])
+    return f"{head} The invoices I can send you: {listed}. Which one would you like?"
 
 
 # --------------------------------------------------------------------------- evidence readers
@@ -260,7 +297,9 @@ class OfflinePlanner:
         injection_detector: InjectionDetector | None = None,
         min_confidence: float = 0.55,
         min_knowledge_score: float = 0.3,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        self._now = clock or (lambda: datetime.now(UTC))  # the months "last month", "October" name
         self._detect_injection = injection_detector
         self._min_confidence = min_confidence
         self._min_knowledge_score = min_knowledge_score
@@ -310,6 +349,14 @@ class OfflinePlanner:
             rec.say("system", f"low confidence: acting on read-only candidate {top.value}")
             intent = top
 
+        if "prompt_injection" in rec.flags and intent in MONEY_ASKS:
+            # scenarios.md, "Default policy": a flagged text that asks for a money or account action
+            # goes to a person with policy_denied and the flag; the executor would refuse it anyway.
+            return await rec.escalate(
+                tools,
+                EscalationReason.POLICY_DENIED,
+                f"the text tries to instruct the system and asks for {intent.value}",
+            )
         handler = {
             Intent.DUPLICATE_CHARGE: self._duplicate_charge,
             Intent.REFUND_REQUEST: self._refund_request,
@@ -612,6 +659,14 @@ class OfflinePlanner:
         evidence = self._evidence(diagnosis)
         invoice = _dict(evidence.get("invoice"))
         invoice_id = invoice.get("id") if isinstance(invoice.get("id"), str) else None
+        now = self._now()
+        asked = months_asked(request.text, now)
+        if asked is not None:  # "the invoice for October", "Q3": that period's invoices, never the latest
+            documents = documents_from_evidence(evidence)
+            picked = documents_for(asked, documents, now)
+            if not picked:
+                return rec.resolved(no_invoice_answer(asked, documents))
+            return await self._send_documents(tools, rec, asked, picked)
         if invoice_id and invoice.get("link_expired") is True and invoice.get("status") in ("open", None):
             return await self._regenerate_link(tools, rec, invoice_id)
         target = invoice_id if invoice.get("status") == "paid" else None  # None: the latest invoice
@@ -624,24 +679,41 @@ class OfflinePlanner:
             "I've emailed you the invoice; it's also in your billing portal.",
         )
 
+    async def _send_documents(
+        self, tools: AgentTools, rec: RunRecorder, asked: MonthsAsked, picked: tuple[BillingDocument, ...]
+    ) -> AgentResult:
+        """Send each invoice of the period asked (oldest first); stop at the first that does not go out."""
+        result: ToolResult | None = None
+        for document in picked:
+            result = await rec.call(tools, "send_invoice", invoice_id=document.id)
+            if not result.ok:
+                return await self._after_effect(tools, rec, "send_invoice", result, "")
+        assert result is not None
+        ids = ", ".join(d.id for d in picked)
+        what = "the invoice" if len(picked) == 1 else f"the {len(picked)} invoices"
+        return rec.resolved(
+            f"I've emailed you {what} for {asked.label} ({ids}); they're also in your billing portal."
+            if len(picked) > 1
+            else f"I've emailed you {what} for {asked.label} ({ids}); it's also in your billing portal."
+        )
+
     async def _update_billing_details(
         self, request: AgentRequest, tools: AgentTools, rec: RunRecorder
     ) -> AgentResult:
-        fields: dict[str, str] = {}
-        if email := _EMAIL.search(request.text):
-            fields["billing_email"] = email.group(0)
-        if tax := _TAX_ID.search(request.text):
-            fields["tax_id"] = tax.group(1).upper()
-        if company := _COMPANY.search(request.text):
-            fields["company_name"] = company.group(1).strip()
-        if not fields:
-            return await rec.escalate(
-                tools, EscalationReason.LOW_CONFIDENCE, "billing details change requested; no new value found"
-            )
+        asked = extract_details(request.text)
+        fields = asked.tool_fields()
+        if asked.problems or not fields:
+            if asked.problems and _INSISTS.search(request.text):
+                detail = "; ".join(f"{p.field} {p.value!r} does not validate" for p in asked.problems)
+                return await rec.escalate(
+                    tools, EscalationReason.LOW_CONFIDENCE, f"billing details: the customer insists; {detail}"
+                )
+            # a question back, nothing changed: an invalid value or none at all is asked for again
+            log.info("tier2.billing_details.asked_back", problems=[p.field for p in asked.problems])
+            return rec.resolved(question_for(asked))
         result = await rec.call(tools, "update_billing_details", **fields)
-        changed = ", ".join(f"{k.replace('_', ' ')} to {v}" for k, v in fields.items())
         return await self._after_effect(
-            tools, rec, "update_billing_details", result, f"Done: I've updated your {changed}."
+            tools, rec, "update_billing_details", result, f"Done: I've updated your {_changed(asked)}."
         )
 
     async def _cancel_subscription(

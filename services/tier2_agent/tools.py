@@ -70,7 +70,10 @@ class RegenerateInvoiceLinkArgs(ToolArgs):
 
 
 class SendInvoiceArgs(ToolArgs):
-    """Email an invoice / receipt. Without invoice_id the latest invoice is sent."""
+    """Email an invoice / receipt. Without invoice_id the latest invoice is sent. When the customer names a
+    period (a month, a quarter, "last month"), send each invoice of that period, one call each: the
+    evidence charges' invoice_id (a charge id for a payment without an invoice); none in that period: say
+    so and list the ones there are, never send another."""
 
     invoice_id: str | None = Field(default=None, pattern=_ID_PATTERN)
 
@@ -107,7 +110,11 @@ class UpdateBillingDetailsArgs(ToolArgs):
     postal_code: str | None = Field(default=None, min_length=1, max_length=20)
     state: str | None = Field(default=None, min_length=1, max_length=100)
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
-    tax_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9\-\. ]{4,30}$")
+    tax_id: str | None = Field(
+        default=None,
+        pattern=r"^(?:[a-z]{2}_[a-z]{2,4}:)?[A-Za-z0-9\-\. ]{4,30}$",
+        description="e.g. DE136695976",
+    )
 
     @model_validator(mode="after")
     def _at_least_one(self) -> UpdateBillingDetailsArgs:

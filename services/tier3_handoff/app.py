@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from schemas.messages import DeadLetterRecordedV1, EscalationOpenedV1
 from services.tier3_handoff.adapters.actions import PolicyCheckedHumanActions
+from services.tier3_handoff.auth import KeySetVerifier
 from services.tier3_handoff.console import console_routes
 from services.tier3_handoff.handlers import Tier3Handoff
 from services.tier3_handoff.ports import HumanActions
@@ -48,7 +49,7 @@ def create_service(
         name,
         settings,
         http_port=settings.http_port,
-        routes=console_routes(handoff, settings.session_secret.get_secret_value()),
+        routes=console_routes(handoff, KeySetVerifier(settings.agent_token_keyset())),
     )
 
     async def on_start(svc: Service) -> None:

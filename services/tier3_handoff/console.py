@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from services.tier3_handoff import domain
-from services.tier3_handoff.auth import Agent, InvalidAgentToken, verify_agent_token
+from services.tier3_handoff.auth import Agent, AgentVerifier, InvalidAgentToken
 from services.tier3_handoff.handlers import Tier3Handoff, UnknownHumanAction
 from services.tier3_handoff.ports import HumanActionDenied
 from tierline.http import path_id, read_json
@@ -26,8 +26,9 @@ def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
 
-def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list[Route]:
-    """Routes for Service(routes=...). ``get_handoff`` is called per request (the pool exists after start)."""
+def console_routes(get_handoff: Callable[[], Tier3Handoff], verifier: AgentVerifier) -> list[Route]:
+    """Routes for Service(routes=...). ``get_handoff`` is called per request (the pool exists after start);
+    ``verifier`` checks agent tokens (tierline's agent keys today; an OIDC/JWKS verifier plugs in here)."""
 
     def authed(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def wrapper(request: Request) -> Response:
@@ -35,7 +36,7 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list
             if not header.lower().startswith("bearer "):
                 return _error(401, "unauthenticated", "Authorization: Bearer <agent token> required")
             try:
-                agent = verify_agent_token(secret, header[7:].strip())
+                agent = verifier.verify(header[7:].strip())
             except InvalidAgentToken as exc:
                 return _error(401, "invalid_token", str(exc))
             try:
@@ -54,7 +55,9 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], secret: str) -> list
         return wrapper
 
     async def me(request: Request, agent: Agent) -> Response:
-        return JSONResponse({"agent_id": agent.agent_id, "queues": sorted(agent.queues)})
+        return JSONResponse(
+            {"agent_id": agent.agent_id, "queues": sorted(agent.queues), "roles": sorted(agent.roles)}
+        )
 
     async def list_cases(request: Request, agent: Agent) -> Response:
         queue = request.query_params.get("queue")

@@ -114,9 +114,7 @@ async def test_given_agent_when_signing_in_claiming_and_resolving_top_case_then_
         old + timedelta(hours=1),
     )
     agent = f"ana-{unique}"
-    token = issue_agent_token(
-        infra.session_secret.get_secret_value(), agent, ["risk", "billing", "enterprise"]
-    )
+    token = issue_agent_token(infra.agent_token_keyset(), agent, ["risk", "billing", "enterprise"])
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)

@@ -92,7 +92,7 @@ async def test_given_declined_payment_when_customer_clicks_retry_then_page_shows
     await StripeCardVault(infra).save_card(
         world.customer_id, card={"number": VISA, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
     )
-    token = issue_session_token(infra.session_secret.get_secret_value(), world.customer_id, 600)
+    token = issue_session_token(infra.customer_token_keyset(), world.customer_id, 600)
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=executable, args=ARGS, headless=True)

@@ -29,6 +29,7 @@ from services.tier1_selfheal.auth import (
 )
 from services.tier3_handoff.auth import issue_agent_token
 from tierline.stack.inproc import start_pipeline, stop_pipeline
+from tierline.tokens import KeySet
 from tierline.world import sign_payload
 
 pytestmark = pytest.mark.integration
@@ -216,16 +217,18 @@ def webhook_event(rng: random.Random) -> bytes:
 
 @dataclass
 class Credentials:
-    secret: str
+    secret: str  # the link secret (update-card / pay links)
     webhook_secret: str
     service_token: str | None
+    customer_keys: KeySet
+    agent_keys: KeySet
     customer: str = field(default_factory=lambda: f"cus_fuzz{uuid.uuid4().hex[:10]}")
 
     def headers(self, door: Door, rng: random.Random, path: str) -> dict[str, str]:
         if rng.random() < 0.2:  # no or bad credentials
             return rng.choice(({}, {"authorization": "Bearer x.y.z"}, {"authorization": "Basic ===="}))
         if door.auth == "customer":
-            return {"authorization": f"Bearer {issue_session_token(self.secret, self.customer, 600)}"}
+            return {"authorization": f"Bearer {issue_session_token(self.customer_keys, self.customer, 600)}"}
         if door.auth == "link":
             invoice = path.split("/pay/")[-1] if "/pay/" in path else f"in_fuzz{rng.getrandbits(32)}"
             purpose = rng.choice((UPDATE_CARD_PURPOSE, PAY_INVOICE_PURPOSE))
@@ -237,7 +240,7 @@ class Credentials:
             return {"authorization": f"Bearer {token}"}
         if door.auth == "agent":
             queues = ["billing", "billing_high", "disputes", "fraud", "refunds", "general", "\x00"]
-            return {"authorization": f"Bearer {issue_agent_token(self.secret, 'agent-fuzz', queues)}"}
+            return {"authorization": f"Bearer {issue_agent_token(self.agent_keys, 'agent-fuzz', queues)}"}
         if door.auth == "service" and self.service_token:
             return {"authorization": f"Bearer {self.service_token}"}
         return {}
@@ -342,6 +345,8 @@ async def test_given_every_http_door_when_3600_malformed_requests_arrive_then_no
     creds = Credentials(
         secret=infra.session_secret.get_secret_value(),
         webhook_secret=infra.webhook_secrets()[0],
+        customer_keys=infra.customer_token_keyset(),
+        agent_keys=infra.agent_token_keyset(),
         service_token=service_token(infra),
     )
     rng = random.Random(SEED)

@@ -36,6 +36,7 @@ from services.tier1_selfheal.auth import issue_session_token
 from tierline.messaging import publish
 from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions, ref_id
+from tierline.tokens import KeySet
 from tierline.world import VISA, build_world
 
 pytestmark = pytest.mark.integration
@@ -106,7 +107,7 @@ async def tier1(infra: Any, pg_pool: Any) -> AsyncIterator[Any]:
     await svc.start()
     svc.state["collector"] = collector
     svc.state["base_url"] = f"http://127.0.0.1:{settings.http_port}"
-    svc.state["secret"] = settings.session_secret.get_secret_value()
+    svc.state["keys"] = settings.customer_token_keyset()
     await asyncio.sleep(4)  # let the consumer group settle before the first request
     yield svc
     await svc.stop()
@@ -120,7 +121,7 @@ async def http(tier1: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def bearer(tier1: Any, customer_id: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_session_token(tier1.state['secret'], customer_id, 600)}"}
+    return {"Authorization": f"Bearer {issue_session_token(tier1.state['keys'], customer_id, 600)}"}
 
 
 async def declined_world(
@@ -164,7 +165,9 @@ async def ledger_rows(pg_pool: Any, customer_id: str, action: str) -> list[Any]:
 
 async def test_given_no_or_forged_token_when_calling_the_meter_then_401(http: httpx.AsyncClient) -> None:
     assert (await http.get("/v1/health-meter")).status_code == 401
-    forged = issue_session_token("not-the-product-secret-not-the-product-secret", "cus_x")
+    forged = issue_session_token(
+        KeySet.single("customer", "c1", "not-the-product-key-not-the-product-key"), "cus_x"
+    )
     resp = await http.get("/v1/health-meter", headers={"Authorization": f"Bearer {forged}"})
     assert resp.status_code == 401
     assert (await http.post("/v1/health-meter/fixes", json={"action": "retry_payment"})).status_code == 401

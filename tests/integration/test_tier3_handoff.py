@@ -38,6 +38,7 @@ from services.tier3_handoff.settings import Tier3Settings
 from tierline.actions import ActionContext, ActionExecutor
 from tierline.messaging import encode, headers_for, publish
 from tierline.stripe_adapter import StripeActions
+from tierline.tokens import KeySet
 from tierline.world import build_world
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,7 @@ async def tier3(infra: Any, pg_pool: Any) -> AsyncIterator[Any]:
 
 
 def token(infra: Any, agent: str, queues: list[str]) -> str:
-    return issue_agent_token(infra.session_secret.get_secret_value(), agent, queues)
+    return issue_agent_token(infra.agent_token_keyset(), agent, queues)
 
 
 def escalation(
@@ -407,9 +408,12 @@ async def test_given_agents_when_reading_other_queue_or_with_bad_tokens_then_403
         listed = (await http.get("/v1/cases", headers=billing)).json()["cases"]
         assert row["case_id"] not in [c["case_id"] for c in listed]
         assert (await http.get("/v1/cases")).status_code == 401
-        forged = issue_agent_token("not-the-secret-at-all-but-long-enough-for-hs256", "eve", ["risk"])
+        foreign = KeySet.single(
+            "agent", infra.agent_token_keyset().current.kid, "not-the-key-but-long-enough-0123456789"
+        )
+        forged = issue_agent_token(foreign, "eve", ["risk"])
         assert (await http.get("/v1/cases", headers={"Authorization": f"Bearer {forged}"})).status_code == 401
-        expired = issue_agent_token(infra.session_secret.get_secret_value(), "eve", ["risk"], ttl_s=-60)
+        expired = issue_agent_token(infra.agent_token_keyset(), "eve", ["risk"], ttl_s=-60)
         assert (
             await http.get("/v1/cases", headers={"Authorization": f"Bearer {expired}"})
         ).status_code == 401

@@ -21,6 +21,7 @@ from services.tier3_handoff.analytics.domain import (
     verify_chain,
 )
 from services.tier3_handoff.auth import InvalidAgentToken, issue_agent_token, verify_agent_token
+from tierline.tokens import KeySet
 
 pytestmark = pytest.mark.unit
 
@@ -142,16 +143,18 @@ def test_given_sla_states_when_checking_then_only_unannounced_unresolved_past_du
 
 # --------------------------------------------------------------------------- tokens
 def test_given_tokens_when_verifying_then_good_passes_and_forged_expired_malformed_fail():
-    agent = verify_agent_token(SECRET, issue_agent_token(SECRET, "ana", ["risk", "billing"]))
+    keys = KeySet.single("agent", "a1", SECRET)
+    agent = verify_agent_token(keys, issue_agent_token(keys, "ana", ["risk", "billing"]))
     assert agent.agent_id == "ana"
     assert agent.queues == {"risk", "billing"}
+    assert agent.roles == frozenset()
     for bad in (
-        issue_agent_token(SECRET + "x", "ana", ["risk"]),
-        issue_agent_token(SECRET, "ana", ["risk"], ttl_s=-5),
+        issue_agent_token(KeySet.single("agent", "a1", SECRET + "x"), "ana", ["risk"]),
+        issue_agent_token(keys, "ana", ["risk"], ttl_s=-5),
         "not.a.jwt",
     ):
         with pytest.raises(InvalidAgentToken):
-            verify_agent_token(SECRET, bad)
+            verify_agent_token(keys, bad)
 
 
 # --------------------------------------------------------------------------- audit chain

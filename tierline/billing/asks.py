@@ -20,10 +20,11 @@ Only a number with a currency marker is money (``$49``, ``49$``, ``USD 49``, ``4
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Literal
+from typing import Any, Literal
 
 from schemas.vocab import EscalationReason
 from tierline.textprep import clean_lines
@@ -749,3 +750,390 @@ def ceiling_refusal(plan: RefundPlan | HandOff, charge_id: str, amount_usd: floa
             f"${proposed:.2f} is {relation} the ${plan.amount_usd:.2f} the customer asked for",
         )
     return None
+
+
+# --------------------------------------------------------------------------- the months an invoice ask names
+
+BillingMonth = tuple[int, int]  # (year, month)
+
+#: Month names in Spanish, German, French and Portuguese (the English ones are ``_MONTHS``).
+_FOREIGN_MONTHS = {
+    "enero": 1,
+    "febrero": 2,
+    "marzo": 3,
+    "abril": 4,
+    "mayo": 5,
+    "junio": 6,
+    "julio": 7,
+    "agosto": 8,
+    "septiembre": 9,
+    "setiembre": 9,
+    "octubre": 10,
+    "noviembre": 11,
+    "diciembre": 12,
+    "januar": 1,
+    "jänner": 1,
+    "februar": 2,
+    "märz": 3,
+    "maerz": 3,
+    "mai": 5,
+    "juni": 6,
+    "juli": 7,
+    "oktober": 10,
+    "dezember": 12,
+    "janvier": 1,
+    "février": 2,
+    "fevrier": 2,
+    "mars": 3,
+    "avril": 4,
+    "juin": 6,
+    "juillet": 7,
+    "août": 8,
+    "aout": 8,
+    "septembre": 9,
+    "octobre": 10,
+    "novembre": 11,
+    "décembre": 12,
+    "decembre": 12,
+    "janeiro": 1,
+    "fevereiro": 2,
+    "março": 3,
+    "maio": 5,
+    "junho": 6,
+    "julho": 7,
+    "setembro": 9,
+    "outubro": 10,
+    "novembro": 11,
+    "dezembro": 12,
+}
+_ALL_MONTHS = {**_MONTHS, **_FOREIGN_MONTHS}
+_MONTH_WORD = "|".join(sorted(_ALL_MONTHS, key=len, reverse=True))
+_YEAR = r"(?:19|20)\d{2}"
+_ORDINAL = r"(?:st|nd|rd|th|\.|º|er)?"
+_MONTH_MENTION = re.compile(
+    rf"(?:\b(?P<day1>[0-3]?\d){_ORDINAL}\s+(?:of\s+|de\s+)?)?"
+    rf"\b(?P<month>{_MONTH_WORD})\b\.?"
+    rf"(?:\s+(?P<day2>[0-3]?\d)(?:st|nd|rd|th)?\b(?!\s*(?:%|\$|€|£|usd|eur|dollars?|euros?|seats?|users?)))?"
+    rf"(?:,?\s+(?:de\s+|of\s+)?(?P<year>{_YEAR})\b|\s+['’](?P<yy>\d{{2}})\b)?",
+    re.IGNORECASE,
+)
+_ISO_DATE = re.compile(rf"\b(?P<y>{_YEAR})-(?P<m>0[1-9]|1[0-2])(?:-(?P<d>[0-3]\d))?\b")
+_NUMERIC_MONTH = re.compile(rf"\b(?P<m>0?[1-9]|1[0-2])[/.](?P<y>{_YEAR})\b")
+_QUARTER_WORDS = {
+    "first": 1,
+    "1st": 1,
+    "second": 2,
+    "2nd": 2,
+    "third": 3,
+    "3rd": 3,
+    "fourth": 4,
+    "4th": 4,
+    "primer": 1,
+    "segundo": 2,
+    "tercer": 3,
+    "cuarto": 4,
+    "erstes": 1,
+    "zweites": 2,
+    "drittes": 3,
+    "viertes": 4,
+    "premier": 1,
+    "deuxième": 2,
+    "troisième": 3,
+    "quatrième": 4,
+    "primeiro": 1,
+    "terceiro": 3,
+    "quarto": 4,
+}
+_QUARTER_NAMED = re.compile(
+    rf"\b(?:Q|T)(?P<q>[1-4])\b(?:\s*(?:/|-|of|de)?\s*(?P<qy>{_YEAR})\b|\s*['’](?P<qyy>\d{{2}})\b)?"
+    rf"|\b(?P<qy0>{_YEAR})\s*[-/]?\s*Q(?P<q0>[1-4])\b"
+    rf"|\b(?P<qw>{'|'.join(sorted(_QUARTER_WORDS, key=len, reverse=True))})\s+"
+    rf"(?:quarter|trimestre|quartal)\b(?:\s+(?:of\s+|de\s+|del\s+|do\s+)?(?P<qwy>{_YEAR})\b)?"
+    rf"|\b(?P<qn>[1-4])\.\s*quartal\b(?:\s+(?P<qny>{_YEAR})\b)?"
+    r"|\b(?P<qrel>last|previous|this|current)\s+quarter\b",
+    re.IGNORECASE,
+)
+_RANGE_JOIN = re.compile(
+    r"^\s*(?:-|–|—|to|through|thru|till|until|up\s+to|bis|à|au|a|al|hasta|até)\s*(?:the\s+|el\s+|o\s+)?$",
+    re.IGNORECASE,
+)
+_LAST_MONTH_ANY = re.compile(
+    rf"{_LAST_MONTH.pattern}|\b(?:el\s+)?mes\s+pasado\b|\búltimo\s+mes\b|\b(?:letzten|vorigen|letzter|"
+    r"voriger)\s+monat\b|\bvormonat\b|\bmois\s+(?:dernier|précédent|precedent)\b|\bm[êe]s\s+passado\b"
+    r"|\bmês\s+anterior\b",
+    re.IGNORECASE,
+)
+_THIS_MONTH_ANY = re.compile(
+    rf"{_THIS_MONTH.pattern}|\beste\s+m[eê]s\b|\bneste\s+m[eê]s\b|\bdeste\s+m[eê]s\b|\b(?:diesen|dieser|"
+    r"diesem|aktuellen)\s+monat\b|\bce\s+mois(?:-ci)?\b",
+    re.IGNORECASE,
+)
+_WHOLE_YEAR = re.compile(
+    rf"\b(?:for|in|from|of|during|de|del|für|aus|pour|en|do)\s+(?:the\s+(?:year\s+)?|year\s+|el\s+año\s+|"
+    rf"das\s+jahr\s+|l'année\s+|o\s+ano\s+)?(?P<y>{_YEAR})\b",
+    re.IGNORECASE,
+)
+_MODAL_AFTER = re.compile(r"\s+(?:i|we|you|they|he|she|it|someone|somebody|one|my|our|the\s+team)\b", re.I)
+_MONTH_NAMES_EN = (
+    "January February March April May June July August September October November December"
+).split()
+
+
+@dataclass(frozen=True, slots=True)
+class MonthsAsked:
+    """The billing months a customer names ("October", "last month", "Q3 2025"), oldest first."""
+
+    months: tuple[BillingMonth, ...]
+    label: str  # in words, for the answer: "October 2026", "Q3 2026", "last month (November 2026)"
+    relative: bool = False  # "this month" / "last month": loosely meant, the latest document may do
+    day: int | None = None  # "the invoice from 3 October"
+
+
+def _month_label(month: BillingMonth) -> str:
+    return f"{_MONTH_NAMES_EN[month[1] - 1]} {month[0]}"
+
+
+def _latest_year(month: int, now: datetime) -> int:
+    """The year of the most recent ``month`` that is not in the future."""
+    return now.year if month <= now.month else now.year - 1
+
+
+def _shift(month: BillingMonth, by: int) -> BillingMonth:
+    index = month[0] * 12 + month[1] - 1 + by
+    return index // 12, index % 12 + 1
+
+
+def _quarter_months(quarter: int, year: int) -> tuple[BillingMonth, ...]:
+    return tuple((year, 3 * (quarter - 1) + i) for i in (1, 2, 3))
+
+
+def _year_of(raw: str | None, short: str | None) -> int | None:
+    if raw:
+        return int(raw)
+    if short:
+        return 2000 + int(short)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _MonthMention:
+    month: int
+    year: int | None
+    day: int | None
+    start: int
+    end: int
+
+
+def _month_mentions(words: str) -> list[_MonthMention]:
+    found: list[_MonthMention] = []
+    for m in _ISO_DATE.finditer(words):
+        day = int(m.group("d")) if m.group("d") else None
+        found.append(_MonthMention(int(m.group("m")), int(m.group("y")), day, m.start(), m.end()))
+    for m in _NUMERIC_MONTH.finditer(words):
+        if not any(f.start <= m.start() < f.end for f in found):
+            found.append(_MonthMention(int(m.group("m")), int(m.group("y")), None, m.start(), m.end()))
+    for m in _MONTH_MENTION.finditer(words):
+        raw = m.group("month")
+        if raw.lower() in _CAPITALISED_ONLY and (
+            not raw[0].isupper() or _MODAL_AFTER.match(words, m.end("month"))
+        ):
+            continue  # "may" the verb ("May I have ...")
+        if any(f.start <= m.start("month") < f.end for f in found):
+            continue
+        day_raw = m.group("day1") or m.group("day2")
+        day = int(day_raw) if day_raw and 1 <= int(day_raw) <= 31 else None
+        year = _year_of(m.group("year"), m.group("yy"))
+        found.append(_MonthMention(_ALL_MONTHS[raw.lower()], year, day, m.start(), m.end()))
+    return sorted(found, key=lambda f: f.start)
+
+
+def _year_in_list(mentions: list[_MonthMention], i: int, now: datetime) -> int:
+    """A mention's year: its own; else from the nearest one with a year in the same list ("September and
+    October 2025", "December and January 2026": December 2025); else its most recent occurrence."""
+    here = mentions[i]
+    if here.year is not None:
+        return here.year
+    after = next((m for m in mentions[i + 1 :] if m.year is not None), None)
+    if after is not None and after.year is not None:
+        return after.year if here.month <= after.month else after.year - 1
+    before = next((m for m in reversed(mentions[:i]) if m.year is not None), None)
+    if before is not None and before.year is not None:
+        return before.year if here.month >= before.month else before.year + 1
+    return _latest_year(here.month, now)
+
+
+def _named_months(words: str, now: datetime) -> tuple[list[BillingMonth], int | None]:
+    mentions = _month_mentions(words)
+    resolved = [(_year_in_list(mentions, i, now), m.month) for i, m in enumerate(mentions)]
+    months: list[BillingMonth] = []
+    i = 0
+    while i < len(mentions):
+        here = resolved[i]
+        if i + 1 < len(mentions) and _RANGE_JOIN.match(words[mentions[i].end : mentions[i + 1].start]):
+            last = resolved[i + 1]
+            if here > last:  # "November to January": the range ends in the later year
+                if mentions[i].year is None:
+                    here = (last[0] - 1, here[1])
+                else:
+                    last = (here[0] + 1, last[1])
+            span = (last[0] - here[0]) * 12 + last[1] - here[1]
+            months.extend(_shift(here, k) for k in range(min(span, 24) + 1))
+            i += 2
+            continue
+        months.append(here)
+        i += 1
+    day = mentions[0].day if len(mentions) == 1 else None
+    return months, day
+
+
+def _quarters(words: str, now: datetime) -> list[tuple[BillingMonth, ...]]:
+    current_q = (now.month - 1) // 3 + 1
+    found: list[tuple[BillingMonth, ...]] = []
+    for m in _QUARTER_NAMED.finditer(words):
+        if m.group("qrel"):
+            rel = m.group("qrel").lower()
+            q, year = current_q, now.year
+            if rel in ("last", "previous"):
+                q, year = (q - 1, year) if q > 1 else (4, year - 1)
+            found.append(_quarter_months(q, year))
+            continue
+        raw_q = m.group("q") or m.group("q0") or m.group("qn")
+        q = int(raw_q) if raw_q else _QUARTER_WORDS[m.group("qw").lower()]
+        named = _year_of(m.group("qy") or m.group("qy0") or m.group("qwy") or m.group("qny"), m.group("qyy"))
+        if named is None:
+            named = now.year if q <= current_q else now.year - 1
+        found.append(_quarter_months(q, named))
+    return found
+
+
+def months_asked(text: str, now: datetime) -> MonthsAsked | None:
+    """The billing months the customer's new words name, or ``None`` when they name none.
+
+    Month names (en/es/de/fr/pt, with a day or a year: "the invoice from 3 October", "Oct 2025"),
+    ``2025-10`` / ``10/2025``, ranges ("July to September") and lists, quarters ("Q3", "third quarter
+    2025", "last quarter"), "this month" / "last month", a whole year ("invoices for 2025"). A month
+    without a year is its most recent occurrence that is not in the future.
+    """
+    words = customer_words(text)
+    months, day = _named_months(words, now)
+    labels = [_month_label(m) for m in months]
+    for quarter in _quarters(words, now):
+        months.extend(quarter)
+        labels.append(f"Q{(quarter[0][1] - 1) // 3 + 1} {quarter[0][0]}")
+    if months:
+        unique = tuple(sorted(set(months)))
+        label = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+        return MonthsAsked(unique, label, day=day if len(unique) == 1 else None)
+    current: BillingMonth = (now.year, now.month)
+    if _LAST_MONTH_ANY.search(words):
+        last = _shift(current, -1)
+        return MonthsAsked((last,), f"last month ({_month_label(last)})", relative=True)
+    if _THIS_MONTH_ANY.search(words):
+        return MonthsAsked((current,), f"this month ({_month_label(current)})", relative=True)
+    whole = _WHOLE_YEAR.search(words)
+    if whole is not None and int(whole.group("y")) <= now.year:
+        year = int(whole.group("y"))
+        last_month = 12 if year < now.year else now.month
+        return MonthsAsked(tuple((year, m) for m in range(1, last_month + 1)), str(year))
+    return None
+
+
+# --------------------------------------------------------------------------- which documents those are
+
+
+@dataclass(frozen=True, slots=True)
+class BillingDocument:
+    """An invoice (or, for a payment without one, its receipt) the customer can be sent."""
+
+    id: str  # the invoice id, or the charge id of a payment without an invoice
+    created: datetime
+    kind: Literal["invoice", "receipt"] = "invoice"
+    amount_usd: Decimal | None = None
+    status: str | None = None
+
+    def describe(self) -> str:
+        amount = f" (${self.amount_usd:,.2f})" if self.amount_usd is not None else ""
+        return f"{self.kind} {self.id} of {self.created.strftime('%d %B %Y')}{amount}"
+
+
+def _stamp(raw: object) -> datetime | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _usd(raw: object) -> Decimal | None:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None
+    try:
+        return cents(raw)
+    except InvalidOperation:
+        return None
+
+
+def documents_from_evidence(evidence: Mapping[str, Any]) -> list[BillingDocument]:
+    """The documents a diagnosis' evidence shows, newest first: each paid charge as its invoice (or its
+    receipt when it has none), and the open invoice."""
+    docs: dict[str, BillingDocument] = {}
+    charges = evidence.get("charges")
+    for charge in charges if isinstance(charges, list) else []:
+        if not isinstance(charge, dict) or not isinstance(charge.get("id"), str):
+            continue
+        if charge.get("status") not in (None, "succeeded", "paid"):
+            continue
+        created = _stamp(charge.get("created_at"))
+        if created is None:
+            continue
+        invoice_id = charge.get("invoice_id")
+        doc_id = invoice_id if isinstance(invoice_id, str) and invoice_id else charge["id"]
+        kind: Literal["invoice", "receipt"] = "invoice" if doc_id != charge["id"] else "receipt"
+        docs.setdefault(
+            doc_id, BillingDocument(doc_id, created, kind, _usd(charge.get("amount_usd")), "paid")
+        )
+    invoice = evidence.get("invoice")
+    if isinstance(invoice, dict) and isinstance(invoice.get("id"), str):
+        created = _stamp(invoice.get("created_at"))
+        if created is not None:
+            docs.setdefault(
+                invoice["id"],
+                BillingDocument(
+                    invoice["id"],
+                    created,
+                    "invoice",
+                    _usd(invoice.get("amount_due_usd")),
+                    invoice.get("status"),
+                ),
+            )
+    return sorted(docs.values(), key=lambda d: d.created, reverse=True)
+
+
+def _month_of(doc: BillingDocument) -> BillingMonth:
+    created = doc.created.astimezone(UTC)
+    return created.year, created.month
+
+
+#: "Last month's invoice" said loosely: with none in the calendar month, the latest this recent.
+RELATIVE_FALLBACK = timedelta(days=45)
+
+
+def documents_for(
+    asked: MonthsAsked, documents: Sequence[BillingDocument], now: datetime
+) -> tuple[BillingDocument, ...]:
+    """The documents of the months asked, oldest first (invoices before bare receipts in a month); empty
+    when none is on record. A day named picks that day's document when there is one."""
+    picked: list[BillingDocument] = []
+    for month in asked.months:
+        in_month = [d for d in documents if _month_of(d) == month]
+        if asked.day is not None:
+            in_month = [d for d in in_month if d.created.astimezone(UTC).day == asked.day] or in_month
+        invoices = [d for d in in_month if d.kind == "invoice"]
+        picked.extend(sorted(invoices or in_month, key=lambda d: d.created))
+    if not picked and asked.relative:
+        recent = [d for d in documents if timedelta(0) <= now - d.created <= RELATIVE_FALLBACK]
+        if recent:
+            picked.append(max(recent, key=lambda d: d.created))
+    return tuple(picked)

@@ -267,9 +267,13 @@ def up(cfg: StackConfig, *, with_services: bool = True) -> float:
 
 
 def generate_secrets() -> dict[str, str]:
-    """Fresh random secrets for a new embedded stack (session tokens, service token, webhook signing)."""
+    """Fresh random secrets for a new embedded stack (link tokens, customer and agent token keys, each
+    with its kid, service token, webhook signing). A stack.json written before the token keys existed
+    keeps keys derived per purpose from its session secret."""
     return {
         "TIERLINE_SESSION_SECRET": secrets.token_urlsafe(48),
+        "TIERLINE_CUSTOMER_TOKEN_KEYS": f"c-{secrets.token_hex(4)}:{secrets.token_urlsafe(48)}",
+        "TIERLINE_AGENT_TOKEN_KEYS": f"a-{secrets.token_hex(4)}:{secrets.token_urlsafe(48)}",
         "TIERLINE_SERVICE_TOKEN": secrets.token_urlsafe(32),
         "TIERLINE_STRIPE_WEBHOOK_SECRETS": f"whsec_{secrets.token_urlsafe(24)}",
     }

@@ -10,20 +10,12 @@ import pytest
 from tierline.scenarios.cli import load_scenarios
 from tierline.scenarios.model import check
 from tierline.scenarios.runner import ScenarioRunner, run_all
-from tierline.stack.inproc import start_pipeline, stop_pipeline
 
 pytestmark = pytest.mark.integration
 
 from tests.conftest import SHARED  # noqa: E402
 
 PUBLIC = SHARED / "data" / "scenarios" / "public.jsonl"
-
-
-@pytest.fixture(scope="module")
-async def pipeline(stack, infra) -> AsyncIterator[list]:
-    services = await start_pipeline(infra, stack.service_ports)
-    yield services
-    await stop_pipeline(services)
 
 
 @pytest.fixture(scope="module")

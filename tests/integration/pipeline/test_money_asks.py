@@ -6,14 +6,12 @@ stack (broker, Postgres, chDB, Qdrant local, the Stripe emulator) with every ser
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tierline.scenarios.model import Scenario, ScenarioResult, check
 from tierline.scenarios.runner import ScenarioRunner, run_all
-from tierline.stack.inproc import start_pipeline, stop_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -77,13 +75,6 @@ ROWS: list[dict[str, Any]] = [
         "expect": {"actions_exclude": ["refund"], "refund_usd_max": 0},
     },
 ]
-
-
-@pytest.fixture(scope="module")
-async def pipeline(stack: Any, infra: Any) -> AsyncIterator[list[Any]]:
-    services = await start_pipeline(infra, stack.service_ports)
-    yield services
-    await stop_pipeline(services)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,7 +24,6 @@ from schemas.messages import (
 )
 from tests.helpers import chat_contact, read_topic, wait_rows
 from tierline.messaging import DEAD_LETTER_VALUE_MAX, encode, headers_for
-from tierline.stack.inproc import start_pipeline, stop_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -71,13 +69,6 @@ def good_contact_record(message: ContactReceivedV1) -> tuple[str, bytes, bytes, 
         encode(message),
         [(k, v.encode()) for k, v in headers_for(message).items()],
     )
-
-
-@pytest.fixture(scope="module")
-async def pipeline(stack: Any, infra: Any) -> AsyncIterator[dict[str, Any]]:
-    started = await start_pipeline(infra, stack.service_ports)
-    yield {s.name: s for s in started}
-    await stop_pipeline(started)
 
 
 async def test_given_a_1_mib_contact_when_consumed_then_dead_lettered_bounded_and_its_key_moves_on(

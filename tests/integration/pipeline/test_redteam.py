@@ -20,7 +20,6 @@ from tests.redteam_messages import REDTEAM, RedTeamCase
 from tierline.guardrails import INJECTION_FLAG
 from tierline.scenarios.model import Scenario, ScenarioResult
 from tierline.scenarios.runner import ScenarioRunner, run_all
-from tierline.stack.inproc import start_pipeline, stop_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -52,13 +51,6 @@ def scenario(case: RedTeamCase) -> Scenario:
             "contact": {"channel": "chat", "text": case.text},
         }
     )
-
-
-@pytest.fixture(scope="module")
-async def pipeline(stack, infra) -> AsyncIterator[list]:  # type: ignore[no-untyped-def]
-    services = await start_pipeline(infra, stack.service_ports)
-    yield services
-    await stop_pipeline(services)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import pytest
 from tierline.language import detect_language
 from tierline.scenarios.model import Scenario, check
 from tierline.scenarios.runner import ScenarioRunner, run_all
-from tierline.stack.inproc import start_pipeline, stop_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -106,13 +105,6 @@ EXPECTED_LANGUAGE = {
     "lang-de-invoice": "de",
     "lang-pt-invoice": "pt",
 }
-
-
-@pytest.fixture(scope="module")
-async def pipeline(stack: Any, infra: Any) -> AsyncIterator[list[Any]]:
-    services = await start_pipeline(infra, stack.service_ports)
-    yield services
-    await stop_pipeline(services)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import pytest
 
 from tierline.scenarios.model import Scenario, check
 from tierline.scenarios.runner import ScenarioRunner, run_all
-from tierline.stack.inproc import start_pipeline, stop_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -77,13 +76,6 @@ def scenario(sid: str, world: dict[str, Any], text: str, channel: str, **expect:
     return Scenario.model_validate(
         {"id": sid, "world": world, "contact": {"channel": channel, "text": text}, "expect": expect}
     )
-
-
-@pytest.fixture(scope="module")
-async def pipeline(stack, infra) -> AsyncIterator[list]:  # type: ignore[no-untyped-def]
-    services = await start_pipeline(infra, stack.service_ports)
-    yield services
-    await stop_pipeline(services)
 
 
 @pytest.fixture(scope="module")
