@@ -471,3 +471,22 @@ async def test_usage_store_dedupes_and_forecasts(infra: Any, unique: str) -> Non
     assert figs[0].last_30d == 10000
     assert figs[0].period_units == 10000
     assert 29000 < figs[0].forecast < 31000
+
+
+async def test_given_more_intents_than_a_page_on_the_emulator_when_read_live_then_the_newest_are_found(
+    sc: Any, infra: Any, unique: str
+) -> None:
+    """The emulator lists payment intents oldest first and cannot filter them by customer: a reader that
+    looked at the first page only missed every recent intent once the emulator held more than a page."""
+    others = [World(sc, f"{unique}o{i}") for i in range(3)]
+    for other in others:
+        other.card()
+        sc.v1.payment_intents.create(params={"amount": 1000, "currency": "usd", "customer": other.id})
+    w = World(sc, unique)
+    w.card()
+    mine = sc.v1.payment_intents.create(params={"amount": 2500, "currency": "usd", "customer": w.id})
+    reader = StripeLiveReader("sk_test_x", infra.stripe_api_base, emulated=True, list_limit=2)
+
+    objects = await reader.read_customer(w.id)
+
+    assert mine.id in {o.get("id") for o in objects}

@@ -107,9 +107,11 @@ class StripeLiveReader:
         except stripe.InvalidRequestError:
             if not self.emulated:
                 raise
-            # The emulator cannot filter payment intents by customer: filter the (small) emulator list.
+            # The emulator cannot filter payment intents by customer: page through its whole list (oldest
+            # first, so the first page alone misses every recent intent once it holds more than a page).
             page = self.client.v1.payment_intents.list(params={"limit": self.limit})
-            return [_plain(o) for o in page.data if _plain(o).get("customer") == customer_id]
+            mine = [p for p in map(_plain, page.auto_paging_iter()) if p.get("customer") == customer_id]
+            return mine[-self.limit :]
 
 
 def _has_requests() -> bool:
