@@ -16,21 +16,10 @@ from schemas.messages import ActionRecord, DiagnosisView, EscalationOpenedPayloa
 from schemas.vocab import Action, EscalationReason, HealthStatus, Intent, RootCause
 from services.tier3_handoff.app import create_service
 from services.tier3_handoff.auth import issue_agent_token
+from tests.browser.chromium import ARGS, CHROMIUM
 from tierline.messaging import publish
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def free_port() -> int:

@@ -17,21 +17,11 @@ import pytest
 from pydantic import SecretStr
 
 from services.tier3_handoff.app import create_service
+from tests.browser.chromium import ARGS, CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 OLD_KEY = "k1:the-agent-key-we-rotated-away-from-0123456789"
 NEW_KEY = "k2:the-agent-key-in-use-after-the-rotation-0123456789"
 CUSTOMER_KEY = "c1:the-customer-session-key-of-this-test-0123456789"

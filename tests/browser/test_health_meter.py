@@ -22,23 +22,12 @@ from services.diagnostics.settings import DiagnosticsSettings
 from services.tier1_selfheal.adapters.stripe_cards import StripeCardVault
 from services.tier1_selfheal.app import create_service
 from services.tier1_selfheal.auth import issue_session_token
+from tests.browser.chromium import ARGS, CHROMIUM
 from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions
 from tierline.world import VISA, build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def ensure_chromium() -> str:
