@@ -81,11 +81,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    from services.diagnostics.adapters.clickhouse import UsageStore, get_client
-    from services.diagnostics.adapters.mirror import MirrorStore
+    from services.diagnostics.adapters.clickhouse import UsageStore
     from services.diagnostics.adapters.stripe_reader import StripeLiveReader
     from services.diagnostics.handlers import Diagnostician
     from services.diagnostics.settings import DiagnosticsSettings
+    from tierline.billing.mirror import MirrorStore
+    from tierline.clickhouse import get_client
     from tierline.db import create_pool
     from tierline.stack.manager import StackConfig, down, prepare, start_components
 

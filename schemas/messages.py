@@ -68,6 +68,17 @@ class Turn(Payload):
     text: str
 
 
+class Choice(Payload):
+    """One answer offered with a message to the customer (a button in chat, a numbered line in email)."""
+
+    label: str = Field(max_length=200, description="what the customer sees, in their language")
+    value: str = Field(
+        max_length=200,
+        description="what choosing it sends back: an intent value ('invoice_request'), an action value "
+        "('send_update_card_link'), 'human' for a person, or free text",
+    )
+
+
 # --------------------------------------------------------------------------- topics
 class ContactReceivedPayload(Payload):
     channel: Channel
@@ -75,6 +86,20 @@ class ContactReceivedPayload(Payload):
     sender: Sender = Field(default_factory=Sender)
     subject_line: str | None = None
     received_at: datetime | None = None
+    conversation_id: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the conversation this message continues (chat session, email thread); none starts "
+        "a new conversation whose id is the contact id",
+    )
+    choice: str | None = Field(
+        default=None, max_length=200, description="the value of a Choice the customer clicked, if any"
+    )
+    attachments: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="files that came with the message, kept with the case, never parsed: "
+        "filename, content_type, size_bytes, sha256, stored_as",
+    )
 
 
 class ContactReceivedV1(Envelope[ContactReceivedPayload]):
@@ -98,6 +123,10 @@ class ContactReading(Payload):
         default_factory=list,
         description="safe actions for those asks (send_invoice, send_update_card_link, "
         "regenerate_invoice_link, explain_charge), done after the main one",
+    )
+    conversation_id: str | None = Field(default=None, description="the conversation the contact belongs to")
+    history: list[Turn] = Field(
+        default_factory=list, description="the conversation's earlier turns, oldest first (bounded)"
     )
 
 
@@ -153,7 +182,7 @@ class StripeEventReceivedV1(Envelope[StripeEventReceivedPayload]):
 
 class EscalationOpenedPayload(Payload):
     reason: EscalationReason
-    opened_by: Tier | Literal["router"]
+    opened_by: Tier | Literal["router", "notifier"]
     intent: Intent | None = None
     text: str | None = None
     plan: str | None = None
@@ -171,6 +200,7 @@ class EscalationOpenedPayload(Payload):
     flags: list[str] = Field(
         default_factory=list, description="guardrail findings on the text, e.g. 'prompt_injection'"
     )
+    conversation_id: str | None = Field(default=None, description="the conversation the contact belongs to")
 
 
 class EscalationOpenedV1(Envelope[EscalationOpenedPayload]):
@@ -208,6 +238,30 @@ class OutcomeRecordedPayload(Payload):
 
 class OutcomeRecordedV1(Envelope[OutcomeRecordedPayload]):
     TOPIC: ClassVar[str] = "contact.outcome.recorded.v1"
+
+
+TurnKind = Literal[
+    "answer", "fix_confirmation", "clarifying_question", "handoff_status", "human_reply", "resolution"
+]
+
+
+class ConversationMessageSentPayload(Payload):
+    """One message to the customer: a turn of their conversation, delivered on its channel."""
+
+    conversation_id: str
+    channel: Channel
+    kind: TurnKind
+    text: str = Field(max_length=20_000)
+    author: str = Field(description="service or human id, e.g. 'tier2_agent' or 'agent:ana'")
+    choices: list[Choice] = Field(default_factory=list)
+    sla_due_at: datetime | None = Field(
+        default=None, description="for a handoff: when a person will have answered at the latest"
+    )
+    language: str | None = None
+
+
+class ConversationMessageSentV1(Envelope[ConversationMessageSentPayload]):
+    TOPIC: ClassVar[str] = "conversation.message.sent.v1"
 
 
 class AuditEventPayload(Payload):
@@ -322,6 +376,7 @@ ALL_MESSAGES: tuple[type[Envelope[Any]], ...] = (
     KnowledgeArticlePublishedV1,
     AlertRaisedV1,
     DeadLetterRecordedV1,
+    ConversationMessageSentV1,
 )
 
 TOPICS: dict[str, type[Envelope[Any]]] = {m.TOPIC: m for m in ALL_MESSAGES}

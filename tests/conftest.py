@@ -89,6 +89,7 @@ def infra(stack: object, chdb_path: Path, tmp_path_factory: pytest.TempPathFacto
         postgres_dsn=env["TIERLINE_POSTGRES_DSN"],
         stripe_api_base=env["TIERLINE_STRIPE_API_BASE"],
         smtp_port=int(env["TIERLINE_SMTP_PORT"]),
+        smtp_inbound_port=int(env["TIERLINE_SMTP_INBOUND_PORT"]),
         clickhouse_dsn=f"chdb://{chdb_path}",
         qdrant_path=tmp_path_factory.mktemp("qdrant"),
         diagnostics_url=env["TIERLINE_DIAGNOSTICS_URL"],

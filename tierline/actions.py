@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 from schemas import Action, Envelope, EscalationReason, Tier
 from schemas.messages import ActionRecord, DiagnosisView, PolicyDecisionRecord
+from tierline.billing.policy import ApprovalFacts
 
 ActorKind = Literal["system", "ai", "selfheal", "human"]
 OutcomeStatus = Literal["succeeded", "failed", "denied", "needs_human"]
@@ -36,6 +37,24 @@ class ActionContext:
     #: Guardrail findings on the contact's text (``tierline.guardrails.INJECTION_FLAG``): the policy
     #: refuses automatic money-moving actions for a flagged text (``guardrail`` rule).
     flags: tuple[str, ...] = ()
+    #: A lead's approval of the refund this context runs (Tier 3 approvals): a policy fact, a key of its
+    #: own for the refund (once per approval), and both names in the audit records.
+    approval: ApprovalFacts | None = None
+    #: The customer asked with a button that named the change (a Health Meter fix), not in free text.
+    clicked: bool = False
+    #: A price confirmation the customer confirmed on tier 1's signed page (verified again in its record).
+    price_confirmation: str | None = None
+
+    @property
+    def approval_details(self) -> dict[str, Any]:
+        """What the audit records carry about an approval: who asked and who approved."""
+        if self.approval is None:
+            return {}
+        return {
+            "approval_id": self.approval.approval_id,
+            "requested_by": self.approval.requested_by,
+            "approved_by": self.approval.approved_by,
+        }
 
     @property
     def key_scope(self) -> str:
@@ -134,6 +153,7 @@ class Actions(Protocol):
 
 # =============================================================================== the executor
 import asyncio  # noqa: E402
+import hashlib  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 
 import asyncpg  # noqa: E402
@@ -142,6 +162,7 @@ from faststream.kafka import KafkaBroker  # noqa: E402
 
 from schemas.messages import NotificationRequestedPayload, NotificationRequestedV1  # noqa: E402
 from tierline.billing.policy import (  # noqa: E402
+    PRICE_CONFIRMATION_RULE,
     Allow,
     ChargeFacts,
     NeedsHuman,
@@ -158,6 +179,10 @@ from tierline.risk import fraud_flagged  # noqa: E402
 from tierline.settings import InfraSettings  # noqa: E402
 
 log = structlog.get_logger(__name__)
+
+#: The purpose of the signed link to tier 1's price confirmation page, and how long it stays valid.
+PRICE_CONFIRMATION_PURPOSE = "confirm_price"
+PRICE_CONFIRMATION_TTL_S = 7 * 24 * 3600
 
 #: Policy denials whose reason is itself an escalation reason keep it; anything else is policy_denied.
 _REASONS = {r.value for r in EscalationReason}
@@ -396,6 +421,7 @@ class ActionExecutor:
                 "reason": record.reason,
                 "policy_version": self.policy.version,
                 "amount_usd": amount_usd,
+                **ctx.approval_details,
             },
         )
         if not isinstance(verdict, Allow):
@@ -476,6 +502,7 @@ class ActionExecutor:
                 "replayed": result.replayed,
                 "amount_usd": amount_usd,
                 "error": result.error,
+                **ctx.approval_details,
             },
         )
         return ActionOutcome(
@@ -852,9 +879,17 @@ class ActionExecutor:
         if duplicate.get("charge_id") == charge_id:
             twin = self.charge_facts(diagnosis, duplicate.get("twin_charge_id"))
         pctx = await self.policy_context(
-            ctx, diagnosis, charge=facts, requested_amount_usd=amount, duplicate_of=twin
+            ctx,
+            diagnosis,
+            charge=facts,
+            requested_amount_usd=amount,
+            duplicate_of=twin,
+            approval=ctx.approval,
         )
-        key = idempotency_key(ctx.key_scope, Action.REFUND.value, charge_id)
+        # an approved refund runs once per approval, under a key of its own (a refusal of the same refund
+        # asked without approval must not shadow it)
+        key_target = f"{charge_id}#approval:{ctx.approval.approval_id}" if ctx.approval else None
+        key = idempotency_key(ctx.key_scope, Action.REFUND.value, key_target or charge_id)
         refunded = charge_id or ""  # the policy allows a refund only of a verified charge of the customer
 
         async def effect() -> dict[str, Any]:
@@ -879,7 +914,14 @@ class ActionExecutor:
             }
 
         return await self._run(
-            ctx, Action.REFUND, charge_id, pctx, effect, amount_usd=amount, reconcile=reconcile
+            ctx,
+            Action.REFUND,
+            charge_id,
+            pctx,
+            effect,
+            amount_usd=amount,
+            reconcile=reconcile,
+            key_target=key_target,
         )
 
     async def update_billing_details(
@@ -968,7 +1010,19 @@ class ActionExecutor:
                 data={"preview": preview, "plan": plan, "seats": seats, "preview_only": True},
                 target=sub["id"],
             )
-        pctx = await self.policy_context(ctx, diagnosis)
+        increase_cents = int(preview.get("new_amount_cents") or 0) - int(preview.get("old_amount_cents") or 0)
+        confirmed = ctx.price_confirmation is not None and await self._price_confirmed(
+            ctx, ctx.price_confirmation, sub["id"], plan, seats, int(preview.get("new_amount_cents") or 0)
+        )
+        pctx = await self.policy_context(
+            ctx,
+            diagnosis,
+            price_increase_usd=max(0, increase_cents) / 100,
+            price_confirmed=ctx.clicked or confirmed,
+        )
+        # a confirmed change runs once per confirmation, under a key of its own (the refusal that asked for
+        # the confirmation must not shadow it)
+        key_target = f"{sub['id']}:{plan}" + (f"#confirmation:{ctx.price_confirmation}" if confirmed else "")
         key = idempotency_key(ctx.key_scope, Action.CHANGE_PLAN.value, f"{sub['id']}:{plan}:{seats}")
 
         async def effect() -> dict[str, Any]:
@@ -987,9 +1041,100 @@ class ActionExecutor:
                 "message": f"Plan changed to {row['id']}.",
             }
 
-        return await self._run(
-            ctx, Action.CHANGE_PLAN, sub["id"], pctx, effect, key_target=f"{sub['id']}:{plan}"
+        outcome = await self._run(ctx, Action.CHANGE_PLAN, sub["id"], pctx, effect, key_target=key_target)
+        if outcome.policy is not None and outcome.policy.rule == PRICE_CONFIRMATION_RULE:
+            return await self._ask_price_confirmation(ctx, outcome, sub["id"], plan, seats, preview)
+        return outcome
+
+    @staticmethod
+    def price_confirmation_id(contact_id: str, subscription_id: str, plan: str, seats: int | None) -> str:
+        """One confirmation per (contact, subscription, plan, seats): a redelivered request asks once."""
+        raw = f"{contact_id}|{subscription_id}|{plan}|{seats}"
+        return f"pc_{hashlib.sha256(raw.encode()).hexdigest()[:24]}"
+
+    async def _price_confirmed(
+        self,
+        ctx: ActionContext,
+        confirmation_id: str,
+        subscription_id: str,
+        plan: str,
+        seats: int | None,
+        new_amount_cents: int,
+    ) -> bool:
+        """The confirmation is the customer's, confirmed, for exactly this change at this price."""
+        found = await self.pool.fetchval(
+            """SELECT 1 FROM price_confirmations WHERE confirmation_id=$1 AND customer_id=$2
+                 AND subscription_id=$3 AND plan=$4 AND seats IS NOT DISTINCT FROM $5
+                 AND new_amount_cents=$6 AND status='confirmed'""",
+            confirmation_id,
+            ctx.customer_id,
+            subscription_id,
+            plan,
+            seats,
+            new_amount_cents,
         )
+        return found is not None
+
+    async def _ask_price_confirmation(
+        self,
+        ctx: ActionContext,
+        refused: ActionOutcome,
+        subscription_id: str,
+        plan: str,
+        seats: int | None,
+        preview: dict[str, Any],
+    ) -> ActionOutcome:
+        """A higher price asked in text: record a pending confirmation and hand back a signed link to a page
+        showing the old and the new price; nothing changes until the customer confirms there."""
+        from tierline.stripe_adapter import sign_link_token
+
+        confirmation_id = self.price_confirmation_id(ctx.contact_id, subscription_id, plan, seats)
+        old_cents, new_cents = (
+            int(preview.get("old_amount_cents") or 0),
+            int(preview.get("new_amount_cents") or 0),
+        )
+        expires = datetime.now(UTC) + timedelta(seconds=PRICE_CONFIRMATION_TTL_S)
+        await self.pool.execute(
+            """INSERT INTO price_confirmations (confirmation_id, contact_id, customer_id, subscription_id,
+                   plan, seats, old_amount_cents, new_amount_cents, expires_at)
+               VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)
+               ON CONFLICT (confirmation_id) DO UPDATE SET old_amount_cents=EXCLUDED.old_amount_cents,
+                   new_amount_cents=EXCLUDED.new_amount_cents, expires_at=EXCLUDED.expires_at
+                 WHERE price_confirmations.status = 'pending'""",
+            confirmation_id,
+            ctx.contact_id,
+            ctx.customer_id,
+            subscription_id,
+            plan,
+            seats,
+            old_cents,
+            new_cents,
+            expires,
+        )
+        token = sign_link_token(
+            self.settings.session_secret.get_secret_value(),
+            purpose=PRICE_CONFIRMATION_PURPOSE,
+            subject=confirmation_id,
+            expires_at=int(expires.timestamp()),
+        )
+        url = f"{self.settings.public_base_url.rstrip('/')}/confirm-price/{confirmation_id}?token={token}"
+        what = f"the {plan} plan" + (f" with {seats} seats" if seats else "")
+        message = (
+            f"Moving to {what} changes your price from ${old_cents / 100:.2f} "
+            f"to ${new_cents / 100:.2f} a month. "
+            f"Nothing has changed yet: confirm the new price here and we'll make the change: {url}"
+        )
+        log.info("action.price_confirmation.asked", confirmation_id=confirmation_id, plan=plan, seats=seats)
+        refused.detail = message
+        refused.data = {
+            **refused.data,
+            "confirmation_id": confirmation_id,
+            "confirm_url": url,
+            "old_price_usd": old_cents / 100,
+            "new_price_usd": new_cents / 100,
+            "customer_message": message,
+        }
+        return refused
 
     async def explain_charge(self, ctx: ActionContext, charge_id: str | None = None) -> ActionOutcome:
         diagnosis = await self.diagnosis(ctx)

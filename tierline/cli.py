@@ -137,12 +137,6 @@ def _mint_token(args: argparse.Namespace) -> str:
     )
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    from services.router.intent.model import classify_main
-
-    return int(classify_main(sys.stdin, sys.stdout) or 0)
-
-
 def cmd_policy_simulate(args: argparse.Namespace) -> int:
     """Recorded decisions decided again under another policy file; reads Postgres only, changes nothing."""
     from tierline.policy_simulate import simulate_command
@@ -187,9 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
         ("train-intents", "services.router.intent.model", "train_main", "train the router's intent model"),
         ("eval", "tierline.scenarios.cli", "eval_main", "run scenario files through the real doors"),
         ("demo", "tierline.demo", "demo_main", "build a synthetic month and replay it"),
-        ("report", "services.tier3_handoff.report", "report_main", "analyst tables for a period"),
-        ("audit", "services.tier3_handoff.audit_chain", "audit_main", "audit chain tools (verify)"),
+        ("report", "services.analytics.report", "report_main", "analyst tables for a period"),
+        ("audit", "services.analytics.audit_chain", "audit_main", "audit chain tools (verify)"),
+        (
+            "classify",
+            "services.router.intent.model",
+            "classify_command",
+            "one text a line on stdin -> one JSON line on stdout",
+        ),
         ("bench", "bench.run", "bench_main", "run every benchmark"),
+        ("audit-inbox", "services.router.audit_inbox", "audit_inbox_main", "rank why customers write"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.set_defaults(func=_delegate(module, func), delegated=True)
@@ -214,9 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--since", default="30d", help="how far back to replay: 30d, 12h, 2w (default 30d)")
     s.add_argument("--json", action="store_true", help="one JSON document on stdout (for CI)")
     s.set_defaults(func=cmd_policy_simulate)
-
-    p = sub.add_parser("classify", help="one text a line on stdin -> one JSON line on stdout")
-    p.set_defaults(func=cmd_classify)
     return parser
 
 
@@ -243,7 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":  # logs are events on stderr; stdout is the command's output
         from tierline.observability import configure_logging
 
-        quiet = args.command in ("classify", "demo", "eval", "report", "bench", "audit", "token", "policy")
+        quiet = args.command in (
+            "classify",
+            "demo",
+            "eval",
+            "report",
+            "bench",
+            "audit",
+            "token",
+            "policy",
+            "audit-inbox",
+        )
         configure_logging(f"tierline-{args.command}", level="WARNING" if quiet else "INFO")
     if args.command in ("report", "audit", "migrate", "asyncapi", "token", "policy"):
         _beside_the_local_stack(args)

@@ -8,6 +8,11 @@
 3. Wait for every contact's one outcome, then print tier mix, resolution rate, cost per contact and per
    month against the all-human baseline, recovered revenue, time to resolution per tier and escalation
    reasons; write the same as JSON and a PNG chart.
+4. Customers asked a clarifying question answer it (the ask they meant, or a person when it was not
+   offered): how many unsure contacts a question settled without a person.
+5. Customers react through the real doors: some reply "that didn't work" in the same conversation, some
+   rate the answer (CSAT, "did this solve it?") in the chat widget's rating door; then print first-response
+   p50/p99, CSAT and first-contact resolution from the conversations.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -35,9 +41,12 @@ from schemas.messages import (
     SelfhealRequestedV1,
     Sender,
 )
+from tierline.conversation_metrics import conversation_metrics, percentile
 from tierline.demo_texts import contact_text
 from tierline.messaging import publish
 from tierline.pipeline import CostModel
+
+log = structlog.get_logger(__name__)
 
 PLAN_MIX = [("starter", 0.45), ("pro", 0.35), ("business", 0.15), ("enterprise", 0.05)]
 PRICES = {"starter": 19, "pro": 49, "business": 299, "enterprise": 999}
@@ -201,12 +210,159 @@ def plan_month(rng: random.Random, customers: int, contacts: int) -> tuple[list[
     return archetypes, triggers
 
 
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return 0.0
-    values = sorted(values)
-    k = max(0, min(len(values) - 1, int(round(p / 100 * (len(values) - 1)))))
-    return float(values[k])
+#: A clarifying question's outcome summary starts with this (services/router/handlers.py).
+CLARIFY_PREFIX = "clarifying_question:"
+
+
+def pick_choice(intent: str | None, offered: list[str]) -> str:
+    """The demo customer's answer to a clarifying question: the ask they meant when it is offered, else a
+    person."""
+    return intent if intent is not None and intent in offered else "human"
+
+
+def clarify_report(asked: int, answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many unsure contacts a question settled: the answers resolved without a person."""
+    resolved = sum(1 for o in answers if o["payload"]["resolved_by"] != "tier3")
+    return {
+        "questions_asked": asked,
+        "answered": len(answers),
+        "resolved_after_answer": resolved,
+        "to_person_after_answer": len(answers) - resolved,
+        "resolved_share_of_questions": round(resolved / asked, 4) if asked else 0.0,
+    }
+
+
+async def answer_questions(
+    runner: Any, triggers: list[Trigger], outcomes: list[dict[str, Any]], timeout_s: float
+) -> dict[str, Any]:
+    """Each demo customer asked a clarifying question answers it in the same conversation (the choice of
+    what they meant, or a person when it was not offered); the answers' outcomes are counted apart from
+    the month's contacts."""
+    by_id = {t.contact_id: t for t in triggers if t.kind == "contact"}
+    questions = [
+        o
+        for o in outcomes
+        if o.get("contact_id") in by_id and str(o["payload"].get("summary") or "").startswith(CLARIFY_PREFIX)
+    ]
+    reply_ids: list[str] = []
+    for o in questions:
+        t = by_id[o["contact_id"]]
+        raw = await runner.db.fetchval(
+            "SELECT choices FROM conversation_turns "
+            "WHERE contact_id=$1 AND kind='clarifying_question' LIMIT 1",
+            t.contact_id,
+        )
+        choices = json.loads(raw) if isinstance(raw, str) else list(raw or [])
+        value = pick_choice(t.intent, [c["value"] for c in choices])
+        label = next((c["label"] for c in choices if c["value"] == value), value)
+        reply_id = f"demo-r-{uuid.uuid4()}"
+        customer_id = o["customer_id"]
+        await publish(
+            runner.broker,
+            ContactReceivedV1.build(
+                ContactReceivedPayload(
+                    channel=Channel.CHAT,
+                    text=label,
+                    sender=Sender(kind="customer_session", subject=customer_id),
+                    conversation_id=t.contact_id,
+                    choice=value,
+                ),
+                contact_id=reply_id,
+                customer_id=customer_id,
+            ),
+        )
+        reply_ids.append(reply_id)
+    rows: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    while reply_ids and time.monotonic() < deadline:
+        rows = await runner.db.fetch(
+            "SELECT message FROM outcomes WHERE contact_id = ANY($1::text[])", reply_ids
+        )
+        if len(rows) >= len(reply_ids):
+            break
+        await asyncio.sleep(0.5)
+    return clarify_report(len(questions), [dict(r["message"]) for r in rows])
+
+
+#: What a demo customer writes back when the fix did not work for them.
+NOT_FIXED = "That didn't work, it's still not fixed."
+
+
+def customer_reaction(rng: random.Random, outcome: dict[str, Any]) -> tuple[bool, int | None, bool | None]:
+    """What a demo customer does after an automated answer: (writes "that didn't work", csat, solved).
+    A simulated customer: about one in fourteen says it did not work, and under half rate the answer."""
+    if outcome["payload"]["resolved_by"] == "tier3":
+        return False, None, None  # a person holds it: rated when the person answers, not here
+    if rng.random() < 0.07:
+        return True, rng.choice([1, 2, 2, 3]), False
+    if rng.random() < 0.45:
+        return False, rng.choices([5, 4, 3, 2, 1], weights=[55, 28, 10, 4, 3])[0], rng.random() < 0.9
+    return False, None, None
+
+
+async def converse(
+    runner: Any,
+    settings: Any,
+    tier1_url: str,
+    triggers: list[Trigger],
+    outcomes: list[dict[str, Any]],
+    rng: random.Random,
+    timeout_s: float,
+) -> list[str]:
+    """The month's customers react to their answers through the real doors: some reply "that didn't work"
+    in the same conversation (a new contact), some rate the answer in the chat widget's rating door
+    (CSAT 1-5 and "did this solve it?"). Returns the follow-up contacts, once each has its outcome."""
+    from tierline.tokens import issue_customer_token
+
+    keys = settings.customer_token_keyset()
+    contacts = {t.contact_id for t in triggers if t.kind == "contact"}
+    follow_ups: list[str] = []
+    for o in outcomes:
+        if o.get("contact_id") not in contacts or str(o["payload"].get("summary") or "").startswith(
+            CLARIFY_PREFIX
+        ):
+            continue
+        not_fixed, csat, solved = customer_reaction(rng, o)
+        cid, contact_id = o["customer_id"], o["contact_id"]
+        if csat is not None or solved is not None:
+            token = issue_customer_token(keys, cid, 600)
+            res = await runner.http.post(
+                f"{tier1_url}/v1/chat/ratings",
+                json={
+                    "conversation_id": contact_id,
+                    "contact_id": contact_id,
+                    "csat": csat,
+                    "solved": solved,
+                },
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if res.status_code >= 400:
+                log.warning("demo.rating_refused", status=res.status_code, body=res.text[:200])
+        if not_fixed:
+            follow_up = f"demo-f-{uuid.uuid4()}"
+            await publish(
+                runner.broker,
+                ContactReceivedV1.build(
+                    ContactReceivedPayload(
+                        channel=Channel.CHAT,
+                        text=NOT_FIXED,
+                        sender=Sender(kind="customer_session", subject=cid),
+                        conversation_id=contact_id,
+                    ),
+                    contact_id=follow_up,
+                    customer_id=cid,
+                ),
+            )
+            follow_ups.append(follow_up)
+    deadline = time.monotonic() + timeout_s
+    while follow_ups and time.monotonic() < deadline:
+        done = await runner.db.fetchval(
+            "SELECT count(*) FROM outcomes WHERE contact_id = ANY($1::text[])", follow_ups
+        )
+        if done >= len(follow_ups):
+            break
+        await asyncio.sleep(0.5)
+    return follow_ups
 
 
 def month_report(outcomes: list[dict[str, Any]], expected: int, costs: CostModel) -> dict[str, Any]:
@@ -273,6 +429,37 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     m.add_row("refunded", f"${report['refunded_usd']:,.2f}")
     m.add_row("dead ends", str(report["dead_ends"]))
     console.print(m)
+    sup = report.get("support")
+    if sup:
+        f = Table(title="What the customer saw (conversations; ratings from simulated customers)")
+        f.add_column("figure")
+        f.add_column("value", justify="right")
+        fr = sup["first_response_ms"]
+        f.add_row("first response p50 / p99", f"{fr['p50'] / 1000:.1f} s / {fr['p99'] / 1000:.1f} s")
+        f.add_row(
+            "automated first response p50 / p99 (target < 30 s)",
+            f"{fr['automated_p50'] / 1000:.1f} s / {fr['automated_p99'] / 1000:.1f} s",
+        )
+        f.add_row("automated answers within 30 s", f"{fr['automated_within_target'] * 100:.1f}%")
+        csat = sup["csat"]
+        if csat["mean"] is not None:
+            f.add_row("CSAT (1-5)", f"{csat['mean']:.2f} from {csat['ratings']} ratings")
+        if csat["solved_share"] is not None:
+            f.add_row("'did this solve it?' yes", f"{csat['solved_share'] * 100:.1f}%")
+        if sup["first_contact_resolution"] is not None:
+            f.add_row("resolved on first contact", f"{sup['first_contact_resolution'] * 100:.1f}%")
+        f.add_row("replies 'that didn't work'", str(report.get("follow_ups_not_fixed", 0)))
+        console.print(f)
+    q = report.get("clarifying_questions")
+    if q:
+        c = Table(title="Clarifying questions (unsure contacts asked one question)")
+        c.add_column("figure")
+        c.add_column("value", justify="right")
+        c.add_row("questions asked", str(q["questions_asked"]))
+        c.add_row("answered (the ask meant, or a person)", str(q["answered"]))
+        c.add_row("resolved after the answer, no person", str(q["resolved_after_answer"]))
+        c.add_row("to a person after the answer", str(q["to_person_after_answer"]))
+        console.print(c)
     r = Table(title="Escalation reasons")
     r.add_column("reason")
     r.add_column("count", justify="right")
@@ -416,7 +603,24 @@ async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     break
                 await asyncio.sleep(0.5)
             elapsed = time.monotonic() - t_start
-    report = month_report([dict(r["message"]) for r in rows], len(triggers), CostModel())
+            outcomes = [dict(r["message"]) for r in rows]
+            clarify = await answer_questions(runner, triggers, outcomes, args.timeout)
+            task = progress.add_task("customers react (follow-ups, ratings)", total=None)
+            follow_ups = await converse(
+                runner,
+                settings,
+                f"http://127.0.0.1:{cfg.service_ports['tier1_selfheal']}",
+                triggers,
+                outcomes,
+                rng,
+                args.timeout,
+            )
+            progress.update(task, total=1, completed=1)
+            support = await conversation_metrics(runner.db, contact_ids=ids)
+    report = month_report(outcomes, len(triggers), CostModel())
+    report["clarifying_questions"] = clarify
+    report["follow_ups_not_fixed"] = len(follow_ups)
+    report["support"] = support
     report["customers"] = len(built)
     report["replay_seconds"] = round(elapsed, 1)
     report["triggers"] = {

@@ -44,6 +44,8 @@ ID_PATTERNS: dict[str, re.Pattern[str]] = {
     "customer_id": re.compile(r"cus_[A-Za-z0-9_]{1,196}"),
     "invoice_id": re.compile(r"in_[A-Za-z0-9_]{1,197}"),
     "case_id": re.compile(r"case_[0-9a-f]{20}"),
+    "approval_id": re.compile(r"apr_[0-9a-f]{20}"),
+    "confirmation_id": re.compile(r"pc_[0-9a-f]{24}"),
     "contact_id": re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,199}"),
 }
 

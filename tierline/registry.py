@@ -16,8 +16,8 @@ SERVICE_MODULES: dict[str, str] = {
     "tier2_agent": "services.tier2_agent.app",
     "tier3_handoff": "services.tier3_handoff.app",
     "diagnostics": "services.diagnostics.app",
-    "notifier": "services.tier0_prevent.notifier",
-    "analytics_sink": "services.tier3_handoff.analytics.service",
+    "notifier": "services.notifier.app",
+    "analytics_sink": "services.analytics.app",
 }
 
 

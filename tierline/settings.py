@@ -56,6 +56,11 @@ class InfraSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:19092"
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:15432/tierline"
     clickhouse_dsn: str = Field(default="", description="chdb://PATH (embedded) or http://host:8123 (server)")
+    analytics_clickhouse_dsn: str = Field(
+        default="",
+        description="the analyst tables' ClickHouse (the analytics service's): TIERLINE_CLICKHOUSE_DSN "
+        "when unset and that is set, else its own embedded chDB path (chDB: one process per path)",
+    )
     qdrant_path: Path | None = None
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; overrides qdrant_path")
     stripe_api_base: str | None = Field(
@@ -81,8 +86,16 @@ class InfraSettings(BaseSettings):
     )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 18025
+    smtp_inbound_port: int | None = Field(
+        default=18026,
+        description="the support address's SMTP door, served by the notifier (0: any free port; "
+        "unset: no SMTP door, the inbound webhook only)",
+    )
     public_base_url: str = "http://127.0.0.1:8101"
     diagnostics_url: str = "http://127.0.0.1:8104"
+    analytics_url: str = Field(
+        default="http://127.0.0.1:8107", description="the analytics API (`tierline report`, `audit verify`)"
+    )
     http_port: int | None = Field(default=None, description="this service's HTTP port (health, API, pages)")
     http_host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 inside a container")
     log_json: bool | None = None
@@ -100,6 +113,15 @@ class InfraSettings(BaseSettings):
 
     def resolved_clickhouse_dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def resolved_analytics_clickhouse_dsn(self) -> str:
+        """The analytics service's store: its own setting, else the usage store's server (or the one chDB
+        path a process was given, as the in-process test pipeline is), else its own embedded chDB path."""
+        return (
+            self.analytics_clickhouse_dsn
+            or self.clickhouse_dsn
+            or f"chdb://{(self.data_dir / 'analytics').resolve()}"
+        )
 
     def resolved_qdrant_path(self) -> Path:
         return self.qdrant_path or (self.data_dir / "qdrant")

@@ -1,4 +1,8 @@
-"""Wiring of the diagnostics service: HTTP doors, the usage consumer, the ClickHouse health check."""
+"""Wiring of the diagnostics service: HTTP doors, the usage consumer, the ClickHouse health check.
+
+The analyst stream (outcomes, audit records, case resolutions) is not written here: it is the analytics
+service's (services/analytics/), with its own ClickHouse store.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from schemas.messages import UsageEventRecordedV1
-from services.diagnostics.adapters.clickhouse import UsageStore, client_lock, get_client
-from services.diagnostics.adapters.mirror import MirrorStore
+from services.diagnostics.adapters.clickhouse import UsageStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
-from services.diagnostics.client import InProcessDiagnostics
 from services.diagnostics.handlers import BrokerAuditSink, Diagnostician, UsageBatchConsumer, http_handlers
 from services.diagnostics.openapi import openapi_document
 from services.diagnostics.settings import DiagnosticsSettings
+from tierline.billing.mirror import MirrorStore
+from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import ORDERED_DEFAULTS, consumer_group
 from tierline.runtime import Service
-from tierline.service_auth import protect_routes, require_service_token
+from tierline.service_auth import require_service_token
 from tierline.settings import DEFAULT_PORTS, InfraSettings
 
 NAME = "diagnostics"
@@ -91,25 +95,4 @@ def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings |
         await consumer.handle(bodies, records)
 
     service.health_checks["clickhouse"] = usage.ping
-    if diag_settings.analytics_sink:
-        # this process owns the ClickHouse engine (chDB: one process per data path), so the analyst
-        # stream is written here, through the same client and lock
-        from services.tier3_handoff.analytics.routes import analytics_routes
-        from services.tier3_handoff.analytics.sink import register_analytics_sink
-
-        dsn = settings.resolved_clickhouse_dsn()
-        register_analytics_sink(service, LazyClient(dsn), lock=client_lock(dsn))
-        service.routes.extend(
-            protect_routes(analytics_routes(LazyClient(dsn), lock=client_lock(dsn)), service_token)
-        )
     return service
-
-
-class LazyClient:
-    """Opens the process's ClickHouse client on first use (building a service opens nothing)."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(get_client(self.dsn), name)

@@ -18,16 +18,12 @@ from starlette.responses import JSONResponse
 from schemas import Envelope, derived_id
 from schemas.messages import AuditEventPayload, AuditEventRecordedV1, DiagnosisView, UsageEventRecordedV1
 from services.diagnostics.adapters.clickhouse import UsageEvent, UsageStore
-from services.diagnostics.adapters.mirror import MirrorStore
-from services.diagnostics.domain import BillingSnapshot, diagnose, usage_figures
-from services.diagnostics.ports import (
-    AuditSink,
-    CustomerNotFound,
-    SourceUnavailable,
-    StripeReader,
-    UsageReader,
-)
+from services.diagnostics.domain import diagnose, usage_figures
+from services.diagnostics.ports import AuditSink, StripeReader, UsageReader
 from services.diagnostics.settings import DiagnosticsSettings
+from tierline.billing.mirror import MirrorStore
+from tierline.billing.records import BillingSnapshot
+from tierline.diagnostics_client import CustomerNotFound, SourceUnavailable
 from tierline.http import path_id
 from tierline.pipeline import audit
 

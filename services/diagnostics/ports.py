@@ -6,26 +6,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from schemas.messages import DiagnosisView
-from services.diagnostics.domain import BillingSnapshot, UsageDay
+from services.diagnostics.domain import UsageDay
+from tierline.billing.records import BillingSnapshot
 
-
-class DiagnosticsError(Exception):
-    """Base error of the diagnostics service."""
-
-
-class CustomerNotFound(DiagnosticsError, LookupError):
-    def __init__(self, customer_id: str) -> None:
-        super().__init__(f"no customer {customer_id!r} in the mirror, the subscription store or Stripe")
-        self.customer_id = customer_id
-
-
-class SourceUnavailable(DiagnosticsError):
-    """A source (Stripe, Postgres, ClickHouse) could not be read."""
-
-    def __init__(self, source: str, detail: str) -> None:
-        super().__init__(f"{source} unavailable: {detail}")
-        self.source = source
-        self.detail = detail
+# The errors of the diagnosis (CustomerNotFound, SourceUnavailable) are the API's contract, shared with
+# its callers: tierline/diagnostics_client.py.
 
 
 class MirrorReader(Protocol):

@@ -18,8 +18,3 @@ class DiagnosticsSettings(BaseSettings):
     )
     usage_batch_timeout_ms: int = Field(default=500, ge=1, description="max wait to fill a usage batch")
     audit: bool = Field(default=True, description="publish every diagnosis to audit.event.recorded.v1")
-    analytics_sink: bool = Field(
-        default=True,
-        description="write the analyst stream into ClickHouse here (off when a separate "
-        "`tierline serve analytics_sink` owns it, e.g. against a ClickHouse server)",
-    )

@@ -37,7 +37,7 @@ def create_service(settings: InfraSettings, *, classifier: Any = None, diagnosti
             await asyncio.to_thread(clf.predict, ["warm-up: is my invoice ready?"])
         diag = diagnostics
         if diag is None:
-            from services.diagnostics.client import HttpDiagnostics
+            from tierline.diagnostics_client import HttpDiagnostics
 
             diag = HttpDiagnostics(cfg.diagnostics_url, token=cfg.service_token.get_secret_value())
         holder["deps"] = RouterDeps(

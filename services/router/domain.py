@@ -450,6 +450,17 @@ class MessageReading(BaseModel):
     reason: str = "whole_text"
 
 
+#: The choice value that asks for a person ("Talk to a human" in the chat widget, a 'human' button).
+HUMAN_CHOICE = "human"
+
+
+def reading_for_choice(reading: MessageReading, choice: str | None) -> MessageReading:
+    """A clicked "talk to a human" is the customer asking for a person, whatever the text reads as."""
+    if choice != HUMAN_CHOICE:
+        return reading
+    return MessageReading(intent=Intent.HUMAN_AGENT, confidence=1.0, reason="chose_human")
+
+
 def _clause_counts(clause: ClauseReading, threshold: float, whole_confident: bool) -> bool:
     if clause.intent is Intent.OUT_OF_SCOPE:
         return False

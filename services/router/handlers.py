@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,35 +15,57 @@ from schemas import HealthStatus, Intent, Tier
 from schemas.messages import (
     AgentRequestedPayload,
     AgentRequestedV1,
+    Choice,
     ContactReceivedV1,
     DiagnosisView,
     EscalationOpenedPayload,
+    EscalationOpenedV1,
     IntentCandidate,
+    OutcomeRecordedPayload,
     SelfhealRequestedPayload,
     SelfhealRequestedV1,
     Turn,
 )
-from schemas.vocab import Action, RootCause
+from schemas.vocab import Action, EscalationReason, RootCause
+from services.router.clarify import (
+    PendingQuestion,
+    clarifying_question,
+    question_intents,
+    read_reply,
+    unclear_after_question,
+)
 from services.router.domain import (
     ClauseReading,
     Gates,
     MessageReading,
     decide_route,
     read_message,
+    reading_for_choice,
     route_for_language,
     secondary_actions,
 )
 from services.router.ports import Classifier, Diagnostics
+from tierline.conversations import (
+    ConversationMismatch,
+    attach_contact,
+    get_conversation,
+    history,
+    open_conversation,
+    record_customer_turn,
+    say,
+)
 from tierline.guardrails import INJECTION_FLAG, detect_injection
 from tierline.language import LanguageGuess, detect_language
 from tierline.messaging import Inbox, publish
-from tierline.pipeline import audit, escalate, set_contact_intent, start_contact
+from tierline.pipeline import audit, escalate, record_outcome, set_contact_intent, start_contact
 from tierline.risk import fraud_flagged
 from tierline.textprep import clean_text, split_asks
 
 log = structlog.get_logger(__name__)
 
 FRAUD_CAUSES = {RootCause.CARD_DECLINED_FRAUD}
+#: A clarifying question's outcome summary starts with this (the report and the demo count them by it).
+CLARIFY_SUMMARY_PREFIX = "clarifying_question:"
 
 
 @dataclass
@@ -156,6 +179,12 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
         channel=msg.payload.channel.value,
         started_at=msg.occurred_at,
     )
+    conversation_id, earlier = await join_conversation(deps, msg)
+    if await held_by_person(deps, conversation_id):
+        await follow_up_to_person(deps, msg, conversation_id, earlier)
+        await deps.inbox.mark(msg.message_id)
+        return
+    question = await pending_question(deps.pool, conversation_id, msg.contact_id)
     cleaned, clauses, predictions = await asyncio.to_thread(
         classify_message, deps.classifier, msg.payload.text
     )
@@ -165,11 +194,24 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
     root_cause = diagnosis.root_cause if diagnosis else None
     recommended = diagnosis.recommended_action if diagnosis else None
     reading = read_contact(cleaned, clauses, predictions, deps.classifier.threshold, diagnosis)
-    decision = decide_route(
-        reading.intent, reading.confidence, gates, root_cause, recommended, deps.classifier.threshold
+    reading = reading_for_choice(reading, msg.payload.choice)  # a clicked "talk to a human" is one
+    replied = read_reply(question, msg.payload.choice, cleaned, reading, deps.classifier.threshold)
+    reading = replied or reading  # None: a second unclear turn, a person takes it
+    decision = (
+        decide_route(
+            reading.intent, reading.confidence, gates, root_cause, recommended, deps.classifier.threshold
+        )
+        if replied is not None
+        else unclear_after_question()
     )
     language = detect_language(cleaned)  # a language tierline does not read goes to a person
     decision = route_for_language(decision, language.supported)
+    flags = await guard_text(deps, msg)
+    offered = (
+        question_intents(prediction.candidates, decision, reading, flagged=bool(flags))
+        if question is None
+        else ()  # never a second question: an unclear answer goes to a person
+    )
     extra = secondary_actions(reading, decision.selfheal_action, root_cause, recommended)
     await set_contact_intent(deps.pool, msg.contact_id, reading.intent.value, float(reading.confidence))
     await audit(
@@ -188,6 +230,8 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
             "secondary_actions": [a.value for a in extra],
             "language": language.code,
             "gates": gates.model_dump(),
+            "clarify": [i.value for i in offered],
+            "answers_question": question is not None,
         },
     )
     log.info(
@@ -200,9 +244,177 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
         secondary_intents=[i.value for i in reading.secondary_intents],
         language=language.code,
     )
-    flags = await guard_text(deps, msg)
-    await hand_on(deps, msg, prediction, diagnosis, decision, reading, extra, flags=flags, language=language)
+    if offered:
+        await ask_question(deps, msg, offered, reading, root_cause, language)
+        await deps.inbox.mark(msg.message_id)
+        return
+    await hand_on(
+        deps,
+        msg,
+        prediction,
+        diagnosis,
+        decision,
+        reading,
+        extra,
+        flags=flags,
+        language=language,
+        conversation_id=conversation_id,
+        earlier=earlier,
+    )
     await deps.inbox.mark(msg.message_id)
+
+
+async def pending_question(
+    pool: asyncpg.Pool, conversation_id: str, contact_id: str
+) -> PendingQuestion | None:
+    """The clarifying question this contact's message answers: the conversation's last turn before the
+    message, when that turn is a question (a customer turn in between means it was answered already)."""
+    row = await pool.fetchrow(
+        """SELECT kind, choices FROM conversation_turns
+           WHERE conversation_id = $1 AND seq < coalesce(
+               (SELECT min(seq) FROM conversation_turns
+                 WHERE conversation_id = $1 AND contact_id = $2 AND role = 'customer'),
+               9223372036854775807)
+           ORDER BY seq DESC LIMIT 1""",
+        conversation_id,
+        contact_id,
+    )
+    if row is None or row["kind"] != "clarifying_question":
+        return None
+    raw = json.loads(row["choices"]) if isinstance(row["choices"], str) else list(row["choices"] or [])
+    return PendingQuestion(choices=tuple(Choice.model_validate(c) for c in raw))
+
+
+async def ask_question(
+    deps: RouterDeps,
+    msg: ContactReceivedV1,
+    offered: tuple[Intent, ...],
+    reading: MessageReading,
+    root_cause: RootCause | None,
+    language: LanguageGuess,
+) -> None:
+    """Ask the customer which ask it is (one question, with choices). The contact's outcome is that answer:
+    an automated reply (no action), so nothing waits on it; the customer's reply is a contact of its own."""
+    text, choices = clarifying_question(offered, language.code)
+    await say(
+        deps.broker,
+        deps.pool,
+        contact_id=msg.contact_id,
+        customer_id=msg.customer_id,
+        kind="clarifying_question",
+        text=text,
+        author="router",
+        cause=msg,
+        choices=choices,
+        language=language.code,
+    )
+    await audit(
+        deps.broker,
+        cause=msg,
+        actor="router",
+        action="clarify.asked",
+        decision="asked",
+        details={"offered": [i.value for i in offered], "language": language.code},
+    )
+    log.info("router.clarify.asked", offered=[i.value for i in offered], language=language.code)
+    await record_outcome(
+        deps.pool,
+        deps.broker,
+        cause=msg,
+        payload=OutcomeRecordedPayload(
+            resolved_by=Tier.TIER2,
+            tier_path=[],
+            intent=reading.intent,
+            root_cause=root_cause,
+            actions=[],
+            channel=msg.payload.channel,
+            trigger="contact",
+            summary=f"{CLARIFY_SUMMARY_PREFIX} {text}"[:1000],
+        ),
+    )
+
+
+async def join_conversation(deps: RouterDeps, msg: ContactReceivedV1) -> tuple[str, list[Turn]]:
+    """The conversation the message continues (or a new one named after the contact), with the customer's
+    message stored as a turn and the turns before it. A conversation id of another customer is never
+    joined: the message starts a conversation of its own."""
+    wanted = msg.payload.conversation_id or msg.contact_id
+    sender_email = msg.payload.sender.email if msg.payload.sender.kind == "email" else None
+    try:
+        conversation = await open_conversation(
+            deps.pool,
+            conversation_id=wanted,
+            customer_id=msg.customer_id,
+            channel=msg.payload.channel,
+            subject=msg.payload.subject_line,
+            customer_email=sender_email,
+        )
+    except ConversationMismatch:
+        log.warning("router.conversation_mismatch", conversation_id=wanted)
+        conversation = await open_conversation(
+            deps.pool,
+            conversation_id=msg.contact_id,
+            customer_id=msg.customer_id,
+            channel=msg.payload.channel,
+            subject=msg.payload.subject_line,
+            customer_email=sender_email,
+        )
+    cid = conversation.conversation_id
+    await attach_contact(deps.pool, contact_id=msg.contact_id, conversation_id=cid)
+    await record_customer_turn(
+        deps.pool,
+        conversation_id=cid,
+        message_id=msg.message_id,
+        contact_id=msg.contact_id,
+        text=msg.payload.text,
+    )
+    earlier = await history(deps.pool, cid, before_contact=msg.contact_id)
+    return cid, earlier
+
+
+async def held_by_person(deps: RouterDeps, conversation_id: str) -> bool:
+    """A person holds the conversation (an open case: its status is ``with_human``)."""
+    conversation = await get_conversation(deps.pool, conversation_id)
+    return conversation is not None and conversation.status == "with_human"
+
+
+async def follow_up_to_person(
+    deps: RouterDeps, msg: ContactReceivedV1, conversation_id: str, earlier: list[Turn]
+) -> None:
+    """A follow-up in a conversation a person holds goes to that person, not through the tiers again.
+
+    The router says so with an escalation of reason ``customer_asked`` that names the conversation;
+    tier 3 finds the conversation's open case and adds the message to it (a ``customer_reply`` action
+    and the transcript) instead of opening another. If the case was resolved meanwhile, tier 3 opens
+    one for this contact: never a dead end."""
+    flags = await guard_text(deps, msg)
+    language = detect_language(clean_text(msg.payload.text))
+    await audit(
+        deps.broker,
+        cause=msg,
+        actor="router",
+        action="route",
+        target=EscalationOpenedV1.TOPIC,
+        decision=Tier.TIER3.value,
+        details={"reason": "follow_up_with_human", "conversation_id": conversation_id},
+    )
+    log.info("router.follow_up_to_person", conversation_id=conversation_id)
+    await escalate(
+        deps.broker,
+        cause=msg,
+        payload=EscalationOpenedPayload(
+            reason=EscalationReason.CUSTOMER_ASKED,
+            opened_by="router",
+            text=msg.payload.text,
+            transcript=[*earlier, Turn(role="customer", text=msg.payload.text)],
+            suggested_next_step="The customer followed up in a conversation you hold: reply there.",
+            tier_path=[],
+            contact_started_at=msg.occurred_at,
+            flags=flags,
+            language=language.code,
+            conversation_id=conversation_id,
+        ),
+    )
 
 
 async def guard_text(deps: RouterDeps, msg: ContactReceivedV1) -> list[str]:
@@ -234,6 +446,8 @@ async def hand_on(
     *,
     flags: list[str] | None = None,
     language: LanguageGuess | None = None,
+    conversation_id: str | None = None,
+    earlier: list[Turn] | None = None,
 ) -> None:
     code = language.code if language is not None else None
     intent: Intent = reading.intent if reading is not None else prediction.intent
@@ -255,6 +469,8 @@ async def hand_on(
                     secondary_actions=list(extra or []),
                     flags=list(flags or []),
                     language=code,
+                    conversation_id=conversation_id,
+                    history=list(earlier or []),
                 ),
                 contact_id=msg.contact_id,
                 customer_id=msg.customer_id,
@@ -278,6 +494,8 @@ async def hand_on(
                     secondary_actions=list(extra or []),
                     flags=list(flags or []),
                     language=code,
+                    conversation_id=conversation_id,
+                    history=list(earlier or []),
                 ),
                 contact_id=msg.contact_id,
                 customer_id=msg.customer_id,
@@ -296,12 +514,13 @@ async def hand_on(
                 text=msg.payload.text,
                 plan=(diagnosis.evidence.get("plan") or {}).get("tier") if diagnosis else None,
                 diagnosis=diagnosis,
-                transcript=[Turn(role="customer", text=msg.payload.text)],
+                transcript=[*(earlier or []), Turn(role="customer", text=msg.payload.text)],
                 suggested_next_step=_next_step(decision.escalation_reason.value, diagnosis, language),
                 tier_path=[],
                 contact_started_at=msg.occurred_at,
                 flags=list(flags or []),
                 language=code,
+                conversation_id=conversation_id,
             ),
         )
 

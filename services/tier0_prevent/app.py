@@ -12,7 +12,6 @@ import structlog
 
 from schemas import EscalationReason, Tier
 from schemas.messages import EscalationOpenedPayload, StripeEventReceivedV1
-from services.diagnostics.declines import classify_decline
 from services.tier0_prevent.adapters.diagnostics import diagnostics_client
 from services.tier0_prevent.adapters.stripe import billing_actions
 from services.tier0_prevent.domain import Handling, route_event
@@ -22,6 +21,8 @@ from services.tier0_prevent.ingress import BatchingIngestor, WebhookIngress
 from services.tier0_prevent.ports import BillingActions, Diagnostics, MirrorSink, Tier0Actions
 from services.tier0_prevent.settings import Tier0Settings
 from tierline.actions import ActionExecutor
+from tierline.billing.declines import classify_decline
+from tierline.billing.mirror import MirrorStore
 from tierline.billing.policy import PolicyEngine
 from tierline.messaging import SUBSCRIBER_DEFAULTS, consumer_group, publish
 from tierline.pipeline import escalate
@@ -35,8 +36,6 @@ MIRROR_GROUP = f"{consumer_group(NAME)}.mirror"
 
 
 def _mirror(pool: Any) -> MirrorSink:
-    from services.diagnostics.adapters.mirror import MirrorStore
-
     return MirrorStore(pool)
 
 

@@ -106,7 +106,7 @@ def decline_code_of(obj: dict[str, Any]) -> str | None:
 
 # ----------------------------------------------------------------------------- declines
 class DeclineLike(Protocol):
-    """What Tier 0 reads from the decline taxonomy (services/diagnostics/declines.DeclineInfo)."""
+    """What Tier 0 reads from the decline taxonomy (tierline/billing/declines.DeclineInfo)."""
 
     @property
     def code(self) -> str | None: ...
@@ -457,21 +457,3 @@ def email_for(
             link,
         )
     raise ValueError(f"no email for action {action}")
-
-
-# ----------------------------------------------------------------------------- notifications
-class SendVerdict(StrEnum):
-    SEND = "send"
-    DUPLICATE = "duplicate"  # already delivered or suppressed: once only
-    SUPPRESSED = "suppressed"  # over the per-customer rate limit
-
-
-def notification_verdict(existing_status: str | None, recent_sent: int, max_per_window: int) -> SendVerdict:
-    """Once per dedupe key; at most ``max_per_window`` deliveries per customer in the window."""
-    if existing_status in ("delivered", "suppressed"):
-        return SendVerdict.DUPLICATE
-    if existing_status == "sending":  # a previous attempt did not finish: deliver it now
-        return SendVerdict.SEND
-    if recent_sent >= max_per_window:
-        return SendVerdict.SUPPRESSED
-    return SendVerdict.SEND

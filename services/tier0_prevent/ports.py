@@ -13,13 +13,13 @@ from tierline.ledger import LedgerResult
 
 
 class Diagnostics(Protocol):
-    """services/diagnostics/client.py: HttpDiagnostics / InProcessDiagnostics."""
+    """tierline/diagnostics_client.py: HttpDiagnostics / InProcessDiagnostics."""
 
     async def diagnose(self, customer_id: str) -> DiagnosisView: ...
 
 
 class DeclineClassifier(Protocol):
-    """services/diagnostics/declines.classify_decline."""
+    """tierline/billing/declines.classify_decline."""
 
     def __call__(self, code: str | None) -> DeclineLike: ...
 
@@ -38,7 +38,7 @@ class BillingActions(Protocol):
 
 
 class MirrorSink(Protocol):
-    """services/diagnostics/adapters/mirror.MirrorStore: the version-checked mirror upsert."""
+    """tierline/billing/mirror.MirrorStore: the version-checked mirror upsert."""
 
     async def apply_stripe_event(self, event_type: str, obj: dict[str, Any], created: int) -> Any: ...
 

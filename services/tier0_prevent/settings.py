@@ -30,9 +30,4 @@ class Tier0Settings(BaseSettings):
     # proactive nudges
     expiry_window_days: int = 30
     expiry_scan_interval_s: float = 86_400.0
-    # notifications
-    notify_max_per_customer: int = 3
-    notify_window_hours: float = 24.0
-    mail_from: str = "billing@tierline.local"
-    smtp_timeout_s: float = 10.0
     return_url: str | None = Field(default=None, description="where the update-card page returns to")

@@ -30,6 +30,7 @@ from schemas.messages import (
     SelfhealRequestedV1,
     Sender,
 )
+from schemas.vocab import Channel
 from services.tier1_selfheal import domain
 from services.tier1_selfheal.adapters.postgres import ContactStatusReader
 from services.tier1_selfheal.auth import (
@@ -44,6 +45,7 @@ from services.tier1_selfheal.auth import (
     verify_token,
 )
 from services.tier1_selfheal.ports import CardRejected, CardVault, Diagnostics, RequestStore, UnknownInvoice
+from tierline import conversations
 from tierline.http import path_id, read_json
 from tierline.messaging import publish
 from tierline.pipeline import escalate, start_contact
@@ -160,8 +162,11 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         request_id: str,
         *,
         text: str | None = None,
+        conversation_id: str | None = None,
+        label: str | None = None,
     ) -> tuple[str, bool]:
-        """Record and publish one fix request; the same request id twice is one request."""
+        """Record and publish one fix request; the same request id twice is one request. A fix clicked in
+        a chat joins its conversation (the click is the customer's turn), so its confirmation lands there."""
         contact_id = contact_id_for(customer_id, request_id)
         row = await deps.requests.record(contact_id, customer_id, action.value, params)
         if row.action != action.value:
@@ -174,6 +179,17 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         await start_contact(
             deps.pool, contact_id=contact_id, customer_id=customer_id, trigger="selfheal", channel="dashboard"
         )
+        if conversation_id is not None:
+            await conversations.attach_contact(
+                deps.pool, contact_id=contact_id, conversation_id=conversation_id
+            )
+            await conversations.record_customer_turn(
+                deps.pool,
+                conversation_id=conversation_id,
+                message_id=request_message_id(contact_id),
+                contact_id=contact_id,
+                text=label or action.value.replace("_", " "),
+            )
         msg = SelfhealRequestedV1.build(
             SelfhealRequestedPayload(
                 action=action,
@@ -192,6 +208,20 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         await publish(deps.broker, msg)
         log.info("tier1.api.fix_requested", contact_id=contact_id, action=action.value, duplicate=duplicate)
         return contact_id, duplicate
+
+    async def chat_conversation(deps: MeterDeps, body: dict[str, Any], customer_id: str) -> str | None:
+        """The chat conversation a fix was clicked in (the widget sends it), the customer's own or 404."""
+        wanted = body.get("conversation_id")
+        if wanted in (None, ""):
+            return None
+        found = (
+            await conversations.get_conversation(deps.pool, wanted)
+            if isinstance(wanted, str) and len(wanted) <= 200
+            else None
+        )
+        if found is None or found.customer_id != customer_id:
+            raise HttpError(404, "conversation_not_found", "no such conversation")
+        return found.conversation_id
 
     # ------------------------------------------------------------------------------------ meter API
     async def get_meter(request: Request, deps: MeterDeps) -> Response:
@@ -221,7 +251,17 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         request_id = str(body.get("request_id") or request.headers.get("idempotency-key") or uuid.uuid4().hex)
         if not _REQUEST_ID.fullmatch(request_id):
             raise HttpError(422, "invalid_request_id", "request_id must be 8-100 letters, digits or -_:.")
-        contact_id, duplicate = await submit(deps, claims.subject, action, params, request_id)
+        conversation_id = await chat_conversation(deps, body, claims.subject)
+        label = body.get("label") if isinstance(body.get("label"), str) else None
+        contact_id, duplicate = await submit(
+            deps,
+            claims.subject,
+            action,
+            params,
+            request_id,
+            conversation_id=conversation_id,
+            label=label[:200] if label else None,
+        )
         return JSONResponse(
             {
                 "contact_id": contact_id,
@@ -254,6 +294,9 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         await start_contact(
             deps.pool, contact_id=contact_id, customer_id=customer_id, trigger="selfheal", channel="dashboard"
         )
+        conversation_id = await open_dashboard_conversation(
+            deps.pool, contact_id=contact_id, customer_id=customer_id, text=text
+        )
         try:
             diagnosis: DiagnosisView | None = await asyncio.wait_for(
                 deps.diagnostics.diagnose(customer_id), min(3.0, deps.diagnosis_timeout_s)
@@ -285,6 +328,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
                 diagnosis=diagnosis,
                 suggested_next_step=domain.human_next_step(diagnosis),
                 tier_path=[Tier.TIER1],
+                conversation_id=conversation_id,
             ),
         )
         await deps.requests.set_state(contact_id, "escalated", EscalationReason.CUSTOMER_ASKED.value)
@@ -296,6 +340,12 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
             },
             status_code=202,
         )
+
+    async def get_cases(request: Request, deps: MeterDeps) -> Response:
+        """The signed-in customer's requests that reach a person, with the honest status of each."""
+        claims = session(request, deps)
+        rows = await ContactStatusReader(deps.pool).customer_cases(claims.subject)
+        return JSONResponse({"cases": [case_json(r) for r in rows]})
 
     async def post_session(request: Request, deps: MeterDeps) -> Response:
         """Sign-in form: check a session token and keep it in an HttpOnly cookie."""
@@ -459,6 +509,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         Route("/v1/health-meter/fixes", guarded(post_fix), methods=["POST"]),
         Route("/v1/health-meter/contacts/{contact_id}", guarded(get_contact), methods=["GET"]),
         Route("/v1/health-meter/human", guarded(human), methods=["POST"]),
+        Route("/v1/health-meter/cases", guarded(get_cases), methods=["GET"]),
         Route("/v1/update-card", guarded(post_update_card), methods=["POST"]),
         Route("/v1/pay/{invoice_id}", guarded(get_pay), methods=["GET"]),
         Route("/v1/pay/{invoice_id}", guarded(post_pay), methods=["POST"]),
@@ -467,6 +518,55 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
 
 
 LINK_KEYS = ("url", "hosted_url", "pdf_url")
+
+
+async def open_dashboard_conversation(
+    pool: asyncpg.Pool, *, contact_id: str, customer_id: str, text: str | None
+) -> str:
+    """The meter's "talk to a human" starts a conversation (channel dashboard, named after the contact)
+    with the customer's words as its first turn, so the person who takes it can answer in it."""
+    conversation = await conversations.open_conversation(
+        pool,
+        conversation_id=contact_id,
+        customer_id=customer_id,
+        channel=Channel.DASHBOARD,
+        subject="Talk to a human",
+    )
+    await conversations.attach_contact(pool, contact_id=contact_id, conversation_id=contact_id)
+    await conversations.record_customer_turn(
+        pool,
+        conversation_id=conversation.conversation_id,
+        message_id=request_message_id(contact_id),
+        contact_id=contact_id,
+        text=(text or "").strip()[:2000] or "I'd like to talk to a person.",
+    )
+    return conversation.conversation_id
+
+
+def case_json(row: dict[str, Any]) -> dict[str, Any]:
+    """One of the customer's cases as their pages show it (the people's messages, never internal notes
+    other than the resolution they were told)."""
+    messages = [m for m in (row["messages"] or []) if isinstance(m, dict)]
+    told = [m.get("text") for m in messages if m.get("kind") == "resolution"]
+    honest = domain.human_case_status(
+        row["status"],
+        sla_due_at=row["sla_due_at"],
+        resolution_note=str(told[-1]) if told else row["resolution_note"],
+    )
+    return {
+        "case_id": row["case_id"],
+        "contact_id": row["contact_id"],
+        "state": honest.state,
+        "title": honest.title,
+        "detail": honest.detail,
+        "opened_at": row["opened_at"].isoformat(),
+        "sla_due_at": row["sla_due_at"].isoformat() if row["sla_due_at"] else None,
+        "conversation_id": row["conversation_id"],
+        "messages": [
+            {"kind": m.get("kind"), "text": m.get("text"), "created_at": m.get("created_at")}
+            for m in messages
+        ],
+    }
 
 
 async def contact_status(deps: MeterDeps, customer_id: str, contact_id: str) -> dict[str, Any]:
@@ -488,17 +588,41 @@ async def contact_status(deps: MeterDeps, customer_id: str, contact_id: str) -> 
     ]
     if links:
         out["links"] = links
+    case = await reader.case(contact_id)
+    if case is not None:
+        # A handoff records the contact's outcome when the case opens: the case, not the outcome, says
+        # whether a person has finished.
+        honest = domain.human_case_status(
+            case["status"],
+            sla_due_at=case["sla_due_at"],
+            resolution_note=case["told"] or case["resolution_note"],  # what the customer was told
+        )
+        out.update(
+            status="resolved" if honest.state == "resolved" else "escalated",
+            case_status=case["status"],
+            escalation_reason=case["reason"],
+            sla_due_at=case["sla_due_at"].isoformat() if case["sla_due_at"] else None,
+            title=honest.title,
+            detail=honest.detail,
+        )
+        if honest.state == "resolved":
+            out.update(resolved_by=Tier.TIER3.value, summary=honest.detail)
+        out["actions_tried"] = [{"action": r["action"], "status": r["status"]} for r in results]
+        return out
     outcome = await reader.outcome(contact_id)
     if outcome is not None:
         p = outcome.get("payload") or {}
+        handed = p.get("resolved_by") == Tier.TIER3.value  # a person has it (no case of its own yet)
         out.update(
-            status="resolved",
-            resolved_by=p.get("resolved_by"),
+            status="escalated" if handed else "resolved",
+            resolved_by=None if handed else p.get("resolved_by"),
             actions=p.get("actions", []),
             summary=p.get("summary", ""),
             recovered_usd=p.get("recovered_usd", 0.0),
             escalation_reason=p.get("escalation_reason"),
         )
+        if handed:
+            out["detail"] = "A person from our billing team has your case."
         return out
     row = await deps.requests.get(contact_id)
     if row is not None and row.state in ("handed_to_tier2", "escalated"):
@@ -510,8 +634,5 @@ async def contact_status(deps: MeterDeps, customer_id: str, contact_id: str) -> 
         )
         if row.state == "escalated":
             out["escalation_reason"] = row.reason
-    case = await reader.case(contact_id)
-    if case is not None:
-        out.update(status="escalated", case_status=case["status"], escalation_reason=case["reason"])
     out["actions_tried"] = [{"action": r["action"], "status": r["status"]} for r in results]
     return out

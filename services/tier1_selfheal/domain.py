@@ -559,3 +559,37 @@ def human_next_step(diagnosis: DiagnosisView | None) -> str:
     if diagnosis is not None and diagnosis.root_cause is not RootCause.HEALTHY:
         base += f" Diagnosis: {diagnosis.root_cause.value} — {diagnosis.explanation}"
     return base
+
+
+# ----------------------------------------------------------------------------------------- honest status
+@dataclass(frozen=True)
+class HumanCaseStatus:
+    """What the customer's pages say about a request a person holds: the truth from the case."""
+
+    state: str  # "with_human" while the case is open or claimed, "resolved" once a person resolved it
+    title: str
+    detail: str
+
+
+def human_case_status(
+    case_status: str, *, sla_due_at: datetime | None, resolution_note: str | None
+) -> HumanCaseStatus:
+    """An open case is never "resolved": a person is on it, with the time they answer by (the case's SLA);
+    a resolved case says so with the person's note."""
+    if case_status == "resolved":
+        note = (resolution_note or "").strip()
+        return HumanCaseStatus(
+            "resolved", "Resolved by our billing team", note or "A person on our billing team resolved this."
+        )
+    by = f"; expect an answer by {_sla(sla_due_at)}" if sla_due_at is not None else ""
+    return HumanCaseStatus(
+        "with_human", "A person is on it", f"A person on our billing team is looking at this{by}."
+    )
+
+
+def _sla(when: datetime) -> str:
+    """e.g. "3 Dec 2026, 18:47 UTC" (a naive time is taken as UTC)."""
+    from datetime import UTC
+
+    utc = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return f"{utc.day} {utc:%b %Y, %H:%M} UTC"

@@ -12,6 +12,7 @@ from faststream.kafka import KafkaBroker
 
 from schemas import Action, Channel, EscalationReason, Tier
 from schemas.messages import (
+    ActionRecord,
     AgentRequestedPayload,
     AgentRequestedV1,
     DiagnosisView,
@@ -23,7 +24,9 @@ from schemas.messages import (
 from schemas.vocab import MONEY_ASKS, SIDE_ASK_ACTIONS
 from services.tier1_selfheal import domain
 from services.tier1_selfheal.ports import Actions, Diagnostics, RequestStore
+from tierline import conversations
 from tierline.actions import ActionContext, ActionOutcome
+from tierline.followups import did_not_work
 from tierline.guardrails import injection_flags, merge_flags
 from tierline.ledger import idempotency_key
 from tierline.messaging import Inbox, publish
@@ -110,6 +113,9 @@ async def on_selfheal_requested(deps: SelfhealDeps, msg: SelfhealRequestedV1) ->
         await deps.inbox.mark(msg.message_id)
         return
 
+    if await not_repeated(deps, msg, diagnosis):
+        await deps.inbox.mark(msg.message_id)
+        return
     outcome = await run_fix(deps, msg, diagnosis)
     decision = domain.decide_after_fix(outcome, diagnosis, retention_offer=deps.retention_offer)
     decision = domain.localize_decision(decision, outcome, diagnosis, p.language)
@@ -147,6 +153,7 @@ def context(msg: SelfhealRequestedV1) -> ActionContext:
         actor_id=actor_id,
         cause=msg,
         flags=tuple(text_flags(msg)),
+        clicked=is_selfheal_source(msg),  # a Health Meter button named the change; not free text
     )
 
 
@@ -316,7 +323,7 @@ async def settle(
     ).strip()
     if isinstance(decision, domain.Resolve):
         channel = await deps.pool.fetchval("SELECT channel FROM contacts WHERE contact_id=$1", msg.contact_id)
-        await record_outcome(
+        recorded = await record_outcome(
             deps.pool,
             deps.broker,
             cause=msg,
@@ -333,34 +340,70 @@ async def settle(
             ),
         )
         await deps.requests.set_state(msg.contact_id, "resolved", None)
+        if recorded.payload.resolved_by is Tier.TIER1:  # another stage's outcome came first: it speaks
+            await confirm_fix(deps, msg, summary)
     elif isinstance(decision, domain.HandToTier2):
-        await publish(
-            deps.broker,
-            AgentRequestedV1.build(
-                AgentRequestedPayload(
-                    text=p.text or _describe_request(msg),
-                    channel=Channel.DASHBOARD if is_selfheal_source(msg) else Channel.CHAT,
-                    intent=p.intent or domain.ACTION_INTENT.get(p.action),
-                    confidence=1.0,
-                    diagnosis=diagnosis,
-                    tried=tried,
-                    handoff_reason=decision.reason[:1000],
-                    tier_path=[Tier.TIER1],
-                    secondary_intents=list(p.secondary_intents),
-                    secondary_actions=list(p.secondary_actions),
-                    flags=text_flags(msg),
-                    language=p.language,
-                ),
-                contact_id=msg.contact_id,
-                customer_id=msg.customer_id,
-                cause=msg,
-                role="tier1:handoff",
-            ),
-        )
-        await deps.requests.set_state(msg.contact_id, "handed_to_tier2", decision.reason[:1000])
-        log.info("tier1.handed_to_tier2", reason=decision.reason[:200])
+        await hand_to_tier2(deps, msg, diagnosis, tried, decision.reason)
     else:
         await _escalate(deps, msg, decision.reason, diagnosis, tried, decision.next_step, outcome)
+
+
+async def hand_to_tier2(
+    deps: SelfhealDeps,
+    msg: SelfhealRequestedV1,
+    diagnosis: DiagnosisView | None,
+    tried: list[ActionRecord],
+    reason: str,
+) -> None:
+    p = msg.payload
+    await publish(
+        deps.broker,
+        AgentRequestedV1.build(
+            AgentRequestedPayload(
+                text=p.text or _describe_request(msg),
+                channel=Channel.DASHBOARD if is_selfheal_source(msg) else Channel.CHAT,
+                intent=p.intent or domain.ACTION_INTENT.get(p.action),
+                confidence=1.0,
+                diagnosis=diagnosis,
+                tried=tried,
+                handoff_reason=reason[:1000],
+                tier_path=[Tier.TIER1],
+                secondary_intents=list(p.secondary_intents),
+                secondary_actions=list(p.secondary_actions),
+                flags=text_flags(msg),
+                language=p.language,
+                conversation_id=p.conversation_id,
+                history=list(p.history),
+            ),
+            contact_id=msg.contact_id,
+            customer_id=msg.customer_id,
+            cause=msg,
+            role="tier1:handoff",
+        ),
+    )
+    await deps.requests.set_state(msg.contact_id, "handed_to_tier2", reason[:1000])
+    log.info("tier1.handed_to_tier2", reason=reason[:200])
+
+
+async def not_repeated(deps: SelfhealDeps, msg: SelfhealRequestedV1, diagnosis: DiagnosisView) -> bool:
+    """A follow-up saying the earlier automated answer did not work ("that didn't work") after a contact
+    of the same conversation: the fix is not repeated; tier 2 gets it, with the history and the skipped
+    fix in ``tried``. True when handed on."""
+    p = msg.payload
+    earlier = None if is_selfheal_source(msg) else did_not_work(p.text or "", p.history)
+    if earlier is None:
+        return False
+    skipped = ActionRecord(
+        action=p.action,
+        tier=Tier.TIER1,
+        status="skipped",
+        idempotency_key=idempotency_key(msg.contact_id, p.action.value, "follow_up_not_repeated"),
+        detail="not repeated: the customer says the earlier answer did not work",
+    )
+    reason = f"the customer says the earlier answer did not work: {earlier[:300]}"
+    log.info("tier1.follow_up.not_repeated", action=p.action.value)
+    await hand_to_tier2(deps, msg, diagnosis, [*p.tried, skipped], reason)
+    return True
 
 
 async def _escalate(
@@ -373,7 +416,7 @@ async def _escalate(
     outcome: ActionOutcome | None = None,
 ) -> None:
     p = msg.payload
-    transcript = [Turn(role="customer", text=p.text)] if p.text else []
+    transcript = [*p.history, *([Turn(role="customer", text=p.text)] if p.text else [])]
     await escalate(
         deps.broker,
         cause=msg,
@@ -392,9 +435,29 @@ async def _escalate(
             tier_path=[Tier.TIER1],
             flags=text_flags(msg),
             language=p.language,
+            conversation_id=p.conversation_id,
         ),
     )
     await deps.requests.set_state(msg.contact_id, "escalated", reason.value)
+
+
+async def confirm_fix(deps: SelfhealDeps, msg: SelfhealRequestedV1, summary: str) -> None:
+    """The customer hears what was done ("We sent you a secure link to update your card...") in the
+    conversation the contact came in (once per request: the turn's id derives from it). A click in the
+    Health Meter has no conversation: the page shows the result itself."""
+    if not summary:
+        return
+    await conversations.say(
+        deps.broker,
+        deps.pool,
+        contact_id=msg.contact_id,
+        customer_id=msg.customer_id,
+        kind="fix_confirmation",
+        text=summary,
+        author=ACTOR,
+        cause=msg,
+        language=msg.payload.language,
+    )
 
 
 def _describe_request(msg: SelfhealRequestedV1) -> str:

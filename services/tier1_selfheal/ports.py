@@ -8,12 +8,14 @@ from typing import Any, Protocol
 
 from schemas.messages import DiagnosisView
 from tierline.actions import Actions  # the shared, policy-checked billing actions port
+from tierline.conversations import Conversation, StoredTurn
 
 __all__ = [
     "Actions",
     "CardOnFile",
     "CardVault",
     "CardRejected",
+    "ChatStore",
     "Diagnostics",
     "InvoiceView",
     "RequestRecord",
@@ -94,3 +96,29 @@ class RequestStore(Protocol):
     async def set_state(self, contact_id: str, state: str, reason: str | None = None) -> None: ...
 
     async def get(self, contact_id: str) -> RequestRecord | None: ...
+
+
+class ChatStore(Protocol):
+    """The chat widget's view of conversations (``tierline.conversations`` underneath)."""
+
+    async def get(self, conversation_id: str) -> Conversation | None: ...
+
+    async def open(self, conversation_id: str, customer_id: str) -> Conversation:
+        """Create the chat conversation on its first message; ConversationMismatch for another customer's."""
+        ...
+
+    async def turns(self, conversation_id: str, *, after_seq: int = 0) -> list[StoredTurn]: ...
+
+    async def recent(self, customer_id: str, *, limit: int = 5) -> list[Conversation]:
+        """The customer's chat conversations, most recently active first."""
+        ...
+
+    async def has_contact(self, conversation_id: str, contact_id: str) -> bool:
+        """The contact belongs to the conversation (it was attached, or one of its turns names it)."""
+        ...
+
+    async def rate(
+        self, conversation_id: str, contact_id: str, csat: int | None, solved: bool | None
+    ) -> None:
+        """Upsert the rating; a field left out keeps its earlier value."""
+        ...

@@ -20,3 +20,8 @@ class Tier1Settings(InfraSettings):
     tier1_cookie_secure: bool = Field(default=False, description="mark the session cookie Secure (HTTPS)")
     tier1_diagnosis_timeout_s: float = 10.0
     tier1_session_ttl_s: int = 12 * 3600
+    tier1_chat_frame_ancestors: str = Field(
+        default="*",
+        description="CSP frame-ancestors of the chat widget (/chat): the sites that may embed it, e.g. "
+        "'https://app.example.com'; the page holds no credential of its own (the host page hands it one)",
+    )

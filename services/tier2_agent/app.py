@@ -7,6 +7,7 @@ from typing import Any
 from schemas.messages import (
     AgentRequestedV1,
     AuditEventRecordedV1,
+    ConversationMessageSentV1,
     EscalationOpenedV1,
     KnowledgeArticlePublishedV1,
     NotificationRequestedV1,
@@ -60,7 +61,7 @@ def create_service(
 
         diag = diagnostics
         if diag is None:
-            from services.diagnostics.client import HttpDiagnostics
+            from tierline.diagnostics_client import HttpDiagnostics
 
             diag = HttpDiagnostics(cfg.diagnostics_url, token=cfg.service_token.get_secret_value())
         store = knowledge
@@ -102,7 +103,11 @@ def create_service(
     service.on_stop.append(close)
     service.health_checks["qdrant"] = knowledge_health
     service.documents_publishing(
-        OutcomeRecordedV1, EscalationOpenedV1, AuditEventRecordedV1, NotificationRequestedV1
+        OutcomeRecordedV1,
+        EscalationOpenedV1,
+        AuditEventRecordedV1,
+        NotificationRequestedV1,
+        ConversationMessageSentV1,
     )
 
     @service.broker.subscriber(

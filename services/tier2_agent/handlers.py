@@ -16,13 +16,16 @@ from schemas.messages import (
     EscalationOpenedPayload,
     KnowledgeArticlePublishedV1,
     OutcomeRecordedPayload,
+    Turn,
 )
 from schemas.vocab import MONEY_ASKS, SIDE_ASK_ACTIONS
+from services.tier2_agent import quality
 from services.tier2_agent.adapters.tools import ExecutorTools
 from services.tier2_agent.domain import amount_at_stake, packet_records
 from services.tier2_agent.guardrails import INJECTION_FLAG, detect_injection, redact
 from services.tier2_agent.ports import AgentRequest, AgentResult, Escalation
 from services.tier2_agent.tools import performed_actions, refunded_usd
+from tierline import conversations
 from tierline.actions import ActionContext, ActionOutcome, Actions
 from tierline.guardrails import merge_flags
 from tierline.messaging import Inbox
@@ -186,7 +189,10 @@ async def finish(
             }
         )
     if result.resolved:
-        await record_outcome(
+        result = await check_answer_before_saying(deps, msg, result, extras)
+    if result.resolved:
+        answer = f"{result.final_answer} {_secondary_summary(extras)}".strip()
+        recorded = await record_outcome(
             deps.pool,
             deps.broker,
             cause=msg,
@@ -199,9 +205,11 @@ async def finish(
                 refund_usd=refunded_usd(result),
                 channel=msg.payload.channel,
                 trigger="contact",
-                summary=f"{result.final_answer} {_secondary_summary(extras)}".strip()[:1000],
+                summary=answer[:1000],
             ),
         )
+        if recorded.payload.resolved_by is Tier.TIER2:  # another stage's outcome came first: it speaks
+            await tell_answer(deps, msg, answer)
         return
     assert result.escalation is not None
     tried, decisions = packet_records(result, [*msg.payload.tried, *(e.record(Tier.TIER2) for e in extras)])
@@ -218,7 +226,7 @@ async def finish(
             plan=plan,
             amount_usd=amount,
             diagnosis=diagnosis,
-            transcript=result.transcript,
+            transcript=[*msg.payload.history, *result.transcript],  # the whole thread for the person
             actions_tried=tried,
             policy_decisions=decisions,
             suggested_next_step=result.escalation.suggested_next_step or result.escalation.note,
@@ -226,7 +234,62 @@ async def finish(
             contact_started_at=None,
             flags=merge_flags(msg.payload.flags, flags),
             language=msg.payload.language,
+            conversation_id=msg.payload.conversation_id,
         ),
+    )
+
+
+async def check_answer_before_saying(
+    deps: AgentDeps, msg: AgentRequestedV1, result: AgentResult, extras: list[ActionOutcome]
+) -> AgentResult:
+    """The quality check: an answer whose amounts, dates, ids, plans or promises the facts do not back is
+    rewritten from the facts or, when that is not possible, never said (a person takes the contact).
+    Each stopped answer is audited (``answer.quality_stopped``, its causes as the target) and counted."""
+    draft = f"{result.final_answer} {_secondary_summary(extras)}".strip()
+    facts = quality.facts_for(msg.payload, result, extras)
+    decision = quality.decide_answer(draft, facts, quality.template_answer(result, extras))
+    if not decision.stopped:
+        return result
+    causes = decision.verdict.causes
+    log.warning("tier2.answer.stopped", causes=causes, outcome=decision.outcome, engine=result.engine)
+    await audit(
+        deps.broker,
+        cause=msg,
+        actor="tier2_agent",
+        action=quality.STOPPED_ACTION,
+        target=",".join(causes),
+        decision=decision.outcome,
+        details={
+            "causes": list(causes),
+            "findings": [{"cause": f.cause, "value": f.value} for f in decision.verdict.findings[:20]],
+            "engine": result.engine,
+            "draft": draft[:2000],
+        },
+    )
+    if decision.answer is not None:  # the tools' own words: extras are appended again by the caller
+        return result.model_copy(update={"final_answer": quality.template_answer(result, [])})
+    return result.model_copy(
+        update={
+            "resolved": False,
+            "escalation": quality.stopped_escalation(decision),
+            "transcript": [*result.transcript, Turn(role="system", text=f"stopped draft: {draft[:2000]}")],
+        }
+    )
+
+
+async def tell_answer(deps: AgentDeps, msg: AgentRequestedV1, answer: str) -> None:
+    """The customer hears tier 2's answer in their conversation (once per request: the turn's id derives
+    from it); nothing for a contact without a conversation."""
+    await conversations.say(
+        deps.broker,
+        deps.pool,
+        contact_id=msg.contact_id,
+        customer_id=msg.customer_id,
+        kind="answer",
+        text=answer,
+        author="tier2_agent",
+        cause=msg,
+        language=msg.payload.language,
     )
 
 

@@ -35,6 +35,7 @@ from tierline.billing.asks import (
     resolve_refund,
 )
 from tierline.billing.details import DetailsAsked, extract_details, question_for
+from tierline.followups import did_not_work
 from tierline.language import localized_answer
 
 log = structlog.get_logger(__name__)
@@ -337,6 +338,15 @@ class OfflinePlanner:
             )
         if intent is Intent.OUT_OF_SCOPE:
             return await rec.escalate(tools, EscalationReason.OUT_OF_SCOPE, "not a billing question")
+        earlier = did_not_work(text, request.history)
+        if earlier is not None:
+            # "that didn't work" after our answer: the same fix again would not help; a person takes it
+            return await rec.escalate(
+                tools,
+                EscalationReason.LOW_CONFIDENCE,
+                f'the customer says our earlier answer did not work: "{earlier[:300]}"; '
+                "automated fixes already tried, take it from here",
+            )
         if intent is None or request.confidence < self._min_confidence:
             top = max(request.candidates, key=lambda c: c.confidence).intent if request.candidates else intent
             if top not in EXPLANATORY_INTENTS:
@@ -747,5 +757,9 @@ class OfflinePlanner:
                 tools, EscalationReason.LOW_CONFIDENCE, "plan change requested; target plan/seats unclear"
             )
         result = await rec.call(tools, "change_plan", plan=plan, seats=seats)
+        confirm = result.data.get("confirm_url")
+        if not result.ok and isinstance(confirm, str) and confirm:
+            # a higher price asked in text: nothing changed; the customer confirms the new price first
+            return rec.resolved(str(result.data.get("customer_message") or confirm))
         what = f"{plan} plan" + (f" with {seats} seats" if seats else "")
         return await self._after_effect(tools, rec, "change_plan", result, f"Done: you're now on the {what}.")

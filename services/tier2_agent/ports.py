@@ -116,6 +116,9 @@ class AgentRequest(_Model):
     handoff_reason: str = ""
     flags: list[str] = Field(default_factory=list, description="guardrail flags, e.g. 'prompt_injection'")
     language: str | None = None  # the customer's language (ISO 639-1) when the router detected it
+    history: list[Turn] = Field(
+        default_factory=list, description="the conversation's earlier turns, oldest first (bounded)"
+    )
 
     @classmethod
     def from_payload(
@@ -136,6 +139,7 @@ class AgentRequest(_Model):
             handoff_reason=payload.handoff_reason,
             flags=list(payload.flags if flags is None else flags),
             language=payload.language,
+            history=list(payload.history),
         )
 
 

@@ -55,8 +55,8 @@ def create_service(
     async def on_start(svc: Service) -> None:
         human = actions
         if human is None:
-            from services.diagnostics.client import HttpDiagnostics
             from tierline.actions import ActionExecutor
+            from tierline.diagnostics_client import HttpDiagnostics
 
             executor = ActionExecutor(
                 pool=svc.db,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -11,13 +13,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from services.tier3_handoff import domain
+from services.tier3_handoff import approvals, domain
 from services.tier3_handoff.auth import Agent, AgentVerifier, InvalidAgentToken
 from services.tier3_handoff.handlers import Tier3Handoff, UnknownHumanAction
 from services.tier3_handoff.ports import HumanActionDenied
 from tierline.http import path_id, read_json
 
 log = structlog.get_logger(__name__)
+
+#: A reply's id, chosen by the console per draft: the same id sent twice is one reply.
+_REPLY_ID = re.compile(r"[A-Za-z0-9_\-:.]{8,100}")
 
 Endpoint = Callable[[Request, Agent], Awaitable[Response]]
 
@@ -43,12 +48,20 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], verifier: AgentVerif
                 return await endpoint(request, agent)
             except domain.CaseNotFound as exc:
                 return _error(404, "case_not_found", str(exc))
+            except approvals.ApprovalNotFound as exc:
+                return _error(404, "approval_not_found", str(exc))
+            except approvals.ApprovalForbidden as exc:
+                return _error(403, "forbidden", str(exc))
+            except approvals.ApprovalConflict as exc:
+                return _error(409, "conflict", str(exc))
             except domain.CaseForbidden as exc:
                 return _error(403, "forbidden", str(exc))
             except domain.CaseConflict as exc:
                 return _error(409, "conflict", str(exc))
             except HumanActionDenied as exc:
                 return _error(422, "denied", str(exc))
+            except domain.ReplyInvalid as exc:
+                return _error(422, "invalid_reply", str(exc))
             except (UnknownHumanAction, KeyError, ValueError, TypeError) as exc:
                 return _error(400, "bad_request", f"{type(exc).__name__}: {exc}")
 
@@ -80,6 +93,9 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], verifier: AgentVerif
                 "packet": case.packet,
                 "resolution_note": case.resolution_note,
                 "human_actions": await handoff.store.actions(case.case_id),
+                "conversation": await handoff.thread(case),
+                "draft_reply": domain.draft_reply(case.packet),
+                "approvals": [a.summary() for a in await handoff.approvals.for_case(case.case_id)],
             }
         )
 
@@ -112,7 +128,15 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], verifier: AgentVerif
             if not title or not text:
                 raise ValueError("publish_article needs title and body")
             article = (title, text, [str(t) for t in body.get("tags") or []])
-        msg = await get_handoff().resolve(case_id, agent.agent_id, agent.queues, note=note, article=article)
+        message = body.get("customer_message")
+        msg = await get_handoff().resolve(
+            case_id,
+            agent.agent_id,
+            agent.queues,
+            note=note,
+            article=article,
+            customer_message=message if isinstance(message, str) and message.strip() else None,
+        )
         return JSONResponse(
             {
                 "case_id": msg.payload.case_id,
@@ -121,6 +145,57 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], verifier: AgentVerif
                 "knowledge_article_id": msg.payload.knowledge_article_id,
             }
         )
+
+    async def request_approval(request: Request, agent: Agent) -> Response:
+        body: dict[str, Any] = await read_json(request)
+        approval = await get_handoff().request_approval(
+            path_id(request, "case_id"),
+            agent.agent_id,
+            agent.queues,
+            charge_id=str(body.get("charge_id") or ""),
+            amount_usd=float(body.get("amount_usd") or 0),
+            note=str(body.get("note") or ""),
+        )
+        return JSONResponse(approval.summary())
+
+    async def pending_approvals(request: Request, agent: Agent) -> Response:
+        pending = await get_handoff().pending_approvals(agent.queues, approver=agent.approver)
+        return JSONResponse({"approvals": [a.summary() for a in pending]})
+
+    async def approve(request: Request, agent: Agent) -> Response:
+        body: dict[str, Any] = await read_json(request, empty={})
+        approval, record = await get_handoff().approve(
+            path_id(request, "approval_id"),
+            agent.agent_id,
+            agent.queues,
+            approver=agent.approver,
+            note=str(body.get("note") or ""),
+        )
+        return JSONResponse({**approval.summary(), "record": record.model_dump(mode="json")})
+
+    async def deny(request: Request, agent: Agent) -> Response:
+        body: dict[str, Any] = await read_json(request, empty={})
+        approval = await get_handoff().deny(
+            path_id(request, "approval_id"),
+            agent.agent_id,
+            agent.queues,
+            approver=agent.approver,
+            note=str(body.get("note") or ""),
+        )
+        return JSONResponse(approval.summary())
+
+    async def reply(request: Request, agent: Agent) -> Response:
+        body: dict[str, Any] = await read_json(request)
+        text = body.get("text")
+        if not isinstance(text, str):
+            raise domain.ReplyInvalid("text (the reply to the customer) is required")
+        reply_id = str(body.get("reply_id") or uuid.uuid4().hex)
+        if not _REPLY_ID.fullmatch(reply_id):
+            raise domain.ReplyInvalid("reply_id must be 8-100 letters, digits or -_:.")
+        result = await get_handoff().reply(
+            path_id(request, "case_id"), agent.agent_id, agent.queues, text=text, reply_id=reply_id
+        )
+        return JSONResponse(result)
 
     async def page(request: Request) -> Response:
         html = (resources.files("services.tier3_handoff") / "static" / "console.html").read_text()
@@ -138,4 +213,9 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], verifier: AgentVerif
         Route("/v1/cases/{case_id}/claim", authed(claim), methods=["POST"]),
         Route("/v1/cases/{case_id}/actions", authed(act), methods=["POST"]),
         Route("/v1/cases/{case_id}/resolve", authed(resolve), methods=["POST"]),
+        Route("/v1/cases/{case_id}/reply", authed(reply), methods=["POST"]),
+        Route("/v1/cases/{case_id}/approvals", authed(request_approval), methods=["POST"]),
+        Route("/v1/approvals", authed(pending_approvals)),
+        Route("/v1/approvals/{approval_id}/approve", authed(approve), methods=["POST"]),
+        Route("/v1/approvals/{approval_id}/deny", authed(deny), methods=["POST"]),
     ]

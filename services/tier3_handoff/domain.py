@@ -6,7 +6,7 @@ Pure: no asyncpg, faststream or HTTP imports. Everything here returns values tes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -248,3 +248,90 @@ def summarize_packet(packet: dict[str, Any]) -> str:
     """One line for list views."""
     text = (packet.get("text") or packet.get("suggested_next_step") or "").strip().replace("\n", " ")
     return text[:140]
+
+
+# --------------------------------------------------------------------------- replies to the customer
+#: The longest reply a human may send in one turn (a chat turn or an email body, not an essay).
+MAX_REPLY_CHARS = 5000
+
+#: What a person tells the customer they do next, per escalation reason (the draft's second paragraph).
+NEXT_FOR_REASON: dict[str, str] = {
+    EscalationReason.REFUND_OVER_POLICY: "I'm checking the refund you asked for and will confirm it here.",
+    EscalationReason.DISPUTE: (
+        "There is an open dispute on this payment, so I'm reviewing it before anything else changes."
+    ),
+    EscalationReason.FRAUD: (
+        "For your safety nothing will be charged or retried on this card while I look into it."
+    ),
+    EscalationReason.POLICY_DENIED: "I'm reviewing your request myself and will confirm what I can do.",
+    EscalationReason.CUSTOMER_ASKED: "I'm looking into this personally and will update you here.",
+    EscalationReason.LOW_CONFIDENCE: "I'm looking into this personally and will update you here.",
+    EscalationReason.OUT_OF_SCOPE: "I'm looking into this personally and will update you here.",
+    EscalationReason.ERROR: "Something went wrong on our side; I'm fixing it and will update you here.",
+}
+
+
+class NoConversation(CaseConflict):
+    """The case's contact has no conversation to reply in (e.g. a case opened by a Stripe event)."""
+
+
+class ReplyInvalid(ValueError):
+    """A reply that cannot be sent: empty, or longer than `MAX_REPLY_CHARS`."""
+
+
+def check_reply(text: str) -> str:
+    """The reply as it will be sent (trimmed), or `ReplyInvalid`."""
+    cleaned = text.strip()
+    if not cleaned:
+        raise ReplyInvalid("the reply is empty")
+    if len(cleaned) > MAX_REPLY_CHARS:
+        raise ReplyInvalid(f"the reply has {len(cleaned)} characters; at most {MAX_REPLY_CHARS}")
+    return cleaned
+
+
+def draft_reply(packet: dict[str, Any]) -> str:
+    """A customer-facing first draft for the console's reply box, from the packet's diagnosis and reason.
+
+    ``suggested_next_step`` is written for agents and never goes into it; the agent edits the draft."""
+    diagnosis = packet.get("diagnosis") or {}
+    explanation = str(diagnosis.get("explanation") or "").strip()
+    reason = str(packet.get("reason") or "")
+    lines = ["Hello,", "", "I'm from the billing team and I've reviewed your account."]
+    if explanation:
+        lines[-1] += f" {explanation}"
+    lines += ["", NEXT_FOR_REASON.get(reason, "I'm looking into this personally and will update you here.")]
+    return "\n".join(lines)
+
+
+def resolution_message(note: str) -> str:
+    """What the customer is told when a person resolves their case."""
+    return f"Your request is resolved. {note.strip()}"
+
+
+# --------------------------------------------------------------------------- the handoff status turn
+#: "A person is looking at this, expect an answer by <when>", in the languages tierline answers in.
+HANDOFF_STATUS: dict[str, str] = {
+    "en": "A person from our billing team is looking at this now, with your account details. "
+    "You can expect an answer here by {when}.",
+    "es": "Una persona de nuestro equipo de facturación está revisando esto ahora, con los datos de su "
+    "cuenta. Recibirá una respuesta aquí antes del {when}.",
+    "de": "Eine Person aus unserem Abrechnungsteam kümmert sich jetzt darum, mit den Angaben zu Ihrem "
+    "Konto. Sie erhalten hier bis {when} eine Antwort.",
+    "fr": "Une personne de notre équipe facturation s'en occupe maintenant, avec les informations de votre "
+    "compte. Vous aurez une réponse ici avant le {when}.",
+    "pt": "Uma pessoa da nossa equipe de cobrança está cuidando disso agora, com os dados da sua conta. "
+    "Você terá uma resposta aqui até {when}.",
+}
+
+
+def handoff_status_text(sla_due_at: datetime, language: str | None = None) -> str:
+    """The customer's status turn once a person holds their contact: who, and the answer's latest time
+    (the case's SLA due time, in UTC), in their language when tierline answers in it, else in English."""
+    when = sla_due_at.astimezone(UTC).strftime("%d %b %Y, %H:%M UTC").lstrip("0")
+    return HANDOFF_STATUS.get(language or "en", HANDOFF_STATUS["en"]).format(when=when)
+
+
+def follow_up_outcome(packet: EscalationOpenedPayload, case_id: str) -> OutcomeRecordedPayload:
+    """A follow-up added to the conversation's open case: the person holding the case answers it."""
+    outcome = handoff_outcome(packet)
+    return outcome.model_copy(update={"summary": f"follow-up added to open case {case_id}"})

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from schemas import Tier, derived_id
 from schemas.messages import ActionRecord, EscalationOpenedPayload, EscalationOpenedV1
 from schemas.vocab import EscalationReason
+from tierline.billing.policy import ApprovalFacts
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,11 @@ class HumanActions(Protocol):
     ) -> ActionRecord: ...
 
     async def send_update_card_link(self, case: Case, *, agent_id: str, note: str) -> ActionRecord: ...
+
+    async def refund_approved(self, case: Case, approval: ApprovalFacts, *, note: str) -> ActionRecord:
+        """The refund a lead approved: the policy sees the approval, the ledger key is the approval's
+        (once per approval), the audit names the requester and the approver."""
+        ...
 
 
 class CaseStore(Protocol):

@@ -4,9 +4,6 @@ declined payment, clicks retry and sees it resolved."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,35 +11,20 @@ from typing import Any
 import pytest
 
 from services.diagnostics.adapters.clickhouse import UsageStore
-from services.diagnostics.adapters.mirror import MirrorStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
-from services.diagnostics.client import InProcessDiagnostics
 from services.diagnostics.handlers import Diagnostician
 from services.diagnostics.settings import DiagnosticsSettings
 from services.tier1_selfheal.adapters.stripe_cards import StripeCardVault
 from services.tier1_selfheal.app import create_service
 from services.tier1_selfheal.auth import issue_session_token
-from tests.browser.chromium import ARGS, CHROMIUM
+from tests.browser.chromium import ARGS, ensure_chromium
+from tierline.billing.mirror import MirrorStore
+from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions
 from tierline.world import VISA, build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-
-
-def ensure_chromium() -> str:
-    """Debian's chromium; installed here when missing (root on a fresh machine), else a clear skip."""
-    if Path(CHROMIUM).exists():
-        return CHROMIUM
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update"], check=False, capture_output=True, env=env, timeout=600)
-        subprocess.run(
-            ["apt-get", "install", "-y", "chromium"], check=False, capture_output=True, env=env, timeout=900
-        )
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed and `apt-get install chromium` did not provide it")
-    return CHROMIUM
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,13 @@ from schemas.messages import (
     OutcomeRecordedV1,
 )
 from schemas.vocab import EscalationReason, Intent, RootCause
-from services.tier3_handoff.analytics.domain import DriftThresholds
-from services.tier3_handoff.analytics.routes import analytics_routes
-from services.tier3_handoff.analytics.sink import register_analytics_sink
-from services.tier3_handoff.analytics.store import AnalyticsStore
-from services.tier3_handoff.audit_chain import audit_main
-from services.tier3_handoff.drift import run_drift_check
-from services.tier3_handoff.report import report_main
+from services.analytics.audit_chain import audit_main
+from services.analytics.domain import DriftThresholds
+from services.analytics.drift import run_drift_check
+from services.analytics.report import report_main
+from services.analytics.routes import analytics_routes
+from services.analytics.sink import register_analytics_sink
+from services.analytics.store import AnalyticsStore
 from tierline.messaging import encode, headers_for, publish
 from tierline.runtime import Service
 
@@ -153,7 +153,7 @@ async def test_given_same_outcome_published_twice_when_sunk_then_one_row_counted
         parameters={"c": msg.contact_id},
     ).result_rows[0][0]
     assert raw == 1  # the explicit check kept the duplicate out; FINAL would hide it anyway
-    from services.tier3_handoff.analytics.queries import build_report
+    from services.analytics.queries import build_report
 
     report = await store.run(build_report, store, date(2018, 6, 5), date(2018, 6, 5))
     assert report["totals"]["contacts"] == 2
@@ -422,3 +422,37 @@ async def test_given_a_burst_with_a_malformed_record_when_sunk_then_rest_stored_
     )
     assert dead[0]["payload"]["original_topic"] == OutcomeRecordedV1.TOPIC
     assert dead[0]["payload"]["error"]
+
+
+# --------------------------------------------------------------------------- the service as deployed
+async def test_given_the_analytics_service_when_an_outcome_is_published_then_its_own_api_reports_it(
+    infra, unique
+):
+    """Given `tierline serve analytics_sink` as the registry builds it (its own process in the embedded
+    stack, the diagnostics process no longer hosting it), When an outcome is published, Then its
+    analytics API counts it for `tierline report`, and asks for the service token."""
+    import httpx
+
+    from tierline.registry import load_service_factory
+    from tierline.service_auth import bearer_headers
+
+    port = free_port()
+    service = load_service_factory("analytics_sink")(infra.model_copy(update={"http_port": port}))
+    await service.start()
+    try:
+        at = datetime(2015, 7, 4, 9, tzinfo=UTC)  # a day no other test writes to the default database
+        await publish(service.broker, outcome(f"svc-{unique}", f"cus_{unique}", at, Tier.TIER1, cost=0.1))
+        url = f"http://127.0.0.1:{port}/v1/analytics/report"
+        params = {"start": "2015-07-04", "end": "2015-07-04"}
+        headers = bearer_headers(infra.service_token.get_secret_value())
+
+        async def counted() -> Any:
+            async with httpx.AsyncClient() as client:
+                res = await client.get(url, params=params, headers=headers)
+            return res.status_code == 200 and res.json()["totals"]["contacts"] == 1
+
+        await wait_for(counted)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(url, params=params)).status_code == 401
+    finally:
+        await service.stop()

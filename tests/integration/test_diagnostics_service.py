@@ -16,13 +16,17 @@ import stripe
 from schemas.messages import UsageEventPayload, UsageEventRecordedV1
 from schemas.vocab import HealthStatus, RootCause
 from services.diagnostics.adapters.clickhouse import UsageEvent, UsageStore
-from services.diagnostics.adapters.mirror import MirrorStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
 from services.diagnostics.app import create_service
-from services.diagnostics.client import DiagnosticsUnavailable, HttpDiagnostics
 from services.diagnostics.handlers import Diagnostician
-from services.diagnostics.ports import CustomerNotFound, SourceUnavailable
 from services.diagnostics.settings import DiagnosticsSettings
+from tierline.billing.mirror import MirrorStore
+from tierline.diagnostics_client import (
+    CustomerNotFound,
+    DiagnosticsUnavailable,
+    HttpDiagnostics,
+    SourceUnavailable,
+)
 from tierline.messaging import encode, headers_for
 from tierline.stack.procs import free_port
 

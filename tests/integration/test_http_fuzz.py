@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 SEED = 20240616
 REQUESTS = 3_600
 IN_FLIGHT = 4
-HTTP_SERVICES = ("diagnostics", "tier3_handoff", "tier1_selfheal", "tier0_prevent")
+HTTP_SERVICES = ("diagnostics", "analytics_sink", "tier3_handoff", "tier1_selfheal", "tier0_prevent")
 WEBHOOK_LIMIT = 512 * 1024  # the webhook door's own limit (WebhookIngress.max_body_bytes)
 
 
@@ -74,6 +74,12 @@ DOORS = (
     Door("tier1_selfheal", ("POST",), "/v1/update-card", "link", takes_json=True),
     Door("tier1_selfheal", ("GET", "POST"), "/v1/pay/{invoice_id}", "link", takes_json=True),
     Door("tier1_selfheal", ("GET",), "/v1/links/contacts/{contact_id}", "link"),
+    Door("tier1_selfheal", ("GET",), "/chat", "none"),
+    Door("tier1_selfheal", ("POST",), "/v1/chat/messages", "customer", takes_json=True),
+    Door("tier1_selfheal", ("GET",), "/v1/chat/stream", "customer"),
+    Door("tier1_selfheal", ("GET",), "/v1/chat/conversations", "customer"),
+    Door("tier1_selfheal", ("GET",), "/v1/chat/conversations/{conversation_id}", "customer"),
+    Door("tier1_selfheal", ("POST",), "/v1/chat/ratings", "customer", takes_json=True),
     Door("tier3_handoff", ("GET",), "/", "none"),
     Door("tier3_handoff", ("GET",), "/console", "none"),
     Door("tier3_handoff", ("GET",), "/v1/console/me", "agent"),
@@ -85,8 +91,8 @@ DOORS = (
     Door("diagnostics", ("GET",), "/v1/customers/{customer_id}/diagnosis", "service"),
     Door("diagnostics", ("GET",), "/v1/customers/{customer_id}/usage", "service"),
     Door("diagnostics", ("GET",), "/openapi.json", "none"),
-    Door("diagnostics", ("GET",), "/v1/analytics/report", "service"),
-    Door("diagnostics", ("GET",), "/v1/analytics/audit/verify", "service"),
+    Door("analytics_sink", ("GET",), "/v1/analytics/report", "service"),
+    Door("analytics_sink", ("GET",), "/v1/analytics/audit/verify", "service"),
     *(Door(s, ("GET",), p, "none") for s in HTTP_SERVICES for p in ("/livez", "/healthz", "/readyz")),
 )
 
@@ -120,6 +126,7 @@ def _well_formed(name: str, rng: random.Random) -> str:
     return {
         "customer_id": f"cus_fuzz{hexes[:12]}",
         "contact_id": f"sh_{hexes}",
+        "conversation_id": f"chat_{hexes}",
         "case_id": f"case_{hexes[:20]}",
         "invoice_id": f"in_fuzz{hexes[:14]}",
     }[name]

@@ -27,19 +27,20 @@ from schemas.messages import (
     AgentRequestedV1,
     ContactReceivedPayload,
     ContactReceivedV1,
+    ConversationMessageSentV1,
     EscalationOpenedV1,
     SelfhealRequestedV1,
     Sender,
 )
 from services.diagnostics.adapters.clickhouse import UsageStore
-from services.diagnostics.adapters.mirror import MirrorStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
-from services.diagnostics.client import InProcessDiagnostics
 from services.diagnostics.handlers import Diagnostician
 from services.diagnostics.settings import DiagnosticsSettings
 from services.router.app import create_service
 from services.router.intent.model import default_model_path
 from services.tier0_prevent.adapters.postgres import Tier0Store
+from tierline.billing.mirror import MirrorStore
+from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import publish
 from tierline.pipeline import start_contact
 from tierline.stack.procs import free_port
@@ -49,6 +50,7 @@ from tierline.world import BuiltWorld, build_world
 pytestmark = pytest.mark.integration
 
 SELFHEAL, AGENT, ESCALATION = SelfhealRequestedV1.TOPIC, AgentRequestedV1.TOPIC, EscalationOpenedV1.TOPIC
+QUESTION = ConversationMessageSentV1.TOPIC  # the router asks one clarifying question itself
 TIER_TOPICS = (SELFHEAL, AGENT, ESCALATION)
 assert TIER_TOPICS == (
     "tier1.selfheal.requested.v1",
@@ -208,14 +210,15 @@ INTENT_CASES: tuple[Case, ...] = (
 
 # -------------------------------------------------------------------------- gates and table branches
 GATE_CASES: tuple[Case, ...] = (
-    # confidence below the model's threshold: Tier 2 reads it with the top candidates, nothing is
-    # self-healed (the top guess of a vague text depends on the trained weights: not asserted)
+    # confidence below the model's threshold between billing asks: the router asks the customer one
+    # question with the asks as choices, nothing is self-healed or handed on (the candidates of a vague
+    # text depend on the trained weights: not asserted)
     Case(
         "low_confidence",
         "I have a question about the charge and my card",
-        AGENT,
+        QUESTION,
         Intent.UNEXPECTED_CHARGE,
-        "low_confidence",
+        "clarifying_question",
         low_confidence=True,
     ),
     # enterprise: money intents go to an agent even when Tier 1 could fix them (contrast: payment_failed)
@@ -361,7 +364,7 @@ class Collector:
         await self.consumer.start()
         parts = [
             TopicPartition(t, p)
-            for t in TIER_TOPICS
+            for t in (*TIER_TOPICS, QUESTION)
             for p in (self.consumer.partitions_for_topic(t) or range(4))
         ]
         self.consumer.assign(parts)
@@ -486,6 +489,13 @@ def check(case: Case, got: Routed) -> None:
     assert len(got.forwarded) == 1, f"{case.id}: forwarded {len(topics)} times: {topics}"
     topic, message = got.forwarded[0]
     payload = message["payload"]
+    if topic == QUESTION:
+        values = [c["value"] for c in payload["choices"]]
+        assert (topic, payload["kind"]) == (case.topic, case.detail), f"{case.id}: {payload['kind']}"
+        assert len(values) >= 3, f"{case.id}: choices {values}"
+        assert values[-1] == "human", f"{case.id}: choices {values}"
+        assert all(Intent(v) for v in values[:-1])  # each other choice is an intent the customer can pick
+        return
     recorded = {
         SELFHEAL: lambda: payload["action"],
         AGENT: lambda: payload["handoff_reason"],

@@ -24,12 +24,13 @@ from schemas.messages import (
     OutcomeRecordedV1,
     StripeEventReceivedV1,
 )
-from services.diagnostics.declines import classify_decline
+from services.notifier.app import create_service as create_notifier
+from services.notifier.settings import NotifierSettings
 from services.tier0_prevent.app import create_service, system_actions
 from services.tier0_prevent.dunning import DunningWorker
 from services.tier0_prevent.handlers import Tier0Deps
-from services.tier0_prevent.notifier import create_service as create_notifier
 from services.tier0_prevent.settings import Tier0Settings
+from tierline.billing.declines import classify_decline
 from tierline.billing.policy import DEFAULT_POLICY_PATH, PolicyEngine
 from tierline.db import create_pool
 from tierline.stripe_adapter import StripeActions
@@ -183,12 +184,13 @@ async def env(stack: Any, infra: Any, publish_compat: Any) -> AsyncIterator[Env]
             "http_port": stack.service_ports["tier0_prevent"],
         }
     )
-    tier0 = Tier0Settings(notify_max_per_customer=5)
+    tier0 = Tier0Settings()
     topics = Topics(infra.kafka_bootstrap)
     await topics.start()
     service = create_service(settings, tier0=tier0, background=False)
     notifier = create_notifier(
-        infra.model_copy(update={"http_port": stack.service_ports["notifier"]}), tier0=tier0
+        infra.model_copy(update={"http_port": stack.service_ports["notifier"]}),
+        notifier=NotifierSettings(notify_max_per_customer=5),
     )
     await service.start()
     await notifier.start()

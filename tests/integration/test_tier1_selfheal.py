@@ -25,14 +25,14 @@ from schemas.messages import (
     Sender,
 )
 from services.diagnostics.adapters.clickhouse import UsageStore
-from services.diagnostics.adapters.mirror import MirrorStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
-from services.diagnostics.client import InProcessDiagnostics
 from services.diagnostics.handlers import Diagnostician
 from services.diagnostics.settings import DiagnosticsSettings
 from services.tier1_selfheal.adapters.stripe_cards import StripeCardVault
 from services.tier1_selfheal.app import create_service
 from services.tier1_selfheal.auth import issue_session_token
+from tierline.billing.mirror import MirrorStore
+from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import publish
 from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions, ref_id
@@ -794,3 +794,147 @@ async def test_given_yesterdays_links_when_a_link_is_clicked_today_then_the_dail
     status = await click(http, bearer(tier1, world.customer_id), "send_update_card_link")
     assert status["status"] == "resolved", status
     assert [link["action"] for link in status["links"]] == ["send_update_card_link"]
+
+
+# --------------------------------------------------------------------------- a higher price needs confirming
+def text_plan_change(world: Any, unique: str, plan: str, suffix: str) -> SelfhealRequestedV1:
+    """A plan change read from the customer's chat text (the router's request), not a Health Meter click."""
+    return SelfhealRequestedV1.build(
+        SelfhealRequestedPayload(
+            action=Action.CHANGE_PLAN,
+            params={"plan": plan},
+            source="router",
+            text=f"Please move us to the {plan} plan",
+            sender=Sender(kind="customer_session", subject=world.customer_id),
+        ),
+        contact_id=f"t1-price-{suffix}-{unique}",
+        customer_id=world.customer_id,
+    )
+
+
+async def test_given_an_upgrade_asked_in_text_when_handled_then_it_runs_once_the_customer_confirms_the_price(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, infra: Any, unique: str
+) -> None:
+    from tierline.actions import PRICE_CONFIRMATION_PURPOSE
+    from tierline.stripe_adapter import sign_link_token
+
+    world = await build_world({"customer": {"plan": "pro"}}, stripe_actions, label=f"t1-price-{unique}")
+    before = plan_of(await stripe_actions.get_subscription(world.subscription_id or ""))
+    msg = text_plan_change(world, unique, "business", "up")
+    await publish(tier1.broker, msg)
+    await tier1.state["collector"].wait_for(AgentRequestedV1.TOPIC, world.customer_id)
+
+    # text alone changed nothing: a pending confirmation of the new price instead
+    row = await pg_pool.fetchrow("SELECT * FROM price_confirmations WHERE contact_id=$1", msg.contact_id)
+    assert row is not None
+    assert row["status"] == "pending"
+    assert (row["plan"], row["old_amount_cents"] < row["new_amount_cents"]) == ("business", True)
+    assert plan_of(await stripe_actions.get_subscription(world.subscription_id or "")) == before
+    assert [
+        r for r in await ledger_rows(pg_pool, world.customer_id, "change_plan") if r["status"] == "succeeded"
+    ] == []
+
+    secret = infra.session_secret.get_secret_value()
+    cid = row["confirmation_id"]
+
+    def link(subject: str, purpose: str = PRICE_CONFIRMATION_PURPOSE) -> dict[str, str]:
+        token = sign_link_token(secret, purpose=purpose, subject=subject, expires_at=int(time.time()) + 600)
+        return {"Authorization": f"Bearer {token}"}
+
+    assert (await http.get(f"/v1/price-confirmations/{cid}")).status_code == 401
+    assert (
+        await http.post(f"/v1/price-confirmations/{cid}", headers=link(cid, "pay_invoice"))
+    ).status_code == 401
+    other = "pc_" + "0" * 24
+    assert (await http.post(f"/v1/price-confirmations/{cid}", headers=link(other))).status_code == 403
+    shown = await http.get(f"/v1/price-confirmations/{cid}", headers=link(cid))
+    assert shown.status_code == 200
+    assert shown.json()["old_price_usd"] < shown.json()["new_price_usd"]
+    page = await http.get(f"/confirm-price/{cid}")
+    assert "Confirm the new price" in page.text
+    assert plan_of(await stripe_actions.get_subscription(world.subscription_id or "")) == before
+
+    confirmed = await http.post(f"/v1/price-confirmations/{cid}", headers=link(cid))
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["result"]["status"] == "succeeded"
+    again = await http.post(f"/v1/price-confirmations/{cid}", headers=link(cid))  # a second click
+    assert again.status_code == 200
+    assert again.json()["result"]["replayed"] is True
+
+    after = plan_of(await stripe_actions.get_subscription(world.subscription_id or ""))
+    assert after == await stripe_actions.ensure_plan("business", 299)
+    rows = await ledger_rows(pg_pool, world.customer_id, "change_plan")
+    assert [(r["status"], r["target"]) for r in rows if r["status"] == "succeeded"] == [
+        ("succeeded", world.subscription_id)
+    ]
+
+
+async def test_given_a_downgrade_asked_in_text_when_handled_then_it_runs_without_a_confirmation(
+    tier1: Any, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    world = await build_world({"customer": {"plan": "business"}}, stripe_actions, label=f"t1-down-{unique}")
+    msg = text_plan_change(world, unique, "pro", "down")
+    await publish(tier1.broker, msg)
+
+    async def changed() -> list[Any]:
+        rows = await ledger_rows(pg_pool, world.customer_id, "change_plan")
+        return [r for r in rows if r["status"] == "succeeded"]
+
+    for _ in range(120):  # the request is consumed asynchronously; 30 s at most
+        if await changed():
+            break
+        await asyncio.sleep(0.25)
+    assert len(await changed()) == 1
+    assert plan_of(await stripe_actions.get_subscription(world.subscription_id or "")) == (
+        await stripe_actions.ensure_plan("pro", 49)
+    )
+    assert (
+        await pg_pool.fetchval("SELECT count(*) FROM price_confirmations WHERE contact_id=$1", msg.contact_id)
+        == 0
+    )
+
+
+async def test_given_a_chat_conversation_when_a_fix_is_clicked_in_it_then_the_click_joins_the_thread(
+    tier1: Any, http: httpx.AsyncClient, stripe_actions: StripeActions, pg_pool: Any, unique: str
+) -> None:
+    from schemas.vocab import Channel
+    from services.tier1_selfheal.api import contact_id_for
+    from tierline.conversations import open_conversation, turns
+
+    # Given a declined customer chatting in their own conversation, and another customer's conversation
+    world = await declined_world(stripe_actions, unique)
+    headers = bearer(tier1, world.customer_id)
+    mine, theirs = f"chat_fix_{unique}", f"chat_other_{unique}"
+    await open_conversation(
+        pg_pool, conversation_id=mine, customer_id=world.customer_id, channel=Channel.CHAT
+    )
+    await open_conversation(
+        pg_pool, conversation_id=theirs, customer_id="cus_someone_else", channel=Channel.CHAT
+    )
+    fix = (await http.get("/v1/health-meter", headers=headers)).json()["fixes"][0]
+    click = {"action": fix["action"], "params": fix["params"], "label": fix["label"]}
+    # When the fix is clicked naming the other customer's conversation
+    refused = await http.post(
+        "/v1/health-meter/fixes",
+        json={**click, "request_id": f"rq-other-{unique}", "conversation_id": theirs},
+        headers=headers,
+    )
+    # Then it is a 404 and nothing was started or written into that thread
+    assert refused.status_code == 404
+    assert refused.json()["error"] == "conversation_not_found"
+    refused_contact = contact_id_for(world.customer_id, f"rq-other-{unique}")
+    assert await pg_pool.fetchval("SELECT 1 FROM contacts WHERE contact_id=$1", refused_contact) is None
+    assert await turns(pg_pool, theirs) == []
+    # When it is clicked in their own conversation
+    accepted = await http.post(
+        "/v1/health-meter/fixes",
+        json={**click, "request_id": f"rq-mine-{unique}", "conversation_id": mine},
+        headers=headers,
+    )
+    # Then the contact belongs to the conversation and the click is the customer's turn in it
+    assert accepted.status_code == 202
+    contact_id = accepted.json()["contact_id"]
+    joined = await pg_pool.fetchval("SELECT conversation_id FROM contacts WHERE contact_id=$1", contact_id)
+    assert joined == mine
+    thread = await turns(pg_pool, mine)
+    assert [(t.role, t.text, t.contact_id) for t in thread][:1] == [("customer", fix["label"], contact_id)]

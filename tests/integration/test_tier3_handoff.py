@@ -27,15 +27,15 @@ from schemas.messages import (
 )
 from schemas.vocab import Action, EscalationReason, HealthStatus, Intent, RootCause
 from services.diagnostics.adapters.clickhouse import UsageStore
-from services.diagnostics.adapters.mirror import MirrorStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
-from services.diagnostics.client import InProcessDiagnostics
 from services.diagnostics.handlers import Diagnostician
 from services.diagnostics.settings import DiagnosticsSettings
 from services.tier3_handoff.app import create_service
 from services.tier3_handoff.auth import issue_agent_token
 from services.tier3_handoff.settings import Tier3Settings
 from tierline.actions import ActionContext, ActionExecutor
+from tierline.billing.mirror import MirrorStore
+from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import encode, headers_for, publish
 from tierline.stripe_adapter import StripeActions
 from tierline.tokens import KeySet
@@ -252,13 +252,13 @@ async def test_given_escalation_when_agent_claims_acts_and_resolves_then_case_ou
         assert (await http.post(f"/v1/cases/{row['case_id']}/claim")).status_code == 200
         acted = await http.post(
             f"/v1/cases/{row['case_id']}/actions",
-            json={"action": "refund", "charge_id": charge, "amount_usd": 120, "note": "duplicate confirmed"},
+            json={"action": "refund", "charge_id": charge, "amount_usd": 90, "note": "duplicate confirmed"},
         )
         assert acted.status_code == 200, acted.text
         assert acted.json()["record"]["tier"] == "tier3"
         assert acted.json()["record"]["status"] == "succeeded"
-        # $120 is over the AI's pro cap ($100) and within the human limit: Stripe really refunded it
-        assert await refunded_cents(infra, charge) == 12000
+        # $90 is within the agent's own limit (the pro automatic cap): Stripe really refunded it
+        assert await refunded_cents(infra, charge) == 9000
         resolved = await http.post(
             f"/v1/cases/{row['case_id']}/resolve", json={"resolution_note": "Duplicate confirmed, refunded"}
         )
@@ -321,13 +321,17 @@ async def test_given_claimed_cases_when_agents_act_then_human_limits_apply_once_
                 json={"action": "refund", "charge_id": charge, "amount_usd": amount, "note": "checked"},
             )
 
-        first = await refund(small, 300.0)
+        first = await refund(small, 90.0)  # the AI was refused $300; the agent refunds within its limit
         assert first.status_code == 200, first.text
         assert first.json()["record"]["status"] == "succeeded"
-        again = await refund(small, 300.0)  # a double click: the ledger answers, Stripe is not called
+        again = await refund(small, 90.0)  # a double click: the ledger answers, Stripe is not called
         assert again.status_code == 200
         assert again.json()["record"]["idempotency_key"] == first.json()["record"]["idempotency_key"]
-        assert await refunded_cents(infra, small) == 30000
+        assert await refunded_cents(infra, small) == 9000
+
+        alone = await refund(large, 300.0)  # over the pro automatic cap: a second person approves it
+        assert alone.status_code == 422
+        assert "refund.human.needs_approval" in alone.json()["detail"]
 
         over = await refund(large, 1200.0)  # above the human cap ($1,000): a team lead's call
         assert over.status_code == 422
@@ -593,3 +597,140 @@ async def test_given_a_burst_of_dead_letters_when_recorded_then_one_case_per_top
     first = next(r["packet"] for r in rows if r["packet"]["burst_key"].endswith("invalid_message"))
     assert "\x00" not in first["dead_letter"]["value"]
     assert len(first["samples"]) == 10
+
+
+# --------------------------------------------------------------------------- approvals (a second person)
+def approver_token(infra: Any, agent: str, queues: list[str]) -> str:
+    return issue_agent_token(infra.agent_token_keyset(), agent, queues, roles=["approver"])
+
+
+async def test_given_a_refund_over_the_agents_limit_when_a_lead_approves_then_it_runs_once_with_both_names(
+    tier3, infra, pg_pool, unique, stripe_actions
+):
+    world = await build_world(
+        {"charges": [{"amount_usd": 1000.0, "days_ago": 4}]}, stripe_actions, label=f"t3-apr-{unique}"
+    )
+    charge = world.charge_ids[0]
+    msg = escalation(unique, suffix="-apr", customer_id=world.customer_id, charge_id=charge, amount=300.0)
+    await publish(tier3.broker, msg)
+    row = await wait_for(lambda: case_for(pg_pool, msg.contact_id))
+    case_id = row["case_id"]
+    base = f"http://127.0.0.1:{tier3.http_port}"
+    ana, bob = f"ana-{unique}", f"bob-{unique}"
+    lee, max_ = f"lee-{unique}", f"max-{unique}"
+
+    def client(tok: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {tok}"}, timeout=60)
+
+    async with (
+        client(token(infra, ana, ["billing"])) as agent,
+        client(approver_token(infra, ana, ["billing"])) as agent_as_lead,
+        client(token(infra, bob, ["billing"])) as other_agent,
+        client(approver_token(infra, lee, ["billing"])) as lead,
+        client(approver_token(infra, max_, ["billing"])) as second_lead,
+    ):
+        assert (await agent.post(f"/v1/cases/{case_id}/claim")).status_code == 200
+        alone = await agent.post(
+            f"/v1/cases/{case_id}/actions",
+            json={"action": "refund", "charge_id": charge, "amount_usd": 300, "note": "goodwill"},
+        )
+        assert alone.status_code == 422
+        assert "refund.human.needs_approval" in alone.json()["detail"]
+
+        asked = await agent.post(
+            f"/v1/cases/{case_id}/approvals",
+            json={"charge_id": charge, "amount_usd": 300, "note": "goodwill"},
+        )
+        assert asked.status_code == 200, asked.text
+        approval_id = asked.json()["approval_id"]
+        assert asked.json()["status"] == "pending"
+        again = await agent.post(
+            f"/v1/cases/{case_id}/approvals",
+            json={"charge_id": charge, "amount_usd": 300, "note": "goodwill"},
+        )
+        assert again.json()["approval_id"] == approval_id  # a double click asks once
+
+        assert (await agent.get("/v1/approvals")).status_code == 403
+        assert (await other_agent.post(f"/v1/approvals/{approval_id}/approve", json={})).status_code == 403
+        own = await agent_as_lead.post(f"/v1/approvals/{approval_id}/approve", json={})
+        assert own.status_code == 403
+        assert "second person" in own.json()["detail"]
+        assert await refunded_cents(infra, charge) == 0
+
+        waiting = (await lead.get("/v1/approvals")).json()["approvals"]
+        assert approval_id in [a["approval_id"] for a in waiting]
+
+        # two leads and a double click at once: one refund
+        clicks = await asyncio.gather(
+            lead.post(f"/v1/approvals/{approval_id}/approve", json={"note": "ok"}),
+            lead.post(f"/v1/approvals/{approval_id}/approve", json={"note": "ok"}),
+            second_lead.post(f"/v1/approvals/{approval_id}/approve", json={}),
+        )
+        assert [c.status_code for c in clicks] == [200, 200, 200], [c.text for c in clicks]
+        assert {c.json()["record"]["idempotency_key"] for c in clicks} == {
+            clicks[0].json()["record"]["idempotency_key"]
+        }
+        assert {c.json()["record"]["status"] for c in clicks} == {"succeeded"}
+        later = await lead.post(f"/v1/approvals/{approval_id}/approve", json={})  # a retried request
+        assert later.status_code == 200
+        assert await refunded_cents(infra, charge) == 30000
+
+        # a second request, denied: recorded and shown, and nothing refunded
+        other = await agent.post(
+            f"/v1/cases/{case_id}/approvals", json={"charge_id": charge, "amount_usd": 200, "note": "more"}
+        )
+        other_id = other.json()["approval_id"]
+        denied = await lead.post(
+            f"/v1/approvals/{other_id}/deny", json={"note": "one goodwill refund is enough"}
+        )
+        assert denied.status_code == 200
+        assert denied.json()["status"] == "denied"
+        assert (await second_lead.post(f"/v1/approvals/{other_id}/approve", json={})).status_code == 409
+        assert await refunded_cents(infra, charge) == 30000
+
+        detail = (await agent.get(f"/v1/cases/{case_id}")).json()
+    by_id = {a["approval_id"]: a for a in detail["approvals"]}
+    assert by_id[approval_id]["status"] == "approved"
+    assert by_id[approval_id]["requested_by"] == ana
+    assert by_id[approval_id]["decided_by"] in (lee, max_)
+    assert by_id[approval_id]["result"]["status"] == "succeeded"
+    assert (by_id[other_id]["status"], by_id[other_id]["decided_by"]) == ("denied", lee)
+    kinds = [a["kind"] for a in detail["human_actions"]]
+    refunds = [a for a in detail["human_actions"] if a["kind"] == "refund"]
+    # the agent's refused attempt alone, then the approved refund, recorded once
+    approver = by_id[approval_id]["decided_by"]
+    assert [(a["agent_id"], a["record"]["status"]) for a in refunds] == [
+        (ana, "denied"),
+        (approver, "succeeded"),
+    ]
+    assert kinds.count("approval_requested") == 2
+    assert kinds.count("approval_denied") == 1
+
+    ledger = await pg_pool.fetch(
+        """SELECT status, amount_usd FROM action_ledger
+           WHERE contact_id=$1 AND action='refund' AND status='succeeded'""",
+        msg.contact_id,
+    )
+    assert [(r["status"], float(r["amount_usd"])) for r in ledger] == [("succeeded", 300.0)]
+    audits = await collect(
+        infra,
+        "audit.event.recorded.v1",
+        lambda b: (
+            b["contact_id"] == msg.contact_id
+            and b["payload"]["action"] == "refund"
+            and b["payload"]["decision"] == "succeeded"
+        ),
+        expect=1,
+    )
+    details = {
+        (a["payload"]["details"]["requested_by"], a["payload"]["details"]["approved_by"]) for a in audits
+    }
+    assert details == {(f"agent:{ana}", f"agent:{approver}")}
+    told = await collect(
+        infra,
+        "notification.requested.v1",
+        lambda b: b["contact_id"] == msg.contact_id and b["payload"]["template"] == "refund_approved",
+        expect=1,
+    )
+    assert len({t["message_id"] for t in told}) == 1
+    assert "$300.00" in told[0]["payload"]["body"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.diagnostics.declines import DECLINE_CODES, Fixer, classify_decline
+from tierline.billing.declines import DECLINE_CODES, Fixer, classify_decline
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tierline.demo import ARCHETYPES, month_report, percentile, plan_month, plot, print_report, world_for
+from tierline.conversation_metrics import summarise
+from tierline.demo import (
+    ARCHETYPES,
+    customer_reaction,
+    month_report,
+    percentile,
+    plan_month,
+    plot,
+    print_report,
+    world_for,
+)
 from tierline.pipeline import CostModel
 from tierline.world import WorldSpec
 
@@ -143,3 +153,28 @@ def test_printed_report_and_chart_carry_the_figures(tmp_path: Path) -> None:
     png = (tmp_path / "month.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 5000
+
+
+def test_given_answers_when_simulated_customers_react_then_a_few_say_it_failed_and_under_half_rate() -> None:
+    rng = random.Random(3)
+    automated = {"payload": {"resolved_by": "tier2"}}
+    reactions = [customer_reaction(rng, automated) for _ in range(4000)]
+    not_fixed = [r for r in reactions if r[0]]
+    rated = [r for r in reactions if r[1] is not None]
+    assert 0.05 < len(not_fixed) / len(reactions) < 0.09
+    assert all(r[2] is False and r[1] is not None and r[1] <= 3 for r in not_fixed)
+    assert 0.38 < len(rated) / len(reactions) < 0.5
+    assert customer_reaction(rng, {"payload": {"resolved_by": "tier3"}}) == (False, None, None)
+
+
+def test_given_support_figures_when_printed_then_first_response_csat_and_fcr_show() -> None:
+    report = month_report([outcome("tier2", cost=0.2, latency=800)], expected=1, costs=CostModel())
+    report["support"] = summarise([("answer", 1200.0)], [(5, True)], [(1, "tier2", True)])
+    report["follow_ups_not_fixed"] = 0
+    buf = io.StringIO()
+    print_report(Console(file=buf, width=140, color_system=None), report)
+    text = buf.getvalue()
+    assert "1.2 s / 1.2 s" in text  # first response p50 / p99
+    assert "5.00 from 1 ratings" in text
+    assert "resolved on first contact" in text
+    assert "100.0%" in text

@@ -45,7 +45,7 @@ SCALING_TOPICS = {
     "tier1_selfheal": {"tier1.selfheal.requested.v1"},
     "tier2_agent": {"tier2.agent.requested.v1"},
     "tier3_handoff": {"tier3.escalation.opened.v1"},
-    "notifier": {"notification.requested.v1"},
+    "notifier": {"notification.requested.v1", "conversation.message.sent.v1"},
     "analytics_sink": {"contact.outcome.recorded.v1", "audit.event.recorded.v1"},
 }
 INFRA_COMPONENTS = ("kafka", "kafka-init", "postgres", "migrate", "clickhouse", "qdrant")

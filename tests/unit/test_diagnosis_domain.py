@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.vocab import Action, HealthStatus, RootCause
-from services.diagnostics.domain import (
-    PRIORITY,
+from services.diagnostics.domain import PRIORITY, UsageDay, diagnose, usage_figures
+from tierline.billing.records import (
     BillingSnapshot,
     ChargeRecord,
     DisputeRecord,
@@ -19,10 +19,7 @@ from services.diagnostics.domain import (
     PlanRecord,
     RefundRecord,
     SubscriptionRecord,
-    UsageDay,
     UsageFigures,
-    diagnose,
-    usage_figures,
 )
 
 pytestmark = pytest.mark.unit

@@ -12,6 +12,7 @@ from schemas.vocab import Action, EscalationReason
 from tierline.billing.policy import (
     DEFAULT_POLICY_PATH,
     Allow,
+    ApprovalFacts,
     ChargeFacts,
     Deny,
     NeedsHuman,
@@ -483,9 +484,16 @@ def test_given_human_actor_when_above_automatic_daily_limit_then_human_limit_app
 
 # --------------------------------------------------------------------------- human actor limits
 @pytest.mark.parametrize(("amount", "allowed"), [(1000.00, True), (1000.01, False)])
-def test_given_human_agent_when_refund_then_1000_limit(
+def test_given_human_agent_with_a_leads_approval_when_refund_then_1000_limit(
     engine: PolicyEngine, amount: float, allowed: bool
 ) -> None:
+    approval = ApprovalFacts(
+        approval_id="apr_1",
+        requested_by="agent:ana",
+        approved_by="agent:lee",
+        charge_id="ch_1",
+        amount_usd=amount,
+    )
     verdict = engine.check(
         Action.REFUND,
         ctx(
@@ -494,10 +502,11 @@ def test_given_human_agent_when_refund_then_1000_limit(
             charge=charge(2000.0),
             requested_amount_usd=amount,
             refunds_last_90d=3,
+            approval=approval,
         ),
     )
     if allowed:
-        assert verdict == Allow(rule="refund.human.within_limits")
+        assert verdict == Allow(rule="refund.human.approved")
     else:
         assert_needs_human(verdict, EscalationReason.REFUND_OVER_POLICY, "human.cap_usd")
 

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas import Action, RootCause
-from services.diagnostics.declines import classify_decline
 from services.tier0_prevent import domain
-from services.tier0_prevent.domain import DeclineKind, RetryVerdict, SendVerdict
+from services.tier0_prevent.domain import DeclineKind, RetryVerdict
 from services.tier0_prevent.ingress import (
     MalformedEvent,
     SignatureMalformed,
@@ -21,6 +20,7 @@ from services.tier0_prevent.ingress import (
     sign,
     verify_signature,
 )
+from tierline.billing.declines import classify_decline
 from tierline.world import build_event, sign_payload
 
 pytestmark = pytest.mark.unit
@@ -150,14 +150,6 @@ def test_given_event_objects_when_resolving_customer_and_decline_then_ids_are_fo
         )
         == "insufficient_funds"
     )
-
-
-def test_given_notification_history_when_deciding_then_once_only_and_rate_limited():
-    assert domain.notification_verdict(None, 0, 3) is SendVerdict.SEND
-    assert domain.notification_verdict(None, 3, 3) is SendVerdict.SUPPRESSED
-    assert domain.notification_verdict("delivered", 0, 3) is SendVerdict.DUPLICATE
-    assert domain.notification_verdict("suppressed", 0, 3) is SendVerdict.DUPLICATE
-    assert domain.notification_verdict("sending", 5, 3) is SendVerdict.SEND
 
 
 # ------------------------------------------------------------------------------------ signatures

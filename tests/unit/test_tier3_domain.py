@@ -9,8 +9,7 @@ import pytest
 from schemas import Tier
 from schemas.messages import ActionRecord, DiagnosisView, EscalationOpenedPayload
 from schemas.vocab import Action, EscalationReason, HealthStatus, Intent, RootCause
-from services.tier3_handoff import domain
-from services.tier3_handoff.analytics.domain import (
+from services.analytics.domain import (
     GENESIS,
     ChainRow,
     DriftThresholds,
@@ -20,6 +19,7 @@ from services.tier3_handoff.analytics.domain import (
     detect_drift,
     verify_chain,
 )
+from services.tier3_handoff import domain
 from services.tier3_handoff.auth import InvalidAgentToken, issue_agent_token, verify_agent_token
 from tierline.tokens import KeySet
 

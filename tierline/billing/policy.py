@@ -29,6 +29,11 @@ Profile = Literal["automatic", "human"]
 DeclineClass = Literal["soft", "hard", "unknown"]
 
 
+#: The denial of a price increase the customer has not confirmed: the caller asks them to confirm it.
+PRICE_CONFIRMATION_REQUIRED = "price_confirmation_required"
+PRICE_CONFIRMATION_RULE = "change_plan.price_increase_needs_confirmation"
+
+
 class PolicyError(Exception):
     """The policy file is missing or malformed."""
 
@@ -96,6 +101,20 @@ class RefundFact(BaseModel):
     _created_at_aware = field_validator("created_at")(_aware)
 
 
+class ApprovalFacts(BaseModel):
+    """A second person's approval of one refund, read from the approvals record (never from text).
+
+    It covers exactly this refund: the charge named and at most the amount approved; the approver is not
+    the person who asked."""
+
+    model_config = ConfigDict(frozen=True)
+    approval_id: str
+    requested_by: str
+    approved_by: str
+    charge_id: str
+    amount_usd: float = Field(gt=0)
+
+
 class PolicyContext(BaseModel):
     """Facts read from records (Stripe mirror, subscription store, audit counters). Never from free text."""
 
@@ -117,6 +136,12 @@ class PolicyContext(BaseModel):
     #: The guardrail flagged the contact's text as trying to instruct the system (a fact about the
     #: message, computed where it entered; never what the text claims about itself).
     instruction_flag: bool = False
+    #: A lead's approval of this refund (human actors; ``refund.human.needs_approval_over_usd_by_plan``).
+    approval: ApprovalFacts | None = None
+    #: How much more a month a plan or seat change makes the customer pay (Stripe's preview; 0 when less).
+    price_increase_usd: float = Field(default=0.0, ge=0)
+    #: The customer confirmed this change at its new price (a confirmation record, or a button that named it).
+    price_confirmed: bool = False
     now: datetime
 
     _times_aware = field_validator("now", "last_refund_at")(_aware)
@@ -163,11 +188,20 @@ class HumanRefundRules(_Rules):
     lead_required_plans: list[str]
     cap_usd: Decimal
     max_charge_age_days: int = Field(ge=0)
+    #: Over this amount (per plan) a refund by an agent needs a second person's approval (a lead with the
+    #: approver role); a plan not listed needs it for any amount. Absent: no approval rule (older files).
+    needs_approval_over_usd_by_plan: dict[str, Decimal] | None = None
 
 
 class RefundRules(_Rules):
     automatic: AutomaticRefundRules
     human: HumanRefundRules
+
+
+class ChangePlanRules(_Rules):
+    #: A plan or seat change that raises the price runs for an automatic actor only once the customer
+    #: confirmed the new price (never on text alone). Absent: no such rule (older files).
+    price_increase_needs_confirmation: bool = False
 
 
 class RetryRules(_Rules):
@@ -187,6 +221,7 @@ class PolicyRules(_Rules):
     dispute: DisputeRules
     fraud: FraudRules
     guardrail: GuardrailRules = GuardrailRules()
+    change_plan: ChangePlanRules = ChangePlanRules()
     refund: RefundRules
     retry: RetryRules
     rate_limits_per_day: dict[Profile, dict[Action, int]]
@@ -285,7 +320,19 @@ class PolicyEngine:
             return self._refund(ctx, profile)
         if action is Action.RETRY_PAYMENT:
             return self._retry(ctx, profile)
+        if action is Action.CHANGE_PLAN:
+            return self._change_plan(ctx, profile)
         return Allow(rule=f"{action.value}.allowed")
+
+    def _change_plan(self, ctx: PolicyContext, profile: Profile) -> Verdict:
+        if (
+            profile == "automatic"
+            and self.rules.change_plan.price_increase_needs_confirmation
+            and _cents(ctx.price_increase_usd) > 0
+            and not ctx.price_confirmed
+        ):
+            return Deny(reason=PRICE_CONFIRMATION_REQUIRED, rule=PRICE_CONFIRMATION_RULE)
+        return Allow(rule="change_plan.allowed")
 
     # ------------------------------------------------------------------ gates
     def _dispute(self, action: Action, ctx: PolicyContext, profile: Profile) -> Verdict | None:
@@ -372,9 +419,32 @@ class PolicyEngine:
             return self._human_refund(ctx, amount, age_days)
         return self._automatic_refund(ctx, amount, age_days)
 
+    def approval_covers(self, ctx: PolicyContext, amount: Decimal) -> bool:
+        """The context carries a second person's approval of exactly this refund (charge, at most the
+        amount approved, approver not the requester)."""
+        approval, charge = ctx.approval, ctx.charge
+        return (
+            approval is not None
+            and charge is not None
+            and approval.charge_id == charge.id
+            and bool(approval.approved_by)
+            and approval.approved_by != approval.requested_by
+            and amount <= _cents(approval.amount_usd)
+        )
+
+    def needs_approval(self, plan: str | None, amount: Decimal) -> Decimal | None:
+        """The approval threshold a human refund of ``amount`` on ``plan`` is over, or None when an agent
+        may refund it alone (no approval rule, or within the plan's threshold)."""
+        thresholds = self.rules.refund.human.needs_approval_over_usd_by_plan
+        if thresholds is None:
+            return None
+        threshold = _cents(thresholds[plan]) if plan in thresholds else Decimal(0)
+        return threshold if amount > threshold else None
+
     def _human_refund(self, ctx: PolicyContext, amount: Decimal, age_days: int) -> Verdict:
         rules = self.rules.refund.human
-        if ctx.plan in rules.lead_required_plans:
+        approved = self.approval_covers(ctx, amount)
+        if ctx.plan in rules.lead_required_plans and not approved:
             return NeedsHuman(
                 reason=EscalationReason.REFUND_OVER_POLICY,
                 rule="refund.human.lead_required_plans",
@@ -384,8 +454,7 @@ class PolicyEngine:
             return NeedsHuman(
                 reason=EscalationReason.REFUND_OVER_POLICY,
                 rule="refund.human.cap_usd",
-                detail=f"{_usd(amount)} is above the agent limit of {_usd(rules.cap_usd)}; "
-                "a team lead must approve",
+                detail=f"{_usd(amount)} is above the human limit of {_usd(rules.cap_usd)}, approved or not",
             )
         if age_days > rules.max_charge_age_days:
             return NeedsHuman(
@@ -393,6 +462,16 @@ class PolicyEngine:
                 rule="refund.human.max_charge_age_days",
                 detail=f"the charge is {age_days} days old (agent limit {rules.max_charge_age_days}); "
                 "a team lead must approve",
+            )
+        if approved:
+            return Allow(rule="refund.human.approved")
+        threshold = self.needs_approval(ctx.plan, amount)
+        if threshold is not None:
+            return NeedsHuman(
+                reason=EscalationReason.REFUND_OVER_POLICY,
+                rule="refund.human.needs_approval",
+                detail=f"{_usd(amount)} is over {_usd(threshold)} on the {ctx.plan or 'unknown'} plan: "
+                "request approval from a lead (a second person)",
             )
         return Allow(rule="refund.human.within_limits")
 

@@ -9,6 +9,7 @@ from tierline.settings import InfraSettings
 
 PIPELINE = (
     "diagnostics",
+    "analytics_sink",
     "tier3_handoff",
     "tier2_agent",
     "tier1_selfheal",

@@ -24,9 +24,11 @@ from tierline.stack.components import (
 )
 from tierline.stack.procs import Managed, free_port, port_open
 
-#: Start order matters: diagnostics owns ClickHouse and answers the others.
+#: Start order matters: diagnostics answers the others. Diagnostics (usage) and analytics_sink (the
+#: analyst tables) each own a chDB path (chDB: one process per path): `.tierline/clickhouse`, `/analytics`.
 SERVICES: tuple[str, ...] = (
     "diagnostics",
+    "analytics_sink",
     "tier3_handoff",
     "tier2_agent",
     "tier1_selfheal",
@@ -43,6 +45,8 @@ class StackConfig:
     postgres_port: int = 15432
     stripe_port: int = 18420
     smtp_port: int = 18025
+    #: the support address's SMTP door (served by the notifier service, not a stack component)
+    smtp_inbound_port: int = 18026
     s3_port: int = 19000
     #: Tansu keeps its log on our loopback S3 object store (files in ``<data_dir>/broker-log``), so a
     #: broker restart, or a whole ``tierline down``/``up``, loses nothing it acknowledged.
@@ -85,6 +89,7 @@ class StackConfig:
             postgres_port=free_port(),
             stripe_port=free_port(),
             smtp_port=free_port(),
+            smtp_inbound_port=free_port(),
             s3_port=free_port(),
             durable_broker=False,
             service_ports={name: free_port() for name in DEFAULT_PORTS},
@@ -119,7 +124,9 @@ class StackConfig:
             "TIERLINE_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{self.postgres_port}/tierline",
             "TIERLINE_STRIPE_API_BASE": f"http://127.0.0.1:{self.stripe_port}",
             "TIERLINE_SMTP_PORT": str(self.smtp_port),
+            "TIERLINE_SMTP_INBOUND_PORT": str(self.smtp_inbound_port),
             "TIERLINE_DIAGNOSTICS_URL": f"http://127.0.0.1:{self.service_ports['diagnostics']}",
+            "TIERLINE_ANALYTICS_URL": f"http://127.0.0.1:{self.service_ports['analytics_sink']}",
             "TIERLINE_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.service_ports['tier1_selfheal']}",
             **self.secrets,
         }
@@ -234,6 +241,13 @@ def status(cfg: StackConfig) -> list[Health]:
             "clickhouse",
             by_service["diagnostics"].ok,
             "chDB, owned by diagnostics: " + by_service["diagnostics"].detail,
+        )
+    )
+    results.append(
+        Health(
+            "clickhouse-analytics",
+            by_service["analytics_sink"].ok,
+            "chDB, owned by analytics_sink: " + by_service["analytics_sink"].detail,
         )
     )
     results.append(

@@ -5,50 +5,27 @@ keeps ``usage_daily`` (SummingMergeTree by customer, metric, day). Reads use the
 Writes are de-duplicated by ``event_id`` before insert (one writer owns the store), and the raw table
 is a ReplacingMergeTree keyed on the event id as a second line of defence.
 
-chDB allows one data path per process: :func:`get_client` returns the process-wide client per DSN,
-so other modules in the diagnostics process (analytics) share the same connection.
+chDB allows one data path per process: the process-wide client per DSN comes from
+:mod:`tierline.clickhouse` (shared plumbing).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import clickhouse_connect
 import structlog
 from clickhouse_connect.driver.client import Client
 
-from services.diagnostics.domain import USAGE_LOOKBACK_DAYS, UsageDay, UsageFigures, usage_figures
-from services.diagnostics.ports import SourceUnavailable
+from services.diagnostics.domain import USAGE_LOOKBACK_DAYS, UsageDay, usage_figures
+from tierline.billing.records import UsageFigures
+from tierline.clickhouse import client_lock, get_client
+from tierline.diagnostics_client import SourceUnavailable
 
 log = structlog.get_logger(__name__)
-
-_CLIENTS: dict[str, Client] = {}
-_LOCKS: dict[str, threading.Lock] = {}
-_REGISTRY_LOCK = threading.Lock()
-
-
-def get_client(dsn: str) -> Client:
-    """The one ClickHouse client of this process for ``dsn`` (chDB: one data path per process)."""
-    with _REGISTRY_LOCK:
-        client = _CLIENTS.get(dsn)
-        if client is None:
-            client = clickhouse_connect.get_client(dsn=dsn)
-            _CLIENTS[dsn] = client
-            _LOCKS.setdefault(dsn, threading.Lock())
-        return client
-
-
-def client_lock(dsn: str) -> threading.Lock:
-    """Serialises calls on the shared client (chDB sessions are not safe for concurrent use).
-
-    Opens nothing: a service is built with its lock and opens the engine on first use."""
-    with _REGISTRY_LOCK:
-        return _LOCKS.setdefault(dsn, threading.Lock())
 
 
 SCHEMA: tuple[str, ...] = (

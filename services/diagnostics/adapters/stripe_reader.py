@@ -8,7 +8,7 @@ from typing import Any
 import stripe
 import structlog
 
-from services.diagnostics.ports import CustomerNotFound, SourceUnavailable
+from tierline.diagnostics_client import CustomerNotFound, SourceUnavailable
 
 log = structlog.get_logger(__name__)
 

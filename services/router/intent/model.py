@@ -727,3 +727,11 @@ def classify_main(stdin: IO[str], stdout: IO[str]) -> int:
         stdout.write(json.dumps(record) + "\n")
     stdout.flush()
     return 0
+
+
+def classify_command(argv: list[str]) -> int:
+    """`tierline classify`: one text a line on stdin, one JSON line on stdout (delegated by the CLI)."""
+    argparse.ArgumentParser(
+        prog="tierline classify", description="One text a line on stdin -> one JSON line on stdout."
+    ).parse_args(argv)
+    return classify_main(sys.stdin, sys.stdout)

@@ -90,11 +90,41 @@ class ContactStatusReader:
     async def case(self, contact_id: str) -> dict[str, Any] | None:
         try:
             row = await self.pool.fetchrow(
-                "SELECT case_id, reason, status, opened_at FROM cases WHERE contact_id=$1", contact_id
+                """SELECT k.case_id, k.reason, k.status, k.opened_at, k.sla_due_at, k.resolved_at,
+                          k.resolution_note,
+                          (SELECT t.text FROM conversation_turns t JOIN contacts c
+                             ON c.conversation_id = t.conversation_id
+                           WHERE c.contact_id = k.contact_id AND t.kind = 'resolution'
+                           ORDER BY t.seq DESC LIMIT 1) AS told
+                   FROM cases k WHERE k.contact_id=$1""",
+                contact_id,
             )
         except asyncpg.UndefinedTableError:
             return None
         return dict(row) if row is not None else None
+
+    async def customer_cases(self, customer_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The customer's latest cases (never a dead-letter case), newest first, each with what the people
+        on it told the customer (the human replies and the resolution of its conversation)."""
+        try:
+            rows = await self.pool.fetch(
+                """SELECT k.case_id, k.contact_id, k.status, k.opened_at, k.sla_due_at, k.resolved_at,
+                          k.resolution_note, c.conversation_id,
+                          COALESCE((SELECT jsonb_agg(jsonb_build_object('kind', t.kind, 'text', t.text,
+                                                                        'created_at', t.created_at)
+                                                     ORDER BY t.seq)
+                                    FROM conversation_turns t
+                                    WHERE t.conversation_id = c.conversation_id
+                                      AND t.role = 'agent'), '[]'::jsonb) AS messages
+                   FROM cases k LEFT JOIN contacts c ON c.contact_id = k.contact_id
+                   WHERE k.customer_id = $1 AND k.reason <> 'dead_letter'
+                   ORDER BY k.opened_at DESC LIMIT $2""",
+                customer_id,
+                limit,
+            )
+        except asyncpg.UndefinedTableError:
+            return []
+        return [dict(r) for r in rows]
 
     async def action_results(self, contact_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(

@@ -12,6 +12,7 @@ from schemas import Tier
 from schemas.messages import ActionRecord
 from services.tier3_handoff.ports import Case, HumanActionDenied
 from tierline.actions import ActionContext, ActionOutcome, Actions
+from tierline.billing.policy import ApprovalFacts
 
 
 class PolicyCheckedHumanActions:
@@ -21,7 +22,7 @@ class PolicyCheckedHumanActions:
         self.actions = actions
 
     @staticmethod
-    def _ctx(case: Case, agent_id: str) -> ActionContext:
+    def _ctx(case: Case, agent_id: str, approval: ApprovalFacts | None = None) -> ActionContext:
         return ActionContext(
             contact_id=case.contact_id,
             customer_id=case.customer_id,
@@ -29,6 +30,7 @@ class PolicyCheckedHumanActions:
             actor="human",
             actor_id=f"agent:{agent_id}",
             cause=case.cause(),
+            approval=approval,
         )
 
     @staticmethod
@@ -46,6 +48,17 @@ class PolicyCheckedHumanActions:
     ) -> ActionRecord:
         outcome = await self.actions.refund(
             self._ctx(case, agent_id), charge_id, amount_usd, reason=note or "requested_by_customer"
+        )
+        return self._record(outcome)
+
+    async def refund_approved(self, case: Case, approval: ApprovalFacts, *, note: str) -> ActionRecord:
+        """Run by the approver's click; the requester is the actor, the approver is in the audit details."""
+        requester = approval.requested_by.removeprefix("agent:")
+        outcome = await self.actions.refund(
+            self._ctx(case, requester, approval),
+            approval.charge_id,
+            approval.amount_usd,
+            reason=note or "requested_by_customer",
         )
         return self._record(outcome)
 

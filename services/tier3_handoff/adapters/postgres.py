@@ -122,6 +122,50 @@ class PostgresCaseStore:
         row = await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM cases WHERE contact_id=$1", contact_id)
         return _case(row) if row else None
 
+    async def open_case_in_conversation(
+        self, conversation_id: str, customer_id: str, *, other_than_contact: str
+    ) -> Case | None:
+        """The conversation's open (not resolved) case of another of its contacts, oldest first."""
+        row = await self.pool.fetchrow(
+            f"""SELECT {", ".join(f"c.{c.strip()}" for c in _COLUMNS.split(","))}
+                FROM cases c JOIN contacts k ON k.contact_id = c.contact_id
+                WHERE k.conversation_id = $1 AND c.customer_id = $2 AND c.status <> 'resolved'
+                  AND c.contact_id <> $3
+                ORDER BY c.opened_at LIMIT 1""",
+            conversation_id,
+            customer_id,
+            other_than_contact,
+        )
+        return _case(row) if row else None
+
+    async def add_customer_reply(
+        self, case_id: str, *, contact_id: str, message_id: str, text: str, turn: dict[str, Any]
+    ) -> bool:
+        """The customer's follow-up on an open case, once per contact: a ``customer_reply`` action and the
+        turn appended to the packet's transcript. False when this contact's follow-up was recorded."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"case-follow-up:{case_id}")
+            status = await conn.execute(
+                """INSERT INTO case_actions (case_id, agent_id, kind, note, record)
+                   SELECT $1, 'customer', 'customer_reply', $2, $3 WHERE NOT EXISTS (
+                       SELECT 1 FROM case_actions WHERE case_id=$1 AND kind='customer_reply'
+                          AND record->>'contact_id' = $4)""",
+                case_id,
+                pg_safe(text),
+                pg_safe({"contact_id": contact_id, "message_id": message_id}),
+                contact_id,
+            )
+            if not status.endswith(" 1"):
+                return False
+            await conn.execute(
+                """UPDATE cases SET packet = jsonb_set(packet, '{transcript}',
+                       COALESCE(packet->'transcript', '[]'::jsonb) || $2::jsonb)
+                   WHERE case_id = $1""",
+                case_id,
+                pg_safe([turn]),
+            )
+        return True
+
     async def list_queue(self, queues: list[str], statuses: list[str], limit: int = 200) -> list[Case]:
         rows = await self.pool.fetch(
             f"""SELECT {_COLUMNS} FROM cases WHERE queue = ANY($1::text[]) AND status = ANY($2::text[])
@@ -153,6 +197,23 @@ class PostgresCaseStore:
             note,
             record,
         )
+
+    async def add_reply(self, case_id: str, agent_id: str, text: str, record: dict[str, Any]) -> bool:
+        """Record a reply to the customer once per ``record['reply_id']``; False when it was recorded."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"case-reply:{case_id}")
+            status = await conn.execute(
+                """INSERT INTO case_actions (case_id, agent_id, kind, note, record)
+                   SELECT $1::text, $2::text, 'reply', $3::text, $4::jsonb WHERE NOT EXISTS (
+                       SELECT 1 FROM case_actions WHERE case_id=$1::text AND kind='reply'
+                          AND record->>'reply_id' = $5::text)""",
+                case_id,
+                agent_id,
+                pg_safe(text),
+                pg_safe(record),
+                str(record["reply_id"]),
+            )
+        return bool(status.endswith(" 1"))
 
     async def actions(self, case_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
