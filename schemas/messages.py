@@ -234,6 +234,11 @@ class OutcomeRecordedPayload(Payload):
     channel: Channel | None = None
     trigger: Literal["contact", "selfheal", "stripe_event"] = "contact"
     summary: str = ""
+    variant: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the answer template variant the customer got, '<experiment>:<variant>' (A/B tests)",
+    )
 
 
 class OutcomeRecordedV1(Envelope[OutcomeRecordedPayload]):
@@ -258,10 +263,29 @@ class ConversationMessageSentPayload(Payload):
         default=None, description="for a handoff: when a person will have answered at the latest"
     )
     language: str | None = None
+    variant: str | None = Field(
+        default=None,
+        max_length=200,
+        description="the answer template variant of this message, '<experiment>:<variant>' (A/B tests)",
+    )
 
 
 class ConversationMessageSentV1(Envelope[ConversationMessageSentPayload]):
     TOPIC: ClassVar[str] = "conversation.message.sent.v1"
+
+
+class ConversationRatedPayload(Payload):
+    """The customer rated an answer: CSAT 1-5 and/or "did this solve it?" (a later rating of the same
+    contact completes or replaces an earlier one)."""
+
+    conversation_id: str = Field(max_length=200)
+    csat: int | None = Field(default=None, ge=1, le=5)
+    solved: bool | None = None
+    channel: Channel | None = None
+
+
+class ConversationRatedV1(Envelope[ConversationRatedPayload]):
+    TOPIC: ClassVar[str] = "conversation.rated.v1"
 
 
 class AuditEventPayload(Payload):
@@ -290,6 +314,28 @@ class NotificationRequestedPayload(Payload):
 
 class NotificationRequestedV1(Envelope[NotificationRequestedPayload]):
     TOPIC: ClassVar[str] = "notification.requested.v1"
+
+
+class BillingChangeRecordedPayload(Payload):
+    """A change to a customer's account went through (once per ledgered action): what changed, who changed
+    it and when, the values before and after. The notifier turns it into the notifications configured for
+    its kind (email to the customer, Slack to the support team); the audit timeline shows it."""
+
+    change: Literal["billing_email", "company_details", "tax_id", "plan", "cancellation", "card"]
+    action: Action
+    actor: str = Field(description="who: '<tier>:<actor id>', e.g. 'tier1:customer' or 'tier3:ana'")
+    actor_kind: Literal["system", "ai", "selfheal", "human"]
+    changed_at: datetime
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    notify: list[str] = Field(
+        default_factory=list, description="the customer's addresses to tell (old and new for an email change)"
+    )
+    idempotency_key: str = Field(description="the action ledger's key: one change, one event")
+
+
+class BillingChangeRecordedV1(Envelope[BillingChangeRecordedPayload]):
+    TOPIC: ClassVar[str] = "billing.change.recorded.v1"
 
 
 class UsageEventPayload(Payload):
@@ -372,11 +418,13 @@ ALL_MESSAGES: tuple[type[Envelope[Any]], ...] = (
     OutcomeRecordedV1,
     AuditEventRecordedV1,
     NotificationRequestedV1,
+    BillingChangeRecordedV1,
     UsageEventRecordedV1,
     KnowledgeArticlePublishedV1,
     AlertRaisedV1,
     DeadLetterRecordedV1,
     ConversationMessageSentV1,
+    ConversationRatedV1,
 )
 
 TOPICS: dict[str, type[Envelope[Any]]] = {m.TOPIC: m for m in ALL_MESSAGES}

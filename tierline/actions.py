@@ -128,6 +128,7 @@ class Actions(Protocol):
         name: str | None = None,
         address: dict[str, str] | None = None,
         tax_id: str | None = None,
+        payment_method: str | None = None,
     ) -> ActionOutcome: ...
 
     async def cancel_subscription(self, ctx: ActionContext, at_period_end: bool = True) -> ActionOutcome: ...
@@ -161,21 +162,21 @@ import structlog  # noqa: E402
 from faststream.kafka import KafkaBroker  # noqa: E402
 
 from schemas.messages import NotificationRequestedPayload, NotificationRequestedV1  # noqa: E402
+from tierline import account_changes  # noqa: E402
+from tierline.billing import facts as billing_facts  # noqa: E402
+from tierline.billing.facts import FactsRepository, PostgresFacts  # noqa: E402
 from tierline.billing.policy import (  # noqa: E402
     PRICE_CONFIRMATION_RULE,
     Allow,
-    ChargeFacts,
     NeedsHuman,
     PolicyContext,
     PolicyEngine,
-    RefundFact,
     to_record,
 )
 from tierline.guardrails import INJECTION_FLAG  # noqa: E402
 from tierline.ledger import ActionFailed, ActionLedger, LedgerResult, idempotency_key  # noqa: E402
 from tierline.messaging import publish  # noqa: E402
 from tierline.pipeline import audit  # noqa: E402
-from tierline.risk import fraud_flagged  # noqa: E402
 from tierline.settings import InfraSettings  # noqa: E402
 
 log = structlog.get_logger(__name__)
@@ -211,6 +212,7 @@ class ActionExecutor:
         diagnostics: Any,
         stripe: Any = None,
         policy: Any = None,
+        facts: FactsRepository | None = None,
     ) -> None:
         from tierline.stripe_adapter import StripeActions
 
@@ -221,6 +223,7 @@ class ActionExecutor:
         self.stripe = stripe or StripeActions(settings)
         self.policy = policy or PolicyEngine.from_yaml()
         self.ledger = ActionLedger(pool)
+        self.facts: FactsRepository = facts or PostgresFacts(pool)
         self._cache: dict[str, tuple[float, DiagnosisView]] = {}
 
     #: How long one customer's diagnosis is reused while a contact is being handled. Any effect on the
@@ -270,110 +273,24 @@ class ActionExecutor:
         self._cache.pop(customer_id, None)
 
     async def policy_context(self, ctx: ActionContext, diagnosis: DiagnosisView, **extra: Any) -> Any:
-        from schemas import RootCause
-
-        ev = diagnosis.evidence
-        disputes = ev.get("disputes") or []
-        dispute_open = (
-            diagnosis.root_cause == RootCause.DISPUTE_OPEN
-            or RootCause.DISPUTE_OPEN in (diagnosis.secondary_causes)
-            or any(
-                str(d.get("status", "")) not in ("won", "lost", "closed", "warning_closed") for d in disputes
-            )
+        """The policy's facts: one read of the facts repository, derived with the billing core's rules
+        (``tierline.billing.facts``: the same dispute and fraud rules as the router's gates)."""
+        facts = await self.facts.load(
+            ctx.customer_id, refund_window_days=self.policy.refund_history_window_days
         )
-        risk = await self.pool.fetchval("SELECT risk_flags FROM customers WHERE id=$1", ctx.customer_id) or {}
-        invoice = ev.get("invoice") or {}
-        now = datetime.now(UTC)
-        refunds_in_window, last_refund_at = await self.refund_history(ctx.customer_id, diagnosis, now)
-        today = await self.pool.fetch(
-            """SELECT action, count(*) AS n FROM action_ledger WHERE customer_id=$1 AND status='succeeded'
-               AND created_at >= date_trunc('day', now(), 'UTC')  -- the policy's day: calendar, UTC
-               GROUP BY action""",
-            ctx.customer_id,
+        return billing_facts.policy_context(
+            self.policy,
+            facts,
+            diagnosis,
+            actor=ctx.actor,
+            now=datetime.now(UTC),
+            instruction_flag=INJECTION_FLAG in ctx.flags,
+            **extra,
         )
-        retries = await self.pool.fetchval(
-            """SELECT count(*) FROM action_ledger WHERE customer_id=$1 AND action='retry_payment'
-               AND target=$2 AND status IN ('succeeded','failed')""",
-            ctx.customer_id,
-            invoice.get("id"),
-        )
-        base: dict[str, Any] = {
-            "actor": ctx.actor,
-            "customer_id": ctx.customer_id,
-            "plan": (ev.get("plan") or {}).get("tier"),
-            "dispute_open": bool(dispute_open),
-            "fraud_flag": fraud_flagged(risk) or diagnosis.root_cause == RootCause.CARD_DECLINED_FRAUD,
-            "refunds_last_90d": refunds_in_window,
-            "last_refund_at": last_refund_at,
-            "decline_code": invoice.get("decline_code"),
-            "failed_attempts": int(invoice.get("attempt_count") or 0),
-            "retry_attempts": int(retries or 0),
-            "actions_today": {r["action"]: int(r["n"]) for r in today},
-            "instruction_flag": INJECTION_FLAG in ctx.flags,
-            "now": now,
-        }
-        base.update(extra)
-        return PolicyContext(**base)
-
-    async def refund_history(
-        self, customer_id: str, diagnosis: DiagnosisView, now: datetime
-    ) -> tuple[int, datetime | None]:
-        """Every refund the customer received in the policy's window, whoever issued it: Stripe's record
-        (the mirror's refunds in the diagnosis evidence) and, for refunds not mirrored yet, tierline's
-        ledger (any actor), counted once by Stripe refund id; refunds of verified duplicates excluded."""
-        facts: list[RefundFact] = []
-        for refund in diagnosis.evidence.get("refunds") or []:
-            created = _iso(refund.get("created_at"))
-            if refund.get("id") and created is not None:
-                facts.append(
-                    RefundFact(
-                        id=str(refund["id"]),
-                        charge_id=refund.get("charge_id"),
-                        created_at=created,
-                        status=str(refund.get("status") or "succeeded"),
-                    )
-                )
-        window = self.policy.refund_history_window_days
-        ledger = await self.pool.fetch(
-            """SELECT idempotency_key, target, created_at, result->>'refund' AS refund_id FROM action_ledger
-               WHERE customer_id=$1 AND action='refund' AND status='succeeded'
-                 AND created_at > now() - make_interval(days => $2)""",
-            customer_id,
-            window,
-        )
-        for row in ledger:
-            facts.append(
-                RefundFact(
-                    id=row["refund_id"] or row["idempotency_key"],
-                    charge_id=row["target"],
-                    created_at=row["created_at"],
-                )
-            )
-        charges = [
-            c
-            for c in (
-                self.charge_facts(diagnosis, ch.get("id")) for ch in diagnosis.evidence.get("charges") or []
-            )
-            if c is not None
-        ]
-        history: tuple[int, datetime | None] = self.policy.refund_history(facts, charges, now)
-        return history
 
     @staticmethod
     def charge_facts(diagnosis: DiagnosisView, charge_id: str | None) -> Any:
-
-        for charge in diagnosis.evidence.get("charges") or []:
-            if charge.get("id") == charge_id:
-                created = _iso(charge.get("created_at")) or datetime.now(UTC)
-                return ChargeFacts(
-                    id=charge["id"],
-                    customer_id=diagnosis.customer_id,
-                    amount_usd=float(charge.get("amount_usd") or 0),
-                    created_at=created,
-                    refunded_usd=float(charge.get("refunded_usd") or 0),
-                    status=str(charge.get("status") or "succeeded"),
-                )
-        return None
+        return billing_facts.charge_facts(diagnosis, charge_id)
 
     # ------------------------------------------------------------------ the one path every action takes
     async def _run(
@@ -395,6 +312,8 @@ class ActionExecutor:
             # A redelivered message or a second click: answer what happened, without asking the policy
             # again about a world the first execution already changed (a refunded charge has less left).
             log.info("action.replayed", action=action.value, target=target, status=done.status)
+            if done.ok:  # republished identically (id from the key): a publish lost to a crash happens now
+                await account_changes.publish_change(self.broker, ctx, action, key, done.result)
             return ActionOutcome(
                 action=action,
                 status="succeeded" if done.ok else "failed",
@@ -505,6 +424,8 @@ class ActionExecutor:
                 **ctx.approval_details,
             },
         )
+        if result.ok:  # an account change: email / Slack / timeline (billing.change.recorded.v1)
+            await account_changes.publish_change(self.broker, ctx, action, key, result.result)
         return ActionOutcome(
             action=action,
             status="succeeded" if result.ok else "failed",
@@ -587,6 +508,11 @@ class ActionExecutor:
             ),
         )
         return str(email)
+
+    async def _billing_email(self, customer_id: str) -> str | None:
+        """The customer's billing address on file (mirror, then store), for change notices."""
+        email = await self.pool.fetchval("SELECT email FROM stripe_customers WHERE id=$1", customer_id)
+        return email or await self.pool.fetchval("SELECT email FROM customers WHERE id=$1", customer_id)
 
     async def _live_email(self, customer_id: str) -> str | None:
         """Neither the mirror nor the store has an address yet: read the customer from Stripe."""
@@ -709,9 +635,19 @@ class ActionExecutor:
             key_target=key_target,
         )
 
-    async def _owns_invoice(self, customer_id: str, invoice_id: str) -> bool:
+    async def _owns_invoice(self, customer_id: str, invoice_id: str, *, live: bool = False) -> bool:
+        """The invoice is the customer's in the mirror; ``live``: an invoice not mirrored yet is read from
+        Stripe (the portal lists invoices from Stripe, so a click can name one the mirror has not seen)."""
         owner = await self.pool.fetchval("SELECT customer_id FROM stripe_invoices WHERE id=$1", invoice_id)
-        return owner == customer_id
+        get_invoice = getattr(self.stripe, "get_invoice", None)
+        if owner is None and live and invoice_id.startswith("in_") and get_invoice is not None:
+            from tierline.stripe_adapter import StripeActionError, ref_id
+
+            try:
+                owner = ref_id((await get_invoice(invoice_id)).get("customer"))
+            except StripeActionError as exc:
+                log.info("action.invoice.not_found", invoice=invoice_id, error=type(exc).__name__)
+        return bool(owner == customer_id)
 
     async def send_update_card_link(
         self,
@@ -806,7 +742,7 @@ class ActionExecutor:
         an invoice sends that payment's receipt), else the latest paid invoice or payment."""
         target = invoice_id
         charge = None
-        if target is not None and not await self._owns_invoice(ctx.customer_id, target):
+        if target is not None and not await self._owns_invoice(ctx.customer_id, target, live=True):
             charge = await self.pool.fetchrow(
                 """SELECT id, amount_cents, created FROM stripe_charges
                    WHERE id=$1 AND customer_id=$2 AND status='succeeded'""",
@@ -845,13 +781,21 @@ class ActionExecutor:
             if target is not None:
                 info = await self.stripe.send_invoice(target)
                 url = info.pdf_url or info.hosted_url
+                online = f" (view it online: {info.hosted_url})" if info.hosted_url not in ("", url) else ""
+                body = f"As requested, your invoice {info.number or target} as a PDF: {url}{online}"
             else:
-                url = f"{self.settings.public_base_url}/receipts/{doc_target}"
+                from tierline.stripe_adapter import receipt_url
+
+                # tier 1's receipt page (on the emulator and real Stripe alike), signed for this payment
+                url = receipt_url(
+                    self.settings.public_base_url, self.settings.session_secret.get_secret_value(), doc_target
+                )
+                body = f"As requested, the receipt for your payment {doc_target}: {url}"
             sent_to = await self._notify(
                 ctx,
                 template="invoice",
-                subject="Your invoice",
-                body=f"As requested, your invoice/receipt: {url}",
+                subject="Your invoice" if target is not None else "Your receipt",
+                body=body,
                 key=key,
                 link=url,
             )
@@ -932,43 +876,110 @@ class ActionExecutor:
         name: str | None = None,
         address: dict[str, str] | None = None,
         tax_id: str | None = None,
+        payment_method: str | None = None,
     ) -> ActionOutcome:
+        """Billing email, company name, address, a tax id and/or the default card (a payment method Stripe
+        collected; card data never reaches tierline). All or nothing: Stripe is read first (unreachable →
+        nothing written), a later step that fails undoes the earlier ones, and the mirror is written only
+        once Stripe holds every change."""
         diagnosis = await self.diagnosis(ctx)
         pctx = await self.policy_context(ctx, diagnosis)
         changes = {
-            k: v for k, v in {"email": email, "name": name, "address": address, "tax_id": tax_id}.items() if v
+            k: v
+            for k, v in {
+                "email": email,
+                "name": name,
+                "address": address,
+                "tax_id": tax_id,
+                "payment_method": payment_method,
+            }.items()
+            if v
         }
         if not changes:
             return ActionOutcome(Action.UPDATE_BILLING_DETAILS, "failed", "nothing to update")
         target = ",".join(f"{k}={v}" for k, v in sorted((k, str(v)) for k, v in changes.items()))
 
         async def effect() -> dict[str, Any]:
+            from tierline.billing.mirror import MirrorStore, now_ms
+
             key = idempotency_key(ctx.key_scope, "update_customer", target)
-            if email or name or address:
-                await self.stripe.update_customer(
-                    ctx.customer_id,
-                    idempotency_key=key,
-                    email=email or None,
-                    name=name or None,
-                    address=address or None,
-                )
-                if email:
-                    await self.pool.execute(
-                        "UPDATE stripe_customers SET email=$2 WHERE id=$1", ctx.customer_id, email
+            before = await self.stripe.customer_with_tax_ids(ctx.customer_id)
+            added_tax: str | None = None
+            updated = False
+            pm: dict[str, Any] | None = None
+            try:
+                if tax_id:
+                    kind, _, value = tax_id.partition(":")
+                    added = await self.stripe.add_tax_id(
+                        ctx.customer_id, kind if value else "eu_vat", value or tax_id, key
                     )
-                    await self.pool.execute(
-                        "UPDATE customers SET email=$2 WHERE id=$1", ctx.customer_id, email
+                    added_tax = None if added.already_present else added.tax_id
+                if email or name or address:
+                    await self.stripe.update_customer(
+                        ctx.customer_id,
+                        idempotency_key=key,
+                        email=email or None,
+                        name=name or None,
+                        address=address or None,
                     )
-            if tax_id:
-                kind, _, value = tax_id.partition(":")
-                await self.stripe.add_tax_id(
-                    ctx.customer_id, kind if value else "eu_vat", value or tax_id, key
-                )
-            return {"updated": sorted(changes), "message": "Billing details updated."}
+                    updated = True
+                if payment_method:
+                    pm = await self.stripe.set_default_payment_method(ctx.customer_id, payment_method, key)
+            except Exception:
+                await self._undo_details(ctx.customer_id, before, added_tax, updated, key)
+                raise
+            after = await self.stripe.customer_with_tax_ids(ctx.customer_id)
+            mirror = MirrorStore(self.pool)
+            if pm is not None:
+                await mirror.upsert_object(pm, now_ms())
+            await mirror.upsert_object(after, now_ms())
+            result: dict[str, Any] = account_changes.stamp(
+                ctx,
+                {
+                    "updated": sorted(changes),
+                    "message": "Billing details updated.",
+                    **account_changes.details_change(
+                        before,
+                        after,
+                        changes,
+                        previous_card=diagnosis.evidence.get("payment_method"),
+                        card=(pm or {}).get("card"),
+                    ),
+                },
+                notify=[before.get("email"), after.get("email")],
+            )
+            if pm is not None:
+                card = pm.get("card") or {}
+                result["card"] = {k: card.get(k) for k in ("brand", "last4", "exp_month", "exp_year")}
+                result["message"] = "Your new card is now the default."
+            return result
 
         return await self._run(
             ctx, Action.UPDATE_BILLING_DETAILS, ctx.customer_id, pctx, effect, key_target=target
         )
+
+    async def _undo_details(
+        self, customer_id: str, before: dict[str, Any], added_tax: str | None, updated: bool, key: str
+    ) -> None:
+        """Put back what a failed billing-details change already wrote to Stripe (best effort, logged)."""
+        try:
+            if updated:
+                await self.stripe.update_customer(
+                    customer_id,
+                    idempotency_key=f"{key}:undo",
+                    email=before.get("email") or "",
+                    name=before.get("name") or "",
+                    address={k: v or "" for k, v in (before.get("address") or {}).items()},
+                )
+            if added_tax is not None:
+                await self.stripe.delete_tax_id(customer_id, added_tax)
+            log.info("action.billing_details.undone", customer_id=customer_id)
+        except Exception as exc:  # noqa: BLE001 - the original error is what the caller reports
+            log.error(
+                "action.billing_details.undo_failed",
+                customer_id=customer_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def cancel_subscription(self, ctx: ActionContext, at_period_end: bool = True) -> ActionOutcome:
         diagnosis = await self.diagnosis(ctx)
@@ -984,11 +995,17 @@ class ActionExecutor:
                 "UPDATE subscriptions SET cancel_at_period_end=true WHERE id=$1", sub["id"]
             )
             end = sub.get("current_period_end")
-            return {
-                "subscription": sub["id"],
-                "at_period_end": True,
-                "message": f"Your subscription will end at the end of the current period ({end}).",
-            }
+            return account_changes.stamp(
+                ctx,
+                {
+                    "subscription": sub["id"],
+                    "at_period_end": True,
+                    "message": f"Your subscription will end at the end of the current period ({end}).",
+                    "before": {"status": sub.get("status"), "cancel_at_period_end": False},
+                    "after": {"status": sub.get("status"), "cancel_at_period_end": True, "ends_at": end},
+                },
+                notify=[await self._billing_email(ctx.customer_id)],
+            )
 
         return await self._run(ctx, Action.CANCEL_SUBSCRIPTION, sub["id"], pctx, effect)
 
@@ -1033,13 +1050,27 @@ class ActionExecutor:
                 plan,
                 seats,
             )
-            return {
-                "subscription": sub["id"],
-                "plan": plan,
-                "seats": seats,
-                "preview": preview,
-                "message": f"Plan changed to {row['id']}.",
-            }
+            return account_changes.stamp(
+                ctx,
+                {
+                    "subscription": sub["id"],
+                    "plan": plan,
+                    "seats": seats,
+                    "preview": preview,
+                    "message": f"Plan changed to {row['id']}.",
+                    "before": {
+                        "plan": sub.get("plan_id"),
+                        "seats": sub.get("seats"),
+                        "monthly_usd": int(preview.get("old_amount_cents") or 0) / 100,
+                    },
+                    "after": {
+                        "plan": plan,
+                        "seats": seats if seats is not None else sub.get("seats"),
+                        "monthly_usd": int(preview.get("new_amount_cents") or 0) / 100,
+                    },
+                },
+                notify=[await self._billing_email(ctx.customer_id)],
+            )
 
         outcome = await self._run(ctx, Action.CHANGE_PLAN, sub["id"], pctx, effect, key_target=key_target)
         if outcome.policy is not None and outcome.policy.rule == PRICE_CONFIRMATION_RULE:

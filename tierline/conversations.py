@@ -271,6 +271,7 @@ async def say(
     choices: list[Choice] | None = None,
     sla_due_at: datetime | None = None,
     language: str | None = None,
+    variant: str | None = None,
 ) -> ConversationMessageSentV1 | None:
     """Tell the customer ``text`` in the contact's conversation: store the turn, move the conversation's
     status, publish it for delivery. None (and nothing done) when the contact has no conversation, e.g.
@@ -295,6 +296,7 @@ async def say(
             choices=list(choices or []),
             sla_due_at=sla_due_at,
             language=language,
+            variant=variant,
         ),
         contact_id=contact_id,
         customer_id=customer_id,

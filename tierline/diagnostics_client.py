@@ -95,5 +95,20 @@ class HttpDiagnostics:
             raise DiagnosticsUnavailable(f"HTTP {resp.status_code}: {resp.text[:300]}")
         return DiagnosisView.model_validate_json(resp.content)
 
+    async def usage(self, customer_id: str, days: int) -> dict[str, Any]:
+        """``GET /v1/customers/{id}/usage?days=N``: the period's figures (with forecast) and daily rows."""
+        try:
+            resp = await self._client.get(
+                f"/v1/customers/{httpx.URL(customer_id).path}/usage", params={"days": days}
+            )
+        except httpx.HTTPError as exc:
+            raise DiagnosticsUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if resp.status_code == 404:
+            raise CustomerNotFound(customer_id)
+        if resp.status_code != 200:
+            raise DiagnosticsUnavailable(f"HTTP {resp.status_code}: {resp.text[:300]}")
+        body: dict[str, Any] = resp.json()
+        return body
+
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -20,7 +20,11 @@ lacks a feature, the gap is closed *here*, never in callers:
   :meth:`change_plan` replaces the emulator's "Unused time" items with the same computed prorations.
 * **Links.** No billing portal / hosted invoice pages on the emulator: signed product pages instead
   (``{public_base_url}/update-card?token=`` 24 h, ``{public_base_url}/pay/{invoice}?token=`` 30 days),
-  HS256 JWTs under ``session_secret``; :func:`verify_link_token` checks them.
+  HS256 JWTs under ``session_secret``; :func:`verify_link_token` checks them. Nor invoice PDFs:
+  :meth:`StripeActions.stripe_documents` gives Stripe's own hosted page and PDF on real Stripe and
+  ``None`` on the emulator, where tier 1 serves signed ``/invoices/{id}`` and ``/invoices/{id}.pdf``
+  (rendered by ``tierline/invoice_pdf.py``); receipts are tier 1's ``/receipts/{charge}?token=`` on both
+  (:func:`receipt_url`).
 
 Transient failures (connection errors, 5xx, 429) are retried with tenacity inside this module; a
 create on the emulator is retried only when the request provably never reached it, because there the
@@ -52,6 +56,10 @@ T = TypeVar("T")
 
 UPDATE_CARD_TTL_S = 24 * 3600
 INVOICE_LINK_TTL_S = 30 * 24 * 3600
+#: Signed links to tierline's own invoice documents (hosted page + PDF, subject = the invoice id) and
+#: payment receipts (subject = the charge id), served by tier 1 where Stripe has no page of its own.
+INVOICE_DOCUMENT_PURPOSE = "invoice_document"
+RECEIPT_PURPOSE = "receipt"
 LINK_ALGORITHM = "HS256"
 STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
 
@@ -275,6 +283,13 @@ def sign_link_token(secret: str, *, purpose: str, subject: str, expires_at: int,
         **claims,
     }
     return jwt.encode(payload, secret, algorithm=LINK_ALGORITHM)
+
+
+def receipt_url(base_url: str, secret: str, charge_id: str, *, now: int | None = None) -> str:
+    """The signed link to tier 1's receipt page for one payment (30 days)."""
+    expires = int(now if now is not None else time.time()) + INVOICE_LINK_TTL_S
+    token = sign_link_token(secret, purpose=RECEIPT_PURPOSE, subject=charge_id, expires_at=expires)
+    return f"{base_url.rstrip('/')}/receipts/{charge_id}?token={token}"
 
 
 def verify_link_token(token: str, secret: str, *, purpose: str) -> dict[str, Any]:
@@ -691,6 +706,58 @@ class StripeActions:
         log.info("stripe.tax_id.added", customer=customer_id, tax_id=t["id"], type=type)
         return TaxIdResult(t["id"], customer_id, type, value)
 
+    async def delete_tax_id(self, customer_id: str, tax_id: str) -> None:
+        """Undo a tax id this change added (a later step of the same change failed)."""
+        await self.call(
+            lambda: self.v1.customers.tax_ids.delete_async(customer_id, tax_id), op="tax_id.delete"
+        )
+
+    async def customer_with_tax_ids(self, customer_id: str) -> dict[str, Any]:
+        """The customer and its tax ids in one object (the shape the mirror stores); also the first read
+        of a billing-details change, so an unreachable Stripe fails it before anything is written."""
+        customer = await self.get_customer(customer_id)
+        taxes = as_dict(
+            await self.call(lambda: self.v1.customers.tax_ids.list_async(customer_id), op="tax_id.list")
+        )
+        return {**customer, "tax_ids": {"object": "list", "data": taxes.get("data", [])}}
+
+    async def set_default_payment_method(
+        self, customer_id: str, payment_method_id: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Attach a payment method Stripe collected (Elements / SetupIntent, or the emulator's tokenising
+        page) to the customer and make it the invoices' default. A method attached to another customer is
+        refused; one already attached to this customer (a confirmed SetupIntent does that) is kept."""
+        pm = await self.get_payment_method(payment_method_id)
+        owner = ref_id(pm.get("customer"))
+        if owner not in (None, customer_id):
+            raise InvalidStripeRequest("payment_method.attach: it belongs to another customer")
+        if owner is None:
+            pm = as_dict(
+                await self.call(
+                    lambda: self.v1.payment_methods.attach_async(
+                        payment_method_id, {"customer": customer_id}, self._opts(idempotency_key, "attach")
+                    ),
+                    op="payment_method.attach",
+                )
+            )
+        await self.call(
+            lambda: self.v1.customers.update_async(
+                customer_id,
+                {"invoice_settings": {"default_payment_method": payment_method_id}},
+                self._opts(idempotency_key, "default"),
+            ),
+            op="customer.set_default_payment_method",
+        )
+        card = pm.get("card") or {}
+        log.info(
+            "stripe.payment_method.default_set",
+            customer=customer_id,
+            payment_method=payment_method_id,
+            brand=card.get("brand"),
+            last4=card.get("last4"),
+        )
+        return pm
+
     # -- subscriptions -------------------------------------------------------------------------------
     @staticmethod
     def _sub_result(s: dict[str, Any]) -> SubscriptionResult:
@@ -1030,7 +1097,7 @@ class StripeActions:
             hosted, pdf = invoice.get("hosted_invoice_url") or "", invoice["invoice_pdf"]
         else:
             token = sign_link_token(
-                self._secret, purpose="invoice_document", subject=invoice_id, expires_at=expires
+                self._secret, purpose=INVOICE_DOCUMENT_PURPOSE, subject=invoice_id, expires_at=expires
             )
             hosted = f"{self._base_url}/invoices/{invoice_id}?token={token}"
             pdf = f"{self._base_url}/invoices/{invoice_id}.pdf?token={token}"
@@ -1046,3 +1113,36 @@ class StripeActions:
             pdf_url=pdf,
             expires_at=expires,
         )
+
+    # -- invoice documents (the portal's invoices page) ------------------------------------------------
+    async def list_invoices(self, customer_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The customer's invoices, newest first; drafts left out (nothing to show or pay yet)."""
+        page = as_dict(
+            await self.call(
+                lambda: self.v1.invoices.list_async({"customer": customer_id, "limit": limit}),
+                op="invoice.list",
+            )
+        )
+        found = [
+            i
+            for i in page.get("data", [])
+            if i.get("status") != "draft" and ref_id(i.get("customer")) == customer_id
+        ]
+
+        def issued(invoice: dict[str, Any]) -> int:  # a backdated emulator invoice carries tl_created
+            return int((invoice.get("metadata") or {}).get("tl_created") or invoice.get("created") or 0)
+
+        return sorted(found, key=issued, reverse=True)
+
+    async def list_tax_ids(self, customer_id: str) -> list[dict[str, Any]]:
+        page = as_dict(
+            await self.call(lambda: self.v1.customers.tax_ids.list_async(customer_id), op="tax_id.list")
+        )
+        return [t for t in page.get("data", []) if isinstance(t, dict)]
+
+    def stripe_documents(self, invoice: dict[str, Any]) -> tuple[str | None, str | None]:
+        """Stripe's own hosted page and PDF of an invoice. The emulator has neither, so ``(None, None)``
+        there: tier 1 serves ``/invoices/{id}`` and ``/invoices/{id}.pdf`` (``tierline/invoice_pdf.py``)."""
+        if self.emulated:
+            return None, None
+        return invoice.get("hosted_invoice_url") or None, invoice.get("invoice_pdf") or None

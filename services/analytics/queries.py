@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from services.analytics.deflection import deflection_report
+from services.analytics.learning import learning_report
 from services.analytics.store import AnalyticsStore
 
 TIERS = ("tier0", "tier1", "tier2", "tier3")
@@ -164,4 +166,8 @@ def build_report(store: AnalyticsStore, start: date, end: date) -> dict[str, Any
         "clarifying_questions": {
             "asked": sum(int(r["n"]) for r in store.audit_counts(CLARIFY_ASKED_ACTION, start, end))
         },
+        # issue 19: support figures, knowledge gaps, answer template experiments
+        **learning_report(store.support_contacts(start, end)),
+        # issue 21: per ticket type, done in the portal or by a fix vs reached a person, month over month
+        "deflection_by_workflow": deflection_report(store, start, end),
     }

@@ -112,6 +112,65 @@ def render_tables(report: dict[str, Any], source: str) -> None:
     console.print(stopped_line(report))
     asked = (report.get("clarifying_questions") or {}).get("asked", 0)
     console.print(f"clarifying questions asked: {asked}")
+    deflection = report.get("deflection_by_workflow") or []
+    if deflection:
+        table(
+            "Deflection per workflow (done in the portal or by a fix vs reached a person)",
+            [{**r, "change": "-" if r["change"] is None else f"{r['change']:+.1%}"} for r in deflection],
+            ["workflow", "month", "contacts", "portal", "fixed", "person", "deflection_rate", "change"],
+        )
+    for line in support_lines(report):
+        console.print(line)
+    gaps = report.get("knowledge_gaps") or []
+    if gaps:
+        table(
+            "Knowledge gaps (reached a person unplanned, or rated low): articles to write",
+            gaps,
+            ["intent", "contacts", "gaps", "gap_rate", "suggested_article"],
+        )
+        for gap in gaps[:5]:
+            for example in gap["examples"]:
+                console.print(f"  {gap['intent']}: “{example}”")
+    experiments = report.get("experiments") or []
+    if experiments:
+        table(
+            "Answer template experiments",
+            [{**r, "csat_mean": "-" if r["csat_mean"] is None else r["csat_mean"]} for r in experiments],
+            ["experiment", "variant", "answers", "ratings", "csat_mean", "resolution_rate"],
+        )
+
+
+def support_lines(report: dict[str, Any]) -> list[str]:
+    """What a support team is judged by, in a few lines (also printed by the demo)."""
+    support = report.get("support")
+    if not support:
+        return []
+    fr = support["first_response_ms"]
+    csat = support["csat"]
+    fcr = support["first_contact_resolution"]
+    ttr = support["time_to_resolution"]
+    effort = support["effort"]["customer_messages_per_conversation"]
+    return [
+        f"first response: p50 {fr['p50'] / 1000:.1f} s, p99 {fr['p99'] / 1000:.1f} s over {fr['count']} "
+        f"contacts; automated p50 {fr['automated_p50'] / 1000:.1f} s, "
+        f"p99 {fr['automated_p99'] / 1000:.1f} s, {fr['automated_within_target']:.0%} within "
+        f"{fr['target_ms'] / 1000:.0f} s; unanswered {fr['unanswered']}",
+        "time to resolution: "
+        + ", ".join(
+            f"{tier} p50 {v['p50_ms'] / 1000:.1f} s ({v['resolved']})"
+            + (f", {v['open']} open" if "open" in v else "")
+            for tier, v in ttr.items()
+        ),
+        f"CSAT: {csat['mean'] if csat['mean'] is not None else '-'} from {csat['ratings']} ratings"
+        + (f" ({csat['satisfied_share']:.0%} 4-5)" if csat["satisfied_share"] is not None else "")
+        + (
+            f"; solved {csat['solved_share']:.0%} of {csat['solved_answers']}"
+            if csat["solved_share"] is not None
+            else ""
+        )
+        + f"; first-contact resolution {'-' if fcr is None else f'{fcr:.0%}'} of {support['conversations']} "
+        f"conversations; effort {'-' if effort is None else effort} customer messages per conversation",
+    ]
 
 
 def stopped_line(report: dict[str, Any]) -> str:

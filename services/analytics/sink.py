@@ -18,9 +18,17 @@ from faststream import Context
 from faststream.kafka.message import KafkaMessage
 from pydantic import BaseModel, ValidationError
 
-from schemas.messages import AuditEventRecordedV1, CaseResolvedV1, OutcomeRecordedV1
+from schemas.messages import (
+    AuditEventRecordedV1,
+    CaseResolvedV1,
+    ContactReceivedV1,
+    ConversationMessageSentV1,
+    ConversationRatedV1,
+    OutcomeRecordedV1,
+)
 from services.analytics.domain import GENESIS, audit_record, canonical_json, chain_hash
 from services.analytics.store import DEFAULT_DATABASE, AnalyticsStore
+from tierline.guardrails import redact
 from tierline.messaging import ORDERED_DEFAULTS, SUBSCRIBER_DEFAULTS, consumer_group
 from tierline.runtime import Service
 
@@ -55,6 +63,61 @@ class AnalyticsSink:
             await store.run(store.insert_outcomes, [m.model_dump(mode="json") for m in new])
             log.info("analytics.outcomes.stored", count=len(new))
         return len(new)
+
+    async def on_contacts_received(self, messages: list[ContactReceivedV1]) -> int:
+        """The customers' messages (text redacted, bounded) for first-response times and knowledge gaps.
+        A redelivery writes the same row again; reads use FINAL (one row per contact)."""
+        rows = [
+            [
+                m.contact_id,
+                m.message_id,
+                m.customer_id,
+                m.payload.conversation_id or m.contact_id,  # no conversation named: the contact starts one
+                m.payload.channel.value,
+                m.occurred_at,
+                redact(m.payload.text)[:500],
+                m.payload.choice or "",
+            ]
+            for m in messages
+        ]
+        await self.store.run(self.store.ensure_schema)
+        await self.store.run(self.store.insert_contacts_received, rows)
+        return len(rows)
+
+    async def on_messages_sent(self, messages: list[ConversationMessageSentV1]) -> int:
+        rows = [
+            [
+                m.message_id,
+                m.contact_id,
+                m.customer_id,
+                m.payload.conversation_id,
+                m.occurred_at,
+                m.payload.kind,
+                m.payload.author,
+                m.payload.variant or "",
+            ]
+            for m in messages
+        ]
+        await self.store.run(self.store.ensure_schema)
+        await self.store.run(self.store.insert_conversation_messages, rows)
+        return len(rows)
+
+    async def on_conversations_rated(self, messages: list[ConversationRatedV1]) -> int:
+        rows = [
+            [
+                m.message_id,
+                m.contact_id,
+                m.customer_id,
+                m.payload.conversation_id,
+                m.occurred_at,
+                m.payload.csat or 0,
+                -1 if m.payload.solved is None else int(m.payload.solved),
+            ]
+            for m in messages
+        ]
+        await self.store.run(self.store.ensure_schema)
+        await self.store.run(self.store.insert_ratings, rows)
+        return len(rows)
 
     async def on_case_resolved(self, msg: CaseResolvedV1) -> None:
         await self.store.run(self.store.ensure_schema)
@@ -209,11 +272,39 @@ def register_analytics_sink(
         await dead_letter(bad)
         await linger(started, len(bodies))
 
+    async def on_contacts_received(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+        started = time.monotonic()
+        records = message.raw_message if isinstance(message.raw_message, tuple) else None
+        good, bad = _parse(ContactReceivedV1, bodies, records)
+        await sink.on_contacts_received([m for m, _ in good])
+        await dead_letter(bad)
+        await linger(started, len(bodies))
+
+    async def on_messages_sent(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+        started = time.monotonic()
+        records = message.raw_message if isinstance(message.raw_message, tuple) else None
+        good, bad = _parse(ConversationMessageSentV1, bodies, records)
+        await sink.on_messages_sent([m for m, _ in good])
+        await dead_letter(bad)
+        await linger(started, len(bodies))
+
+    async def on_conversations_rated(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+        started = time.monotonic()
+        records = message.raw_message if isinstance(message.raw_message, tuple) else None
+        good, bad = _parse(ConversationRatedV1, bodies, records)
+        await sink.on_conversations_rated([m for m, _ in good])
+        await dead_letter(bad)
+        await linger(started, len(bodies))
+
     # One consumer group per topic: members of one group with different subscriptions joining together
     # left Tansu's group stuck at an old generation (a new member's SyncGroup never answered).
     sub(OutcomeRecordedV1.TOPIC, group_id=f"{group}.outcomes", **batched)(on_outcomes_recorded)
     sub(CaseResolvedV1.TOPIC, group_id=f"{group}.cases", **SUBSCRIBER_DEFAULTS)(on_case_resolved)
     sub(AuditEventRecordedV1.TOPIC, group_id=f"{group}.audit", **batched)(on_audit_events_recorded)
+    # the support stream (issue 19): first responses, ratings, knowledge gaps, experiments
+    sub(ContactReceivedV1.TOPIC, group_id=f"{group}.contacts", **batched)(on_contacts_received)
+    sub(ConversationMessageSentV1.TOPIC, group_id=f"{group}.messages", **batched)(on_messages_sent)
+    sub(ConversationRatedV1.TOPIC, group_id=f"{group}.ratings", **batched)(on_conversations_rated)
 
     async def ensure(svc: Service) -> None:
         await store.run(store.ensure_schema)

@@ -39,6 +39,25 @@ def _ddl(db: str) -> list[str]:
         # the duplicate check looks records up by message id: a skip index (also on older tables)
         f"ALTER TABLE {db}.audit_events ADD INDEX IF NOT EXISTS message_id_bf message_id "
         "TYPE bloom_filter GRANULARITY 4",
+        # the A/B variant of the answer (issue 19), also on tables made before it
+        f"ALTER TABLE {db}.outcomes ADD COLUMN IF NOT EXISTS variant String DEFAULT ''",
+        # ---- the support stream (issue 19): customer messages, messages to them, their ratings
+        f"""CREATE TABLE IF NOT EXISTS {db}.contacts_received (
+            contact_id String, message_id UUID, customer_id String, conversation_id String,
+            channel LowCardinality(String), occurred_at DateTime64(3, 'UTC'), text String, choice String,
+            inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+        ) ENGINE = ReplacingMergeTree ORDER BY contact_id""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.conversation_messages (
+            message_id UUID, contact_id String, customer_id String, conversation_id String,
+            occurred_at DateTime64(3, 'UTC'), kind LowCardinality(String), author String, variant String,
+            inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+        ) ENGINE = ReplacingMergeTree ORDER BY message_id""",
+        # csat 0 = not given; solved -1 = not given, 0 no, 1 yes (a later rating completes an earlier one)
+        f"""CREATE TABLE IF NOT EXISTS {db}.conversation_ratings (
+            message_id UUID, contact_id String, customer_id String, conversation_id String,
+            occurred_at DateTime64(3, 'UTC'), csat UInt8, solved Int8,
+            inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
+        ) ENGINE = ReplacingMergeTree ORDER BY message_id""",
         f"""CREATE TABLE IF NOT EXISTS {db}.case_resolutions (
             message_id UUID, case_id String, contact_id String, customer_id String,
             occurred_at DateTime64(3, 'UTC'), agent_id String, refund_usd Float64, actions Array(String),
@@ -151,6 +170,7 @@ class AnalyticsStore:
         "channel",
         "trigger",
         "summary",
+        "variant",
     ]
 
     def insert_outcomes(self, messages: list[dict[str, Any]]) -> None:
@@ -176,9 +196,108 @@ class AnalyticsStore:
                     p.get("channel") or "",
                     p.get("trigger") or "contact",
                     p.get("summary") or "",
+                    p.get("variant") or "",
                 ]
             )
         self._insert("outcomes", rows, self.OUTCOME_COLUMNS)
+
+    # ---- the support stream (issue 19)
+    def insert_contacts_received(self, rows: list[list[Any]]) -> None:
+        self._insert(
+            "contacts_received",
+            rows,
+            [
+                "contact_id",
+                "message_id",
+                "customer_id",
+                "conversation_id",
+                "channel",
+                "occurred_at",
+                "text",
+                "choice",
+            ],
+        )
+
+    def insert_conversation_messages(self, rows: list[list[Any]]) -> None:
+        self._insert(
+            "conversation_messages",
+            rows,
+            [
+                "message_id",
+                "contact_id",
+                "customer_id",
+                "conversation_id",
+                "occurred_at",
+                "kind",
+                "author",
+                "variant",
+            ],
+        )
+
+    def insert_ratings(self, rows: list[list[Any]]) -> None:
+        self._insert(
+            "conversation_ratings",
+            rows,
+            ["message_id", "contact_id", "customer_id", "conversation_id", "occurred_at", "csat", "solved"],
+        )
+
+    def support_contacts(self, start: date, end: date) -> list[dict[str, Any]]:
+        """One row per customer message received in the period: its conversation, how long until the first
+        message to the customer (and its kind), its outcome, the case resolution time for a person's case,
+        its latest rating, and how many customer messages its conversation holds in all."""
+        db = self.db
+        return self._rows(
+            f"""
+            WITH period AS (
+                SELECT contact_id, customer_id, conversation_id, channel, occurred_at, text
+                FROM {db}.contacts_received FINAL
+                WHERE toDate(occurred_at) >= {{s:Date}} AND toDate(occurred_at) <= {{e:Date}}),
+            firsts AS (
+                SELECT m.contact_id AS contact_id, argMin(m.kind, m.occurred_at) AS first_kind,
+                       min(m.occurred_at) AS first_at
+                FROM {db}.conversation_messages AS m FINAL
+                WHERE m.contact_id IN (SELECT contact_id FROM period)
+                GROUP BY m.contact_id),
+            rated AS (
+                SELECT contact_id, argMaxIf(csat, occurred_at, csat > 0) AS last_csat,
+                       argMaxIf(solved, occurred_at, solved >= 0) AS last_solved,
+                       countIf(csat > 0) AS csat_n, countIf(solved >= 0) AS solved_n
+                FROM {db}.conversation_ratings FINAL
+                WHERE contact_id IN (SELECT contact_id FROM period)
+                GROUP BY contact_id),
+            threads AS (
+                SELECT conversation_id, count() AS messages, argMin(contact_id, occurred_at) AS first_contact
+                FROM {db}.contacts_received FINAL
+                WHERE conversation_id IN (SELECT conversation_id FROM period)
+                GROUP BY conversation_id),
+            cases AS (
+                SELECT contact_id, min(occurred_at) AS resolved_at
+                FROM {db}.case_resolutions FINAL
+                WHERE contact_id IN (SELECT contact_id FROM period)
+                GROUP BY contact_id)
+            SELECT p.contact_id AS contact_id, p.customer_id AS customer_id,
+                   p.conversation_id AS conversation_id, p.text AS text, toString(p.occurred_at) AS at,
+                   f.contact_id != '' AS answered, f.first_kind AS first_kind,
+                   dateDiff('millisecond', p.occurred_at, f.first_at) AS first_response_ms,
+                   o.contact_id != '' AS has_outcome, o.resolved_by AS resolved_by, o.intent AS intent,
+                   o.escalation_reason AS escalation_reason, o.variant AS variant,
+                   dateDiff('millisecond', p.occurred_at, o.occurred_at) AS outcome_ms,
+                   c.contact_id != '' AS case_resolved,
+                   dateDiff('millisecond', p.occurred_at, c.resolved_at) AS case_ms,
+                   r.csat_n AS csat_n, r.last_csat AS csat, r.solved_n AS solved_n, r.last_solved AS solved,
+                   t.messages AS thread_messages, t.first_contact = p.contact_id AS first_in_thread
+            FROM period AS p
+            LEFT JOIN firsts AS f ON f.contact_id = p.contact_id
+            LEFT JOIN (SELECT * FROM {db}.outcomes FINAL
+                       WHERE contact_id IN (SELECT contact_id FROM period)) AS o
+                   ON o.contact_id = p.contact_id
+            LEFT JOIN cases AS c ON c.contact_id = p.contact_id
+            LEFT JOIN rated AS r ON r.contact_id = p.contact_id
+            LEFT JOIN threads AS t ON t.conversation_id = p.conversation_id
+            ORDER BY p.occurred_at, p.contact_id
+            SETTINGS join_use_nulls = 0""",
+            {"s": start, "e": end},
+        )
 
     def outcome_exists(self, contact_id: str) -> bool:
         return bool(

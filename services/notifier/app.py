@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from schemas.messages import (
     AuditEventRecordedV1,
+    BillingChangeRecordedV1,
     ContactReceivedV1,
     ConversationMessageSentV1,
     EscalationOpenedV1,
@@ -21,7 +22,9 @@ from schemas.messages import (
 )
 from services.notifier.adapters.files import FileAttachmentStore
 from services.notifier.adapters.inbound_smtp import InboundSmtpDoor
+from services.notifier.adapters.slack import SlackWebhook
 from services.notifier.adapters.smtp import SmtpMailer
+from services.notifier.change_handlers import ChangeNotifier
 from services.notifier.handlers import InboundDoor, Outbound
 from services.notifier.settings import NotifierSettings
 from tierline import http as http_guard
@@ -32,6 +35,7 @@ from tierline.settings import DEFAULT_PORTS, InfraSettings
 
 NAME = "notifier"
 CONVERSATIONS_GROUP = consumer_group(f"{NAME}.conversations")
+CHANGES_GROUP = consumer_group(f"{NAME}.changes")
 
 
 def create_service(settings: InfraSettings, *, notifier: NotifierSettings | None = None) -> Service:
@@ -50,6 +54,13 @@ def create_service(settings: InfraSettings, *, notifier: NotifierSettings | None
         outbound = Outbound(svc.db, svc.broker, mailer, cfg)
         door = InboundDoor(svc.db, svc.broker, outbound, FileAttachmentStore(settings.data_dir), cfg)
         svc.state["outbound"] = outbound
+        slack_url = cfg.slack_webhook_url.get_secret_value() if cfg.slack_webhook_url else None
+        svc.state["changes"] = ChangeNotifier(
+            svc.db,
+            svc.broker,
+            cfg,
+            SlackWebhook(slack_url, timeout_s=cfg.slack_timeout_s) if slack_url else None,
+        )
         svc.state["inbound"] = door
         if cfg.inbound_enabled and settings.smtp_inbound_port is not None:
             smtp_door = InboundSmtpDoor(
@@ -69,7 +80,9 @@ def create_service(settings: InfraSettings, *, notifier: NotifierSettings | None
 
     service.on_start.append(on_start)
     service.on_stop.append(on_stop)
-    service.documents_publishing(ContactReceivedV1, EscalationOpenedV1, AuditEventRecordedV1)
+    service.documents_publishing(
+        ContactReceivedV1, EscalationOpenedV1, AuditEventRecordedV1, NotificationRequestedV1
+    )
 
     async def inbound_door_health() -> tuple[bool, str]:
         smtp_door = service.state.get("smtp_door")
@@ -109,5 +122,10 @@ def create_service(settings: InfraSettings, *, notifier: NotifierSettings | None
     )
     async def on_conversation_message(msg: ConversationMessageSentV1) -> None:
         await service.state["outbound"].on_conversation_message(msg)
+
+    @service.broker.subscriber(BillingChangeRecordedV1.TOPIC, group_id=CHANGES_GROUP, **SUBSCRIBER_DEFAULTS)
+    async def on_billing_change(msg: BillingChangeRecordedV1) -> None:
+        """An account change: the customer's email and the support team's Slack message, as configured."""
+        await service.state["changes"].on_change_recorded(msg)
 
     return service

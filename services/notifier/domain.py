@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email import policy
@@ -37,6 +38,16 @@ def notification_verdict(existing_status: str | None, recent_sent: int, max_per_
     if recent_sent >= max_per_window:
         return SendVerdict.SUPPRESSED
     return SendVerdict.SEND
+
+
+#: Notices the customer must get whatever else was sent today: a change to their account (a security
+#: notice: "a teammate changed your billing email") and a refund a person approved.
+NEVER_RATE_LIMITED = frozenset({"billing_change", "refund_approved"})
+
+
+def window_limit(template: str, configured: int) -> int:
+    """How many notices a customer may get in the window before this one is suppressed."""
+    return sys.maxsize if template in NEVER_RATE_LIMITED else configured
 
 
 # ----------------------------------------------------------------------------- delivery failures

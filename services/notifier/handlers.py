@@ -43,6 +43,7 @@ from services.notifier.domain import (
     spoof_reason,
     thread_headers,
     thread_verdict,
+    window_limit,
 )
 from services.notifier.ports import AttachmentStore, Mailer
 from services.notifier.settings import NotifierSettings
@@ -115,7 +116,7 @@ class Outbound:
         p = msg.payload
         verdict = await self.notifications.reserve(
             msg,
-            max_per_window=self.settings.notify_max_per_customer,
+            max_per_window=window_limit(p.template, self.settings.notify_max_per_customer),
             window_hours=self.settings.notify_window_hours,
         )
         if verdict is not SendVerdict.SEND:

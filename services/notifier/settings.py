@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,4 +28,14 @@ class NotifierSettings(BaseSettings):
     )
     unknown_sender_reply_hours: float = Field(
         default=24.0, description="at most one 'we could not match your address' reply per address per window"
+    )
+    # account changes (billing.change.recorded.v1): who hears of each kind of change
+    slack_webhook_url: SecretStr | None = Field(
+        default=None, description="the support team's Slack incoming-webhook URL; unset = no Slack messages"
+    )
+    slack_timeout_s: float = Field(default=5.0, gt=0)
+    change_channels: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="per kind of change (billing_email, company_details, tax_id, plan, cancellation, card) "
+        'the channels, e.g. {"plan": ["slack"]}; a kind not named gets ["email", "slack"]; [] = none',
     )

@@ -12,7 +12,7 @@ No I/O here; see intents.md and scenarios.md for the behaviour the tables encode
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -256,6 +256,34 @@ SELFHEAL_TABLE: tuple[SelfhealRule, ...] = (
 
 def band_of(confidence: float, threshold: float) -> Band:
     return Band.HIGH if confidence >= threshold else Band.LOW
+
+
+#: Intents whose route can move money or change the subscription: a refund, a retry, a cancellation, a
+#: plan change, new billing details. The intent model calibrates a stricter threshold for each (issue 20).
+MONEY_MOVING_INTENTS: frozenset[Intent] = MONEY_ASKS | {Intent.PAYMENT_FAILED}
+
+
+def routing_threshold(intent: Intent, threshold: float, intent_thresholds: Mapping[Intent, float]) -> float:
+    """The confidence ``intent`` needs to be acted on: the model's threshold, or the stricter one the model
+    calibrated for it (a money-moving intent). Under it the reading is unsure: a clarifying question or
+    Tier 2 (``low_confidence``), never a money-moving Tier 1 action."""
+    return max(threshold, intent_thresholds.get(intent, threshold))
+
+
+#: Readings something other than the model vouches for (the diagnosis, the clarifying question's context,
+#: a clicked choice): the model's own threshold applies, not a money-moving intent's stricter one.
+VOUCHED_READINGS: frozenset[str] = frozenset(
+    {"vague_with_red_diagnosis", "question_context", "choice", "chose_human"}
+)
+
+
+def reading_threshold(
+    intent: Intent, reason: str, threshold: float, intent_thresholds: Mapping[Intent, float]
+) -> float:
+    """``routing_threshold`` for a reading of the model; the model's threshold for a vouched reading."""
+    if reason in VOUCHED_READINGS:
+        return threshold
+    return routing_threshold(intent, threshold, intent_thresholds)
 
 
 def _matches(rule: RouteRule, intent: Intent, band: Band, gates: Gates, root_cause: RootCause | None) -> bool:

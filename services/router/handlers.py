@@ -41,10 +41,19 @@ from services.router.domain import (
     decide_route,
     read_message,
     reading_for_choice,
+    reading_threshold,
     route_for_language,
     secondary_actions,
 )
 from services.router.ports import Classifier, Diagnostics
+from tierline.billing.facts import (
+    CustomerFacts,
+    FactsRepository,
+    PostgresFacts,
+    dispute_open,
+    fraud_signal,
+    plan_of,
+)
 from tierline.conversations import (
     ConversationMismatch,
     attach_contact,
@@ -58,12 +67,10 @@ from tierline.guardrails import INJECTION_FLAG, detect_injection
 from tierline.language import LanguageGuess, detect_language
 from tierline.messaging import Inbox, publish
 from tierline.pipeline import audit, escalate, record_outcome, set_contact_intent, start_contact
-from tierline.risk import fraud_flagged
 from tierline.textprep import clean_text, split_asks
 
 log = structlog.get_logger(__name__)
 
-FRAUD_CAUSES = {RootCause.CARD_DECLINED_FRAUD}
 #: A clarifying question's outcome summary starts with this (the report and the demo count them by it).
 CLARIFY_SUMMARY_PREFIX = "clarifying_question:"
 
@@ -76,6 +83,8 @@ class RouterDeps:
     diagnostics: Diagnostics
     inbox: Inbox
     repeat_window_days: int = 7
+    #: The customer's policy facts (one query); ``None``: the billing core's Postgres repository on ``pool``.
+    facts: FactsRepository | None = None
 
 
 def sender_authorized(msg: ContactReceivedV1, customer_email: str | None) -> bool:
@@ -93,38 +102,24 @@ def sender_authorized(msg: ContactReceivedV1, customer_email: str | None) -> boo
 
 
 async def gather_gates(deps: RouterDeps, msg: ContactReceivedV1, diagnosis: DiagnosisView | None) -> Gates:
-    row = await deps.pool.fetchrow(
-        "SELECT email, plan_tier, risk_flags FROM customers WHERE id = $1", msg.customer_id
+    """The router's gates: one read of the billing core's facts repository, derived with the same dispute
+    and fraud rules as the policy's context (``tierline.billing.facts``)."""
+    repository = deps.facts if deps.facts is not None else PostgresFacts(deps.pool)
+    facts = await repository.load(
+        msg.customer_id, contact_id=msg.contact_id, repeat_window_days=deps.repeat_window_days
     )
-    mirror_email = await deps.pool.fetchval(
-        "SELECT email FROM stripe_customers WHERE id = $1", msg.customer_id
-    )
-    email = (row["email"] if row else None) or mirror_email
-    plan = (diagnosis.evidence.get("plan") or {}).get("tier") if diagnosis else None
-    plan = plan or (row["plan_tier"] if row else None)
-    risk = (row["risk_flags"] if row else None) or {}
-    repeats = await deps.pool.fetchval(
-        """SELECT count(*) FROM contacts WHERE customer_id=$1 AND contact_id <> $2
-           AND started_at > now() - make_interval(days => $3)""",
-        msg.customer_id,
-        msg.contact_id,
-        deps.repeat_window_days,
-    )
-    dispute_open = bool(
-        diagnosis
-        and (
-            diagnosis.root_cause == RootCause.DISPUTE_OPEN
-            or RootCause.DISPUTE_OPEN in diagnosis.secondary_causes
-        )
-    )
-    fraud = fraud_flagged(risk) or bool(diagnosis and diagnosis.root_cause in FRAUD_CAUSES)
+    return gates_from_facts(msg, facts, diagnosis)
+
+
+def gates_from_facts(msg: ContactReceivedV1, facts: CustomerFacts, diagnosis: DiagnosisView | None) -> Gates:
+    plan = plan_of(facts, diagnosis)
     return Gates(
         customer_found=diagnosis is not None,
-        sender_authorized=sender_authorized(msg, email),
+        sender_authorized=sender_authorized(msg, facts.email),
         plan=plan,
-        dispute_open=dispute_open,
-        fraud_signal=fraud,
-        repeat_contacts_7d=int(repeats or 0),
+        dispute_open=dispute_open(facts, diagnosis),
+        fraud_signal=fraud_signal(facts, diagnosis),
+        repeat_contacts_7d=facts.repeat_contacts,
         enterprise=plan == "enterprise",
     )
 
@@ -141,6 +136,13 @@ def classify_message(classifier: Classifier, text: str) -> tuple[str, list[str],
     cleaned = clean_text(text)  # the customer's new words: no quotes, signature, greeting
     clauses = split_asks(cleaned)
     return cleaned, clauses, list(classifier.predict([cleaned, *clauses]))
+
+
+def acting_threshold(deps: RouterDeps, reading: MessageReading) -> float:
+    """The confidence ``reading`` needs to be acted on: a money-moving intent's own calibrated threshold
+    (``intent_thresholds`` in the model's meta.json), else the model's."""
+    own: dict[Intent, float] = getattr(deps.classifier, "intent_thresholds", {})  # fakes may have none
+    return reading_threshold(reading.intent, reading.reason, deps.classifier.threshold, own)
 
 
 def read_contact(
@@ -195,11 +197,16 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
     recommended = diagnosis.recommended_action if diagnosis else None
     reading = read_contact(cleaned, clauses, predictions, deps.classifier.threshold, diagnosis)
     reading = reading_for_choice(reading, msg.payload.choice)  # a clicked "talk to a human" is one
-    replied = read_reply(question, msg.payload.choice, cleaned, reading, deps.classifier.threshold)
+    replied = read_reply(question, msg.payload.choice, cleaned, reading, acting_threshold(deps, reading))
     reading = replied or reading  # None: a second unclear turn, a person takes it
     decision = (
         decide_route(
-            reading.intent, reading.confidence, gates, root_cause, recommended, deps.classifier.threshold
+            reading.intent,
+            reading.confidence,
+            gates,
+            root_cause,
+            recommended,
+            acting_threshold(deps, reading),
         )
         if replied is not None
         else unclear_after_question()

@@ -44,7 +44,7 @@ from services.tier1_selfheal.auth import (
     token_from,
     verify_token,
 )
-from services.tier1_selfheal.ports import CardRejected, CardVault, Diagnostics, RequestStore, UnknownInvoice
+from services.tier1_selfheal.ports import CardVault, Diagnostics, RequestStore, UnknownInvoice
 from tierline import conversations
 from tierline.http import path_id, read_json
 from tierline.messaging import publish
@@ -391,55 +391,13 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
             raise HttpError(404, "invoice_not_found", str(exc)) from exc
 
     async def post_update_card(request: Request, deps: MeterDeps) -> Response:
-        customer_id = await link_customer(request, deps, UPDATE_CARD_PURPOSE)
-        body: dict[str, Any] = await read_json(request)
-        same_customer(body.get("customer_id"), customer_id)
-        card = body.get("card")
-        pm_id = body.get("payment_method")
-        if pm_id is not None and (not isinstance(pm_id, str) or not pm_id.startswith("pm_")):
-            raise HttpError(422, "invalid_card", "payment_method must be a pm_ id")
-        if pm_id is None:
-            if not isinstance(card, dict):
-                raise HttpError(422, "invalid_card", "give card {number, exp_month, exp_year, cvc}")
-            number = re.sub(r"[\s-]", "", str(card.get("number") or ""))
-            try:
-                card = {
-                    "number": number,
-                    "exp_month": int(card.get("exp_month") or 0),
-                    "exp_year": int(card.get("exp_year") or 0),
-                    "cvc": str(card.get("cvc") or ""),
-                }
-            except (TypeError, ValueError) as exc:
-                raise HttpError(422, "invalid_card", "expiry month and year must be numbers") from exc
-            if not re.fullmatch(r"\d{12,19}", number) or not re.fullmatch(r"\d{3,4}", card["cvc"]):
-                raise HttpError(422, "invalid_card", "check the card number and CVC")
-        try:
-            saved = await deps.cards.save_card(customer_id, payment_method_id=pm_id, card=card)
-        except CardRejected as exc:
-            raise HttpError(422, "card_rejected", str(exc)) from exc
-        contacts = []
-        for inv in await deps.cards.open_invoices(customer_id):
-            cid, _ = await submit(
-                deps,
-                customer_id,
-                Action.RETRY_PAYMENT,
-                {"invoice_id": inv.invoice_id},
-                f"card:{saved.payment_method_id}:{inv.invoice_id}",
-            )
-            contacts.append(
-                {"contact_id": cid, "invoice_id": inv.invoice_id, "amount_due_usd": inv.amount_due_usd}
-            )
-        return JSONResponse(
-            {
-                "card": {
-                    "brand": saved.brand,
-                    "last4": saved.last4,
-                    "exp_month": saved.exp_month,
-                    "exp_year": saved.exp_year,
-                },
-                "retries": contacts,
-            },
-            status_code=202,
+        """Gone: card numbers never reach tierline. The card page (``portal_cards``) lets Stripe collect
+        the card and sends only the SetupIntent it confirmed to ``POST /v1/portal/card``."""
+        raise HttpError(
+            410,
+            "gone",
+            "tierline no longer accepts card details: open /update-card, where the card goes straight to "
+            "the payment processor, or POST /v1/portal/card with a confirmed setup_intent",
         )
 
     async def get_pay(request: Request, deps: MeterDeps) -> Response:
@@ -501,7 +459,6 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
     return [
         Route("/", page("health_meter.html")),
         Route("/health-meter", page("health_meter.html")),
-        Route("/update-card", page("update_card.html")),
         Route("/pay/{invoice_id}", page("pay.html")),
         Route("/v1/session", guarded(post_session), methods=["POST"]),
         Route("/v1/session", guarded(delete_session), methods=["DELETE"]),

@@ -9,6 +9,7 @@ from schemas import Tier
 from schemas.messages import (
     AgentRequestedV1,
     AuditEventRecordedV1,
+    BillingChangeRecordedV1,
     ContactReceivedV1,
     ConversationMessageSentV1,
     EscalationOpenedV1,
@@ -21,6 +22,12 @@ from services.tier1_selfheal.api import MeterDeps, meter_routes
 from services.tier1_selfheal.auth import CustomerKeys
 from services.tier1_selfheal.chat import ChatDeps, chat_routes
 from services.tier1_selfheal.handlers import SelfhealDeps, on_selfheal_requested
+from services.tier1_selfheal.portal_cards import CardDeps, portal_card_routes
+from services.tier1_selfheal.portal_details import PortalDeps, portal_details_routes
+from services.tier1_selfheal.portal_history import HistoryDeps, portal_history_routes
+from services.tier1_selfheal.portal_invoices import InvoicesDeps, invoices_routes
+from services.tier1_selfheal.portal_plan import PlanDeps, plan_routes
+from services.tier1_selfheal.portal_usage import UsageDeps, UsageSource, usage_routes
 from services.tier1_selfheal.ports import Actions, CardVault, Diagnostics
 from services.tier1_selfheal.price_confirm import PriceConfirmDeps, price_confirmation_routes
 from services.tier1_selfheal.settings import Tier1Settings
@@ -38,6 +45,7 @@ def create_service(
     actions: Actions | None = None,
     diagnostics: Diagnostics | None = None,
     cards: CardVault | None = None,
+    usage: UsageSource | None = None,
 ) -> Service:
     """The service. ``actions`` / ``diagnostics`` / ``cards`` are seams; defaults are the real adapters."""
     cfg = settings if isinstance(settings, Tier1Settings) else Tier1Settings(**settings.model_dump())
@@ -59,11 +67,64 @@ def create_service(
         deps = holder["deps"]
         return PriceConfirmDeps(deps.pool, deps.actions, cfg.session_secret.get_secret_value())
 
+    def portal_usage() -> UsageDeps:  # the portal's usage page (issue 21)
+        if "usage" not in holder:
+            raise RuntimeError("tier1_selfheal not started")
+        deps = holder["deps"]
+        keys = CustomerKeys.from_settings(cfg)
+        return UsageDeps(deps.pool, holder["usage"], deps.diagnostics, deps.actions, keys)
+
+    def portal_invoices() -> InvoicesDeps:  # the portal's invoices, receipts and /billing (issue 21)
+        if "meter" not in holder:
+            raise RuntimeError("tier1_selfheal not started")
+        if "invoices" not in holder:
+            from tierline.stripe_adapter import StripeActions
+
+            m = holder["meter"]
+            holder["invoices"] = InvoicesDeps(m.pool, m.broker, m.requests, m.secret, StripeActions(cfg))
+        return holder["invoices"]  # type: ignore[no-any-return]
+
+    def portal_plan() -> PlanDeps:  # the portal's plan page and "my requests" (issue 21)
+        if "deps" not in holder:
+            raise RuntimeError("tier1_selfheal not started")
+        deps = holder["deps"]
+        keys = CustomerKeys.from_settings(cfg)
+        return PlanDeps(
+            deps.pool,
+            deps.broker,
+            deps.actions,
+            deps.diagnostics,
+            deps.requests,
+            keys,
+            cfg.tier1_retention_offer,
+        )
+
+    def portal_details() -> PortalDeps:  # the portal's billing details form (issue 21)
+        if "meter" not in holder:
+            raise RuntimeError("tier1_selfheal not started")
+        m = holder["meter"]
+        return PortalDeps(m.pool, holder["deps"].actions, m.cards, m.secret)
+
+    def portal_cards() -> CardDeps:  # the card page: Stripe collects the card (issue 21)
+        if "meter" not in holder:
+            raise RuntimeError("tier1_selfheal not started")
+        return CardDeps(holder["meter"], holder["deps"].actions, cfg.stripe_api_base)
+
     service = Service.create(
         NAME,
         cfg,
         http_port=cfg.http_port,
-        routes=[*meter_routes(meter), *chat_routes(chat), *price_confirmation_routes(price_confirm)],
+        routes=[
+            *meter_routes(meter),
+            *chat_routes(chat),
+            *price_confirmation_routes(price_confirm),
+            *usage_routes(portal_usage),
+            *plan_routes(portal_plan),
+            *invoices_routes(portal_invoices),
+            *portal_details_routes(portal_details),
+            *portal_card_routes(portal_cards, stripe_api_base=cfg.stripe_api_base),
+            *portal_history_routes(lambda: HistoryDeps(meter().pool, meter().secret)),  # account history
+        ],
     )
 
     async def wire(svc: Service) -> None:
@@ -82,7 +143,7 @@ def create_service(
         if vault is None:
             from services.tier1_selfheal.adapters.stripe_cards import StripeCardVault
 
-            vault = StripeCardVault(cfg)
+            vault = StripeCardVault(cfg, publishable_key=cfg.tier1_stripe_publishable_key)
         requests = PostgresRequestStore(svc.db)
         holder["deps"] = SelfhealDeps(
             pool=svc.db,
@@ -109,6 +170,12 @@ def create_service(
             secret=CustomerKeys.from_settings(cfg),
             frame_ancestors=cfg.tier1_chat_frame_ancestors,
         )
+        if usage is not None:
+            holder["usage"] = usage
+        else:
+            from tierline.diagnostics_client import HttpDiagnostics as UsageDoor
+
+            holder["usage"] = UsageDoor(cfg.diagnostics_url, token=cfg.service_token.get_secret_value())
         svc.state.update(holder)
 
     service.on_start.append(wire)
@@ -120,6 +187,7 @@ def create_service(
         SelfhealRequestedV1,
         ConversationMessageSentV1,
         ContactReceivedV1,  # the chat widget's messages
+        BillingChangeRecordedV1,  # account changes (the executor, after a change went through)
     )
 
     @service.broker.subscriber(

@@ -3,18 +3,23 @@
 A session token's header names its key (``kid``); its claims are ``sub`` (the customer id), ``exp`` and
 ``purpose = "customer_session"`` (tokens without a purpose are read as sessions). The customer keys are
 not the agent keys (tierline/tokens.py), so an agent's console token never opens a customer's door.
+When ``TIERLINE_TIER1_JWKS_URL`` is set, the product's own JWTs (RS256/ES256, verified against its JWKS
+by tierline/jwks.py: issuer, audience, expiry) are sessions too, for the customer their configured claim
+names; tierline's own session tokens keep working beside them.
 The signed update-card / pay-invoice links (``purpose``) are signed with the session secret by
 tierline/stripe_adapter.py and carry no ``kid``; each door accepts exactly the purposes it names.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
 
+from tierline.jwks import JwksTokenRefused, JwksVerifier, is_foreign_token
 from tierline.tokens import ALGORITHM, SESSION_PURPOSE, KeySet, TokenRefused, issue_customer_token
 
 if TYPE_CHECKING:
@@ -38,19 +43,66 @@ class TokenClaims:
     raw: Mapping[str, Any]
 
 
+_CUSTOMER_ID = re.compile(r"cus_[A-Za-z0-9_]{1,100}")
+
+
+@dataclass(frozen=True)
+class ProductTokens:
+    """The product's own sign-in tokens: verified against its JWKS; ``customer_claim`` names the customer."""
+
+    verifier: JwksVerifier
+    customer_claim: str = "stripe_customer_id"
+
+    def verify(self, token: str) -> TokenClaims:
+        try:
+            claims = self.verifier.verify(token)
+        except JwksTokenRefused as exc:
+            raise InvalidSession(str(exc)) from exc
+        customer = claims.get(self.customer_claim)
+        if not isinstance(customer, str) or not _CUSTOMER_ID.fullmatch(customer):
+            raise InvalidSession(f"token carries no customer id in {self.customer_claim!r}")
+        return TokenClaims(
+            subject=customer, purpose=SESSION_PURPOSE, expires_at=int(claims["exp"]), raw=claims
+        )
+
+    @classmethod
+    def from_settings(cls, settings: object) -> ProductTokens | None:
+        """From ``TIERLINE_TIER1_JWKS_*`` (tier 1's settings); None when no JWKS URL is configured."""
+        url = getattr(settings, "tier1_jwks_url", None)
+        if not url:
+            return None
+        issuer = getattr(settings, "tier1_jwks_issuer", None)
+        audience = getattr(settings, "tier1_jwks_audience", None)
+        if not issuer or not audience:
+            raise ValueError("TIERLINE_TIER1_JWKS_URL needs TIERLINE_TIER1_JWKS_ISSUER and _AUDIENCE")
+        verifier = JwksVerifier.for_url(
+            url,
+            issuer=issuer,
+            audience=audience,
+            leeway_s=float(getattr(settings, "tier1_jwks_leeway_s", 30)),
+        )
+        return cls(verifier, str(getattr(settings, "tier1_jwks_customer_claim", "stripe_customer_id")))
+
+
 @dataclass(frozen=True)
 class CustomerKeys:
-    """What the customer doors verify with: session keys (by kid) and the link secret (no kid)."""
+    """What the customer doors verify with: session keys (by kid), the link secret (no kid) and, when
+    configured, the product's own tokens (JWKS)."""
 
     sessions: KeySet
     link_secret: str
+    product: ProductTokens | None = None
 
     def __repr__(self) -> str:
-        return f"CustomerKeys(sessions={self.sessions!r})"
+        return f"CustomerKeys(sessions={self.sessions!r}, product={self.product is not None})"
 
     @classmethod
     def from_settings(cls, settings: InfraSettings) -> CustomerKeys:
-        return cls(settings.customer_token_keyset(), settings.session_secret.get_secret_value())
+        return cls(
+            settings.customer_token_keyset(),
+            settings.session_secret.get_secret_value(),
+            ProductTokens.from_settings(settings),
+        )
 
 
 def issue_session_token(
@@ -96,6 +148,10 @@ def verify_token(
     """Check key, signature, expiry and purpose; returns the claims or raises :class:`InvalidSession`."""
     if not token:
         raise InvalidSession("no token")
+    if keys.product is not None and is_foreign_token(token):  # the product's own sign-in (JWKS)
+        if SESSION_PURPOSE not in set(purposes):
+            raise InvalidSession("a product sign-in token is a session, not a link")
+        return keys.product.verify(token)
     claims = _decode(keys, token)
     if "aud" in claims:
         raise InvalidSession("token is for another audience")

@@ -23,7 +23,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from schemas import Envelope, derived_id, utcnow
-from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
+from schemas.messages import (
+    ContactReceivedPayload,
+    ContactReceivedV1,
+    ConversationRatedPayload,
+    ConversationRatedV1,
+    Sender,
+)
 from schemas.vocab import Channel
 from services.tier1_selfheal import chat_domain as chat
 from services.tier1_selfheal.auth import (
@@ -224,6 +230,25 @@ def chat_routes(get_deps: Callable[[], ChatDeps]) -> list[Route]:
         if not await deps.store.has_contact(rating.conversation_id, rating.contact_id):
             raise ChatError(404, "contact_not_found", "no such message in this conversation")
         await deps.store.rate(rating.conversation_id, rating.contact_id, rating.csat, rating.solved)
+        await deps.publish(  # the learning loop and the report read ratings from the topic (analytics)
+            ConversationRatedV1.build(
+                ConversationRatedPayload(
+                    conversation_id=rating.conversation_id,
+                    csat=rating.csat,
+                    solved=rating.solved,
+                    channel=Channel.CHAT,
+                ),
+                contact_id=rating.contact_id,
+                customer_id=claims.subject,
+                message_id=derived_id(
+                    "chat-rating",
+                    rating.conversation_id,
+                    rating.contact_id,
+                    str(rating.csat),
+                    str(rating.solved),
+                ),
+            )
+        )
         log.info(
             "chat.answer.rated",
             conversation_id=rating.conversation_id,

@@ -13,7 +13,6 @@ from typing import Any
 
 from schemas import Action, EscalationReason, HealthStatus, Intent, RootCause
 from schemas.messages import DiagnosisView, Sender
-from services.tier1_selfheal.vat import InvalidTaxId, TaxId, validate_tax_id
 from tierline.actions import ActionOutcome
 from tierline.billing.asks import (
     BillingDocument,
@@ -22,6 +21,7 @@ from tierline.billing.asks import (
     documents_from_evidence,
     months_asked,
 )
+from tierline.billing.vat import InvalidTaxId, TaxId, validate_tax_id
 from tierline.language import localized_answer
 
 # ----------------------------------------------------------------------------------------- vocabulary

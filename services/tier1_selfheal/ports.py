@@ -15,6 +15,7 @@ __all__ = [
     "CardOnFile",
     "CardVault",
     "CardRejected",
+    "CardSetup",
     "ChatStore",
     "Diagnostics",
     "InvoiceView",
@@ -22,6 +23,7 @@ __all__ = [
     "RequestStore",
     "Tier1Error",
     "UnknownInvoice",
+    "UnknownSetup",
 ]
 
 
@@ -35,6 +37,10 @@ class CardRejected(Tier1Error):
 
 class UnknownInvoice(Tier1Error, LookupError):
     """No such invoice (or it belongs to someone else)."""
+
+
+class UnknownSetup(Tier1Error, LookupError):
+    """No such card setup for this customer (another customer's, or never started)."""
 
 
 class Diagnostics(Protocol):
@@ -53,6 +59,21 @@ class CardOnFile:
 
 
 @dataclass(frozen=True)
+class CardSetup:
+    """What the card page needs to let Stripe (or the emulator) collect a card: never the card itself.
+
+    ``mode`` ``stripe``: Stripe.js Elements confirms the SetupIntent (``client_secret``) on js.stripe.com;
+    ``emulator``: the page confirms it against the emulator's API (``api_base``) with the publishable key.
+    """
+
+    mode: str  # stripe | emulator
+    setup_intent_id: str
+    client_secret: str
+    publishable_key: str
+    api_base: str | None = None
+
+
+@dataclass(frozen=True)
 class InvoiceView:
     invoice_id: str
     customer_id: str
@@ -62,11 +83,19 @@ class InvoiceView:
 
 
 class CardVault(Protocol):
-    """Saving a new card as the customer's default, and reading invoices for the pay page."""
+    """Letting Stripe collect a new card (a SetupIntent), and reading invoices for the pay page. Card
+    numbers never pass through tierline: the browser hands them to Stripe, tierline gets a pm_ id."""
 
-    async def save_card(
-        self, customer_id: str, *, payment_method_id: str | None = None, card: dict[str, Any] | None = None
-    ) -> CardOnFile: ...
+    async def start_card_setup(self, customer_id: str) -> CardSetup: ...
+
+    async def collected_payment_method(self, customer_id: str, setup_intent_id: str) -> str:
+        """The payment method a confirmed SetupIntent of this customer collected; CardRejected if it
+        was not confirmed, UnknownSetup if it is not this customer's."""
+        ...
+
+    async def billing_profile(self, customer_id: str) -> dict[str, Any]:
+        """The customer as Stripe holds it, with its tax ids (when the mirror has no row yet)."""
+        ...
 
     async def open_invoices(self, customer_id: str) -> list[InvoiceView]: ...
 

@@ -20,8 +20,21 @@ class Tier1Settings(InfraSettings):
     tier1_cookie_secure: bool = Field(default=False, description="mark the session cookie Secure (HTTPS)")
     tier1_diagnosis_timeout_s: float = 10.0
     tier1_session_ttl_s: int = 12 * 3600
+    tier1_stripe_publishable_key: str | None = Field(
+        default=None,
+        description="Stripe publishable key (pk_...) for the card page's Stripe.js; on the emulator any pk_ "
+        "works and a built-in one is used when unset",
+    )
     tier1_chat_frame_ancestors: str = Field(
         default="*",
         description="CSP frame-ancestors of the chat widget (/chat): the sites that may embed it, e.g. "
         "'https://app.example.com'; the page holds no credential of its own (the host page hands it one)",
     )
+    # the product's own sign-in: its JWTs, verified against its JWKS URL (tierline/jwks.py); unset = off
+    tier1_jwks_url: str | None = Field(default=None, description="the product's JWKS URL (RS256/ES256 keys)")
+    tier1_jwks_issuer: str | None = Field(default=None, description="the exact `iss` of the product's tokens")
+    tier1_jwks_audience: str | None = Field(default=None, description="the exact `aud` they must carry")
+    tier1_jwks_customer_claim: str = Field(
+        default="stripe_customer_id", description="the claim naming the Stripe customer id (cus_...)"
+    )
+    tier1_jwks_leeway_s: float = Field(default=30.0, ge=0, le=300, description="allowed clock skew")

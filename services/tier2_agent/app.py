@@ -15,6 +15,7 @@ from schemas.messages import (
 )
 from services.tier2_agent.handlers import AgentDeps, on_agent_requested, on_article_published
 from services.tier2_agent.settings import AgentSettings, OpenAISettings
+from tierline.experiments import parse_experiments
 from tierline.messaging import SUBSCRIBER_DEFAULTS, Inbox, consumer_group
 from tierline.pipeline import escalate_failed_message
 from tierline.runtime import Service
@@ -86,7 +87,9 @@ def create_service(
             knowledge=store,
             agent=agent or build_agent(cfg, OpenAISettings()),
             inbox=Inbox(svc.db, consumer_group(NAME)),
+            experiments=parse_experiments(cfg.experiments),
         )
+        svc.state["agent_deps"] = holder["deps"]  # operators and tests read what runs (e.g. experiments)
 
     async def close(svc: Service) -> None:
         store = holder.get("knowledge")

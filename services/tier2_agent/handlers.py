@@ -27,6 +27,7 @@ from services.tier2_agent.ports import AgentRequest, AgentResult, Escalation
 from services.tier2_agent.tools import performed_actions, refunded_usd
 from tierline import conversations
 from tierline.actions import ActionContext, ActionOutcome, Actions
+from tierline.experiments import Experiment, choose_answer
 from tierline.guardrails import merge_flags
 from tierline.messaging import Inbox
 from tierline.pipeline import audit, escalate, record_outcome, start_contact
@@ -54,6 +55,8 @@ class AgentDeps:
     knowledge: Any
     agent: Any
     inbox: Inbox
+    #: answer template A/B experiments that run (TIERLINE_EXPERIMENTS; none by default)
+    experiments: tuple[Experiment, ...] = ()
 
 
 async def on_agent_requested(deps: AgentDeps, msg: AgentRequestedV1) -> None:
@@ -188,9 +191,16 @@ async def finish(
                 ),
             }
         )
+    variant: str | None = None
+    if result.resolved and deps.experiments:  # the customer's variant of an A/B answer template, checked too
+        said, variant = choose_answer(deps.experiments, msg.customer_id, result.final_answer)
+        result = result.model_copy(update={"final_answer": said})
+    variant_text = result.final_answer
     if result.resolved:
         result = await check_answer_before_saying(deps, msg, result, extras)
     if result.resolved:
+        if variant is not None and result.final_answer != variant_text:
+            variant = None  # the quality check rewrote the variant's text: the customer did not read it
         answer = f"{result.final_answer} {_secondary_summary(extras)}".strip()
         recorded = await record_outcome(
             deps.pool,
@@ -206,10 +216,11 @@ async def finish(
                 channel=msg.payload.channel,
                 trigger="contact",
                 summary=answer[:1000],
+                variant=variant,
             ),
         )
         if recorded.payload.resolved_by is Tier.TIER2:  # another stage's outcome came first: it speaks
-            await tell_answer(deps, msg, answer)
+            await tell_answer(deps, msg, answer, variant=recorded.payload.variant)
         return
     assert result.escalation is not None
     tried, decisions = packet_records(result, [*msg.payload.tried, *(e.record(Tier.TIER2) for e in extras)])
@@ -277,7 +288,9 @@ async def check_answer_before_saying(
     )
 
 
-async def tell_answer(deps: AgentDeps, msg: AgentRequestedV1, answer: str) -> None:
+async def tell_answer(
+    deps: AgentDeps, msg: AgentRequestedV1, answer: str, *, variant: str | None = None
+) -> None:
     """The customer hears tier 2's answer in their conversation (once per request: the turn's id derives
     from it); nothing for a contact without a conversation."""
     await conversations.say(
@@ -290,6 +303,7 @@ async def tell_answer(deps: AgentDeps, msg: AgentRequestedV1, answer: str) -> No
         author="tier2_agent",
         cause=msg,
         language=msg.payload.language,
+        variant=variant,
     )
 
 

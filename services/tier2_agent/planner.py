@@ -35,6 +35,7 @@ from tierline.billing.asks import (
     resolve_refund,
 )
 from tierline.billing.details import DetailsAsked, extract_details, question_for
+from tierline.experiments import UPDATE_CARD_LINK_ANSWER
 from tierline.followups import did_not_work
 from tierline.language import localized_answer
 
@@ -83,6 +84,10 @@ EXPLANATORY_INTENTS = frozenset(
         Intent.REFUND_STATUS,
         Intent.PAYMENT_PENDING,
     }
+)
+#: Account changes never made on a reading the router was unsure of (it hands those on as low_confidence).
+UNSURE_NEVER_CHANGES = frozenset(
+    {Intent.CANCEL_SUBSCRIPTION, Intent.PLAN_CHANGE, Intent.UPDATE_BILLING_DETAILS}
 )
 
 _ASKS_FOR_HUMAN = re.compile(
@@ -366,6 +371,15 @@ class OfflinePlanner:
                 tools,
                 EscalationReason.POLICY_DENIED,
                 f"the text tries to instruct the system and asks for {intent.value}",
+            )
+        if request.handoff_reason == "low_confidence" and intent in UNSURE_NEVER_CHANGES:
+            # the router was unsure (its per-intent gate held the reading back): an account is never
+            # cancelled, re-planned or re-addressed on an unsure reading of the text; a person confirms
+            return await rec.escalate(
+                tools,
+                EscalationReason.LOW_CONFIDENCE,
+                f"the router was unsure whether the customer asks for {intent.value} "
+                f"(confidence {request.confidence:.2f}); confirm with the customer before changing it",
             )
         handler = {
             Intent.DUPLICATE_CHARGE: self._duplicate_charge,
@@ -656,7 +670,7 @@ class OfflinePlanner:
             rec,
             "send_update_card_link",
             result,
-            "I've emailed you a secure link to update your card; we retry the open invoice once it's saved.",
+            UPDATE_CARD_LINK_ANSWER.control,  # an A/B template (tierline.experiments): the handler splits it
         )
 
     async def _card_expiring(self, request: AgentRequest, tools: AgentTools, rec: RunRecorder) -> AgentResult:

@@ -13,6 +13,8 @@ class AgentSettings(InfraSettings):
     openai_max_steps: int = 8
     openai_timeout_s: float = 20.0
     policy_file: str | None = None
+    #: answer template A/B experiments to run, comma-separated (`tierline.experiments`); none by default
+    experiments: str = ""
 
 
 class OpenAISettings(BaseSettings):

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from schemas.messages import DeadLetterRecordedV1, EscalationOpenedV1
 from services.tier3_handoff.adapters.actions import PolicyCheckedHumanActions
-from services.tier3_handoff.auth import KeySetVerifier
+from services.tier3_handoff.auth import agent_verifier
 from services.tier3_handoff.console import console_routes
 from services.tier3_handoff.handlers import Tier3Handoff
 from services.tier3_handoff.ports import HumanActions
@@ -49,7 +49,7 @@ def create_service(
         name,
         settings,
         http_port=settings.http_port,
-        routes=console_routes(handoff, KeySetVerifier(settings.agent_token_keyset())),
+        routes=console_routes(handoff, agent_verifier(settings.agent_token_keyset(), tier3)),
     )
 
     async def on_start(svc: Service) -> None:

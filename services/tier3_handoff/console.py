@@ -17,6 +17,7 @@ from services.tier3_handoff import approvals, domain
 from services.tier3_handoff.auth import Agent, AgentVerifier, InvalidAgentToken
 from services.tier3_handoff.handlers import Tier3Handoff, UnknownHumanAction
 from services.tier3_handoff.ports import HumanActionDenied
+from tierline.account_changes import account_history
 from tierline.http import path_id, read_json
 
 log = structlog.get_logger(__name__)
@@ -96,6 +97,8 @@ def console_routes(get_handoff: Callable[[], Tier3Handoff], verifier: AgentVerif
                 "conversation": await handoff.thread(case),
                 "draft_reply": domain.draft_reply(case.packet),
                 "approvals": [a.summary() for a in await handoff.approvals.for_case(case.case_id)],
+                # the customer's account changes: who, when, before → after (tierline.account_changes)
+                "account_history": await account_history(handoff.pool, case.customer_id, limit=50),
             }
         )
 

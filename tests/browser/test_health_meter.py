@@ -14,15 +14,15 @@ from services.diagnostics.adapters.clickhouse import UsageStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
 from services.diagnostics.handlers import Diagnostician
 from services.diagnostics.settings import DiagnosticsSettings
-from services.tier1_selfheal.adapters.stripe_cards import StripeCardVault
 from services.tier1_selfheal.app import create_service
 from services.tier1_selfheal.auth import issue_session_token
 from tests.browser.chromium import ARGS, ensure_chromium
+from tests.cards import attach_default_card
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions
-from tierline.world import VISA, build_world
+from tierline.world import build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -60,9 +60,7 @@ async def test_given_declined_payment_when_customer_clicks_retry_then_page_shows
         stripe_actions,
         label=f"br-t1-{unique}",
     )
-    await StripeCardVault(infra).save_card(
-        world.customer_id, card={"number": VISA, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
-    )
+    await attach_default_card(stripe_actions, world.customer_id)
     token = issue_session_token(infra.customer_token_keyset(), world.customer_id, 600)
 
     async with async_playwright() as pw:

@@ -80,6 +80,31 @@ DOORS = (
     Door("tier1_selfheal", ("GET",), "/v1/chat/conversations", "customer"),
     Door("tier1_selfheal", ("GET",), "/v1/chat/conversations/{conversation_id}", "customer"),
     Door("tier1_selfheal", ("POST",), "/v1/chat/ratings", "customer", takes_json=True),
+    Door("tier1_selfheal", ("GET",), "/billing", "none"),
+    Door("tier1_selfheal", ("GET",), "/billing/invoices", "none"),
+    Door("tier1_selfheal", ("GET",), "/v1/portal/invoices", "customer"),
+    Door("tier1_selfheal", ("GET",), "/v1/portal/invoices/{invoice_id}", "customer"),
+    Door("tier1_selfheal", ("POST",), "/v1/portal/invoices/{invoice_id}/resend", "customer", takes_json=True),
+    Door("tier1_selfheal", ("GET",), "/invoices/{invoice_id}.pdf", "link"),
+    Door("tier1_selfheal", ("GET",), "/invoices/{invoice_id}", "link"),
+    Door("tier1_selfheal", ("GET",), "/receipts/{charge_id}", "link"),
+    # the portal's usage, plan and "my requests" doors (issue 21)
+    *(
+        Door("tier1_selfheal", ("GET",), p, "none")
+        for p in ("/billing/usage", "/billing/plan", "/billing/requests")
+    ),
+    Door("tier1_selfheal", ("GET",), "/v1/portal/usage", "customer"),
+    Door("tier1_selfheal", ("GET",), "/v1/portal/usage.csv", "customer"),
+    Door("tier1_selfheal", ("GET", "POST"), "/v1/portal/plan", "customer", takes_json=True),
+    Door("tier1_selfheal", ("POST",), "/v1/portal/plan/preview", "customer", takes_json=True),
+    Door("tier1_selfheal", ("POST",), "/v1/portal/plan/cancel", "customer", takes_json=True),
+    Door("tier1_selfheal", ("GET",), "/v1/portal/requests", "customer"),
+    # the portal's billing details and card doors (issue 21)
+    Door("tier1_selfheal", ("GET",), "/billing/details", "none"),
+    Door("tier1_selfheal", ("GET",), "/billing/card", "none"),
+    Door("tier1_selfheal", ("GET", "PUT"), "/v1/portal/billing-details", "customer", takes_json=True),
+    Door("tier1_selfheal", ("POST",), "/v1/portal/card/setup", "link", takes_json=True),
+    Door("tier1_selfheal", ("POST",), "/v1/portal/card", "link", takes_json=True),
     Door("tier3_handoff", ("GET",), "/", "none"),
     Door("tier3_handoff", ("GET",), "/console", "none"),
     Door("tier3_handoff", ("GET",), "/v1/console/me", "agent"),
@@ -129,6 +154,7 @@ def _well_formed(name: str, rng: random.Random) -> str:
         "conversation_id": f"chat_{hexes}",
         "case_id": f"case_{hexes[:20]}",
         "invoice_id": f"in_fuzz{hexes[:14]}",
+        "charge_id": f"ch_fuzz{hexes[:14]}",
     }[name]
 
 
@@ -278,7 +304,7 @@ def plan(doors: dict[str, str], creds: Credentials, rng: random.Random) -> Itera
     for _ in range(REQUESTS):
         door = rng.choice(DOORS)
         path = door.path
-        for name in ("customer_id", "contact_id", "case_id", "invoice_id"):
+        for name in ("customer_id", "contact_id", "case_id", "invoice_id", "charge_id"):
             if "{" + name + "}" in path:
                 if rng.random() < 0.7:
                     raw = rng.choice(BAD_TEXT)

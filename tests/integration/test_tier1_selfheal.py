@@ -28,9 +28,9 @@ from services.diagnostics.adapters.clickhouse import UsageStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
 from services.diagnostics.handlers import Diagnostician
 from services.diagnostics.settings import DiagnosticsSettings
-from services.tier1_selfheal.adapters.stripe_cards import StripeCardVault
 from services.tier1_selfheal.app import create_service
 from services.tier1_selfheal.auth import issue_session_token
+from tests.cards import attach_default_card, confirm_like_the_browser
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import publish
@@ -181,9 +181,7 @@ async def test_given_soft_decline_when_retry_clicked_twice_then_paid_once_and_re
 ) -> None:
     # Given a customer whose $49 invoice was declined for insufficient funds, who has since fixed the funding
     world = await declined_world(stripe_actions, unique)
-    await StripeCardVault(infra).save_card(
-        world.customer_id, card={"number": VISA, "exp_month": 12, "exp_year": 2031, "cvc": "123"}
-    )
+    await attach_default_card(stripe_actions, world.customer_id)
     headers = bearer(tier1, world.customer_id)
     meter = (await http.get("/v1/health-meter", headers=headers)).json()
     assert meter["status"] == "red"
@@ -383,7 +381,7 @@ async def test_given_valid_and_invalid_vat_when_updating_billing_details_then_on
         },
     )
     assert bad.status_code == 422
-    assert "DE123456789" in bad.json()["detail"]
+    assert "DE136695976" in bad.json()["detail"]
     assert (await stripe_actions.get_customer(world.customer_id)).get("name") != "Acme GmbH"
     good = await http.post(
         "/v1/health-meter/fixes",
@@ -391,7 +389,7 @@ async def test_given_valid_and_invalid_vat_when_updating_billing_details_then_on
         json={
             "action": "update_billing_details",
             "params": {
-                "tax_id": "DE123456789",
+                "tax_id": "DE136695976",
                 "company_name": f"Acme {unique} GmbH",
                 "billing_email": f"ap-{unique}@acme.io",
             },
@@ -406,7 +404,7 @@ async def test_given_valid_and_invalid_vat_when_updating_billing_details_then_on
     customer = await stripe_actions.get_customer(world.customer_id)
     assert (customer["name"], customer["email"]) == (f"Acme {unique} GmbH", f"ap-{unique}@acme.io")
     tax = await stripe_actions.raw_get(f"/v1/customers/{world.customer_id}/tax_ids")
-    assert [(t["type"], t["value"]) for t in tax["data"]] == [("eu_vat", "DE123456789")]
+    assert [(t["type"], t["value"]) for t in tax["data"]] == [("eu_vat", "DE136695976")]
 
 
 async def test_given_cancel_clicked_when_done_then_at_period_end_with_retention_offer(
@@ -454,15 +452,18 @@ async def test_given_update_card_link_when_new_card_saved_then_open_invoice_retr
     page = await http.get(f"/update-card?token={token}")
     assert page.status_code == 200
     assert "Update your card" in page.text
-    rejected = await http.post(
-        f"/v1/update-card?token={token}",
-        json={"card": {"number": "4000000000000002", "exp_month": 12, "exp_year": 2031, "cvc": "123"}},
-    )
-    assert rejected.status_code == 422
-    saved = await http.post(
+    # the raw-card door is gone: a card number sent to tierline is refused and goes nowhere
+    gone = await http.post(
         f"/v1/update-card?token={token}",
         json={"card": {"number": VISA, "exp_month": 12, "exp_year": 2031, "cvc": "123"}},
     )
+    assert gone.status_code == 410
+    # a declined card is refused by the emulator when the browser confirms; tierline never sees it
+    setup = (await http.post(f"/v1/portal/card/setup?token={token}", json={})).json()
+    assert (await confirm_like_the_browser(setup, "4000000000000002")).status_code == 402
+    setup = (await http.post(f"/v1/portal/card/setup?token={token}", json={})).json()
+    assert (await confirm_like_the_browser(setup)).status_code == 200
+    saved = await http.post(f"/v1/portal/card?token={token}", json={"setup_intent": setup["setup_intent"]})
     assert saved.status_code == 202, saved.text
     body = saved.json()
     assert body["card"]["last4"] == "4242"

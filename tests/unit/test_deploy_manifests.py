@@ -46,7 +46,12 @@ SCALING_TOPICS = {
     "tier2_agent": {"tier2.agent.requested.v1"},
     "tier3_handoff": {"tier3.escalation.opened.v1"},
     "notifier": {"notification.requested.v1", "conversation.message.sent.v1"},
-    "analytics_sink": {"contact.outcome.recorded.v1", "audit.event.recorded.v1"},
+    "analytics_sink": {
+        "contact.outcome.recorded.v1",
+        "audit.event.recorded.v1",
+        "contact.received.v1",
+        "conversation.message.sent.v1",
+    },
 }
 INFRA_COMPONENTS = ("kafka", "kafka-init", "postgres", "migrate", "clickhouse", "qdrant")
 # Environment variables the code reads that are not InfraSettings fields.

@@ -14,7 +14,7 @@ import pytest
 from schemas.vocab import EscalationReason, Intent
 from tests.unit.test_planner import FakeBilling, ask, run
 from tierline.billing.details import extract_details, question_for
-from tierline.billing.vat import checksum_ok, validate_tax_id
+from tierline.billing.vat import InvalidTaxId, checksum_ok, validate_tax_id
 
 pytestmark = pytest.mark.unit
 
@@ -118,7 +118,7 @@ def test_given_a_plain_words_change_when_extracted_then_the_values_are_read(
 
 INVALID: list[tuple[str, str, str]] = [
     ("add our VAT number DE123456789", "tax_id", "check-digit"),
-    ("please put Acme GmbH, VAT DE12345 on our invoices", "tax_id", "DE123456789"),
+    ("please put Acme GmbH, VAT DE12345 on our invoices", "tax_id", "DE136695976"),
     ("our VAT id is NL123456789B01", "tax_id", "check-digit"),
     ("send invoices to finance@acme from now on", "billing_email", "name@company.com"),
     ("billing email should be finance@@acme.io", "billing_email", "name@company.com"),
@@ -178,7 +178,11 @@ def test_given_no_value_when_extracted_then_the_question_asks_for_it(text: str, 
 def test_given_a_vat_number_when_its_check_digits_are_checked_then_valid_ones_pass(
     value: str, ok: bool
 ) -> None:
-    assert checksum_ok(validate_tax_id(value)) is ok
+    if ok:
+        assert checksum_ok(validate_tax_id(value)) is True
+    else:
+        with pytest.raises(InvalidTaxId, match="check-digit"):
+            validate_tax_id(value)
 
 
 # --------------------------------------------------------------------------- the planner acting on them

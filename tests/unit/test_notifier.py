@@ -28,6 +28,7 @@ from services.notifier.domain import (
     spoof_reason,
     thread_headers,
     thread_verdict,
+    window_limit,
 )
 from services.notifier.handlers import build_mail, contact_id_for
 
@@ -443,3 +444,9 @@ async def test_given_a_door_whose_handler_fails_when_mail_arrives_then_451_asks_
         assert refused.value.smtp_code == 451
     finally:
         await door.stop()
+
+
+def test_given_an_account_change_notice_when_the_day_is_full_then_it_is_still_sent() -> None:
+    assert notification_verdict(None, 3, window_limit("billing_change", 3)) is SendVerdict.SEND
+    assert notification_verdict(None, 3, window_limit("refund_approved", 3)) is SendVerdict.SEND
+    assert notification_verdict(None, 3, window_limit("update_card", 3)) is SendVerdict.SUPPRESSED

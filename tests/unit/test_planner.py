@@ -1,7 +1,7 @@
 """OfflinePlanner: one deterministic plan per intent, amounts only from evidence, never a dead end.
 
-The tools are an in-memory billing world with the shipped default policy (scenarios.md) built in,
-so a refused action is refused for the reason the real policy engine would give.
+The tools are an in-memory billing world whose money actions are decided by the real policy engine with
+the shipped default policy (scenarios.md), so a refused action is refused for the reason production gives.
 """
 
 from __future__ import annotations
@@ -14,14 +14,35 @@ import pytest
 from schemas.messages import ActionRecord, IntentCandidate
 from schemas.vocab import Action, EscalationReason, Intent, Tier
 from services.tier2_agent.planner import OfflinePlanner, charges_from, usage_sentence
-from services.tier2_agent.ports import AgentRequest, AgentResult, AgentTools, PolicyVerdict, ToolResult
+from services.tier2_agent.ports import AgentRequest, AgentResult, AgentTools, ToolResult
 from services.tier2_agent.tools import performed_actions, refunded_usd
+from tierline.billing.policy import (
+    Allow,
+    ChargeFacts,
+    NeedsHuman,
+    PolicyContext,
+    PolicyEngine,
+    PolicyRules,
+    Verdict,
+)
 
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-CAPS = {"starter": 50.0, "pro": 100.0, "business": 250.0}
-SOFT = {"insufficient_funds", "processing_error", "try_again_later", "card_declined"}
+POLICY = PolicyEngine.from_yaml()  # the shipped default policy: caps, windows, decline classes
+ESCALATION_REASONS = {r.value for r in EscalationReason}
+
+
+def refused(verdict: Verdict) -> ToolResult:
+    """A refusal as the executor's tools report it (tierline/actions.py, tier2 adapters/tools.py)."""
+    assert not isinstance(verdict, Allow)
+    if isinstance(verdict, NeedsHuman):
+        return ToolResult(
+            ok=False, error=verdict.detail, verdict="needs_human", escalation_reason=verdict.reason
+        )
+    reason = str(verdict.reason)
+    why = EscalationReason(reason) if reason in ESCALATION_REASONS else EscalationReason.POLICY_DENIED
+    return ToolResult(ok=False, error=reason, verdict="deny", escalation_reason=why)
 
 
 class FakeBilling:
@@ -40,8 +61,10 @@ class FakeBilling:
         explains: bool = True,
         articles: list[dict[str, Any]] | None = None,
         include_duplicate_evidence: bool = True,
+        policy: PolicyEngine = POLICY,
     ) -> None:
         self.plan = plan
+        self.policy = policy
         self.charges: list[dict[str, Any]] = [
             {
                 "id": f"ch_{i:03d}",
@@ -140,20 +163,37 @@ class FakeBilling:
         hits = sorted((h for h in scored if h["score"] > 0), key=lambda h: -h["score"])
         return ToolResult(ok=True, data={"hits": hits})
 
+    def policy_context(self, **facts: Any) -> PolicyContext:
+        """The verified facts of this world, as the executor hands them to the policy."""
+        return PolicyContext(
+            actor="ai",
+            customer_id="cus_1",
+            plan=self.plan,
+            dispute_open=self.dispute_open,
+            refunds_last_90d=len(self.refunds),
+            last_refund_at=NOW if self.refunds else None,
+            decline_code=(self.failed_invoice or {}).get("decline_code"),
+            retry_attempts=len(self.retries),
+            now=NOW,
+            **facts,
+        )
+
+    def charge_facts(self, charge: dict[str, Any] | None) -> ChargeFacts | None:
+        if charge is None:
+            return None
+        return ChargeFacts(
+            id=charge["id"],
+            customer_id="cus_1",
+            amount_usd=charge["amount_usd"],
+            created_at=datetime.fromisoformat(charge["created_at"]),
+            refunded_usd=charge["refunded_usd"],
+        )
+
     async def retry_payment(self, invoice_id: str) -> ToolResult:
         self.calls.append("retry_payment")
-        if self.dispute_open:
-            return ToolResult(
-                ok=False, error="dispute open", verdict="deny", escalation_reason=EscalationReason.DISPUTE
-            )
-        code = (self.failed_invoice or {}).get("decline_code")
-        if code not in SOFT:
-            return ToolResult(
-                ok=False,
-                error=f"hard decline {code}",
-                verdict="deny",
-                escalation_reason=EscalationReason.POLICY_DENIED,
-            )
+        verdict = self.policy.check(Action.RETRY_PAYMENT, self.policy_context())
+        if not isinstance(verdict, Allow):
+            return refused(verdict)
         if not self.retry_succeeds:
             return ToolResult(ok=False, error="card_declined", verdict="allow")
         self.retries.append(invoice_id)
@@ -161,10 +201,9 @@ class FakeBilling:
 
     async def _effect(self, name: str, **args: Any) -> ToolResult:
         self.calls.append(name)
-        if self.dispute_open and name in ("change_plan",):
-            return ToolResult(
-                ok=False, error="dispute open", verdict="deny", escalation_reason=EscalationReason.DISPUTE
-            )
+        verdict = self.policy.check(Action(name), self.policy_context())
+        if not isinstance(verdict, Allow):
+            return refused(verdict)
         self.effects.append((name, args))
         return ToolResult(ok=True, terminal=True, verdict="allow")
 
@@ -179,28 +218,19 @@ class FakeBilling:
 
     async def refund(self, charge_id: str, amount_usd: float, reason: str) -> ToolResult:
         self.calls.append("refund")
-
-        def refuse(verdict: PolicyVerdict, why: EscalationReason, error: str) -> ToolResult:
-            return ToolResult(ok=False, error=error, verdict=verdict, escalation_reason=why)
-
-        if self.dispute_open:
-            return refuse("deny", EscalationReason.DISPUTE, "dispute open")
         charge = next((c for c in self.charges if c["id"] == charge_id), None)
-        if charge is None:
-            return refuse("deny", EscalationReason.POLICY_DENIED, "charge not found")
-        if amount_usd > charge["amount_usd"] - charge["refunded_usd"] + 1e-9:  # asked more than is left
-            return refuse("needs_human", EscalationReason.REFUND_OVER_POLICY, "more than the charge has left")
-        cap = CAPS.get(self.plan)
-        if cap is None or amount_usd > cap or self._age_days(charge) > 30:
-            return refuse("needs_human", EscalationReason.REFUND_OVER_POLICY, "over automatic refund policy")
         dup = self._duplicate()
-        is_dup = (
-            reason == "duplicate"
-            and dup is not None
-            and charge_id in (dup["charge_id"], dup["twin_charge_id"])
+        twin = None
+        if dup is not None and charge_id in (dup["charge_id"], dup["twin_charge_id"]):
+            other = dup["twin_charge_id"] if charge_id == dup["charge_id"] else dup["charge_id"]
+            twin = self.charge_facts(next(c for c in self.charges if c["id"] == other))
+        context = self.policy_context(
+            charge=self.charge_facts(charge), requested_amount_usd=amount_usd, duplicate_of=twin
         )
-        if self.refunds and not is_dup:
-            return refuse("needs_human", EscalationReason.REFUND_OVER_POLICY, "one refund per 90 days")
+        verdict = self.policy.check(Action.REFUND, context)
+        if not isinstance(verdict, Allow):
+            return refused(verdict)
+        assert charge is not None
         self.refunds.append((charge_id, amount_usd, reason))
         charge["refunded_usd"] += amount_usd
         return ToolResult(ok=True, data={"refund_id": "re_1"}, terminal=True, verdict="allow")
@@ -332,6 +362,17 @@ async def test_given_a_recent_charge_within_cap_when_a_refund_is_asked_then_it_i
 
     assert result.resolved
     assert world.refunds == [("ch_000", 49.0, "requested_by_customer")]
+
+
+async def test_given_a_lower_cap_in_the_policy_when_a_refund_is_asked_then_the_planner_follows_it() -> None:
+    raw = POLICY.rules.model_dump(mode="json")
+    raw["refund"]["automatic"]["cap_usd_by_plan"]["pro"] = 40
+    world = FakeBilling(plan="pro", charges=[(49.0, 3)], policy=PolicyEngine(PolicyRules.model_validate(raw)))
+
+    result = await run(world, ask("Please refund my last payment", Intent.REFUND_REQUEST))
+
+    assert reason(result) is EscalationReason.REFUND_OVER_POLICY
+    assert world.refunds == []
 
 
 async def test_given_a_charge_over_the_cap_when_a_refund_is_asked_then_escalates_refund_over_policy() -> None:
@@ -838,3 +879,32 @@ def test_evidence_readers_tolerate_missing_and_malformed_keys() -> None:
 
 def test_fake_world_satisfies_the_port() -> None:
     assert isinstance(FakeBilling(), AgentTools)
+
+
+@pytest.mark.parametrize(
+    "intent", [Intent.CANCEL_SUBSCRIPTION, Intent.PLAN_CHANGE, Intent.UPDATE_BILLING_DETAILS]
+)
+async def test_given_an_unsure_router_reading_of_an_account_change_when_planning_then_a_person_confirms(
+    intent: Intent,
+) -> None:
+    # the router's per-intent gate held an 0.80 reading back ("swap my theatre seats to the matinee")
+    world = FakeBilling()
+
+    result = await run(
+        world, ask("swap my seats to the matinee", intent, confidence=0.80, handoff_reason="low_confidence")
+    )
+
+    assert world.effects == []
+    assert reason(result) is EscalationReason.LOW_CONFIDENCE
+
+
+async def test_given_a_sure_cancel_handed_on_for_another_reason_when_planning_then_it_still_cancels() -> None:
+    world = FakeBilling()
+
+    result = await run(
+        world,
+        ask("cancel my subscription please", Intent.CANCEL_SUBSCRIPTION, handoff_reason="enterprise_money"),
+    )
+
+    assert result.resolved
+    assert world.effects == [("cancel_subscription", {"at_period_end": True})]

@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from schemas.messages import AuditEventRecordedV1, CaseResolvedV1, OutcomeRecordedV1, UsageEventRecordedV1
+from schemas.messages import (
+    AuditEventRecordedV1,
+    CaseResolvedV1,
+    ContactReceivedV1,
+    ConversationMessageSentV1,
+    ConversationRatedV1,
+    OutcomeRecordedV1,
+    UsageEventRecordedV1,
+)
 from tests.helpers import built_service
 from tierline import cli
 from tierline.registry import SERVICE_MODULES
@@ -29,7 +37,15 @@ def no_clickhouse_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TIERLINE_ANALYTICS_CLICKHOUSE_DSN", raising=False)
 
 
-ANALYST_TOPICS = {OutcomeRecordedV1.TOPIC, AuditEventRecordedV1.TOPIC, CaseResolvedV1.TOPIC}
+ANALYST_TOPICS = {
+    OutcomeRecordedV1.TOPIC,
+    AuditEventRecordedV1.TOPIC,
+    CaseResolvedV1.TOPIC,
+    # the support stream (issue 19): first responses, ratings, knowledge gaps
+    ContactReceivedV1.TOPIC,
+    ConversationMessageSentV1.TOPIC,
+    ConversationRatedV1.TOPIC,
+}
 
 
 def topics(service: Any) -> set[str]:
@@ -56,7 +72,8 @@ def test_given_the_analytics_service_when_built_then_it_sinks_the_analyst_stream
     assert topics(analytics) == ANALYST_TOPICS
     assert {"/v1/analytics/report", "/v1/analytics/audit/verify"} <= paths(analytics)
     assert {sub.group_id for sub in analytics.broker.subscribers} == {
-        f"tierline.analytics_sink.analytics.{kind}" for kind in ("outcomes", "cases", "audit")
+        f"tierline.analytics_sink.analytics.{kind}"
+        for kind in ("outcomes", "cases", "audit", "contacts", "messages", "ratings")
     }
 
 

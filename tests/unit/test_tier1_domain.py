@@ -107,7 +107,7 @@ def test_given_billing_details_with_valid_vat_when_parsed_then_normalised() -> N
             "billing_email": "ap@acme.io",
             "company_name": "Acme GmbH",
             "address": {"line1": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115", "country": "de"},
-            "tax_id": "de 123456789",
+            "tax_id": "de 136695976",
         },
     )
     assert fix.email == "ap@acme.io"
@@ -115,7 +115,7 @@ def test_given_billing_details_with_valid_vat_when_parsed_then_normalised() -> N
     assert fix.address is not None
     assert fix.address["country"] == "DE"
     assert fix.tax_id is not None
-    assert (fix.tax_id.stripe_type, fix.tax_id.value) == ("eu_vat", "DE123456789")
+    assert (fix.tax_id.stripe_type, fix.tax_id.value) == ("eu_vat", "DE136695976")
 
 
 def test_given_bare_number_when_parsed_then_address_country_is_used() -> None:
@@ -129,7 +129,7 @@ def test_given_bare_number_when_parsed_then_address_country_is_used() -> None:
 @pytest.mark.parametrize(
     ("action", "params", "message"),
     [
-        (Action.UPDATE_BILLING_DETAILS, {"tax_id": "DE12345"}, "DE123456789"),
+        (Action.UPDATE_BILLING_DETAILS, {"tax_id": "DE12345"}, "DE136695976"),
         (Action.UPDATE_BILLING_DETAILS, {"billing_email": "not-an-email"}, "not an email"),
         (Action.UPDATE_BILLING_DETAILS, {}, "nothing to update"),
         (Action.UPDATE_BILLING_DETAILS, {"address": {"planet": "Mars"}}, "planet"),

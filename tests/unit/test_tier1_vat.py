@@ -1,10 +1,10 @@
-"""Tax-id format validation per country (Given a value and a country, When validated, Then ...)."""
+"""Tax-id validation over python-stdnum (Given a value and a country, When validated, Then ...)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.tier1_selfheal.vat import InvalidTaxId, validate_tax_id
+from tierline.billing.vat import InvalidTaxId, validate_tax_id
 
 pytestmark = pytest.mark.unit
 
@@ -12,26 +12,30 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(
     ("raw", "country", "expected_country", "stripe_type", "value"),
     [
-        ("DE123456789", None, "DE", "eu_vat", "DE123456789"),
-        ("de 123 456 789", None, "DE", "eu_vat", "DE123456789"),
-        ("123456789", "DE", "DE", "eu_vat", "DE123456789"),
-        ("ATU12345678", None, "AT", "eu_vat", "ATU12345678"),
+        ("DE136695976", None, "DE", "eu_vat", "DE136695976"),
+        ("de 136 695 976", None, "DE", "eu_vat", "DE136695976"),
+        ("136695976", "DE", "DE", "eu_vat", "DE136695976"),
+        ("ATU13585627", None, "AT", "eu_vat", "ATU13585627"),
         ("FR40303265045", "FR", "FR", "eu_vat", "FR40303265045"),
-        ("NL123456789B01", None, "NL", "eu_vat", "NL123456789B01"),
-        ("EL123456789", None, "GR", "eu_vat", "EL123456789"),
-        ("123456789", "GR", "GR", "eu_vat", "EL123456789"),
-        ("IE1234567WA", None, "IE", "eu_vat", "IE1234567WA"),
-        ("ESX1234567Z", None, "ES", "eu_vat", "ESX1234567Z"),
-        ("SE556677889901", None, "SE", "eu_vat", "SE556677889901"),
-        ("GB123456789", None, "GB", "gb_vat", "GB123456789"),
-        ("123456789012", "GB", "GB", "gb_vat", "GB123456789012"),
-        ("XI123456789", "GB", "GB", "eu_vat", "XI123456789"),
-        ("CHE-123.456.789 MWST", None, "CH", "ch_vat", "CHE-123.456.789 MWST"),
-        ("CHE123456789TVA", "CH", "CH", "ch_vat", "CHE-123.456.789 TVA"),
+        ("NL004495445B01", None, "NL", "eu_vat", "NL004495445B01"),
+        ("EL094259216", None, "GR", "eu_vat", "EL094259216"),
+        ("094259216", "GR", "GR", "eu_vat", "EL094259216"),
+        ("IE6433435F", None, "IE", "eu_vat", "IE6433435F"),
+        ("ESB64717838", None, "ES", "eu_vat", "ESB64717838"),
+        ("SE123456789701", None, "SE", "eu_vat", "SE123456789701"),
+        ("PL 856-734-62-15", None, "PL", "eu_vat", "PL8567346215"),
+        ("GB980780684", None, "GB", "gb_vat", "GB980780684"),
+        ("980 7806 84", "GB", "GB", "gb_vat", "GB980780684"),
+        ("XI980780684", "GB", "GB", "eu_vat", "XI980780684"),
+        ("CHE-107.787.577 MWST", None, "CH", "ch_vat", "CHE-107.787.577 MWST"),
+        ("CHE107787577TVA", "CH", "CH", "ch_vat", "CHE-107.787.577 TVA"),
         ("923609016MVA", "NO", "NO", "no_vat", "923609016MVA"),
         ("NO923609016MVA", None, "NO", "no_vat", "923609016MVA"),
         ("51 824 753 556", "AU", "AU", "au_abn", "51824753556"),
         ("12-3456789", "US", "US", "us_ein", "12-3456789"),
+        ("123456782", "CA", "CA", "ca_bn", "123456782"),
+        ("49-091-850", "NZ", "NZ", "nz_gst", "49091850"),
+        ("27AAPFU0939F1ZV", "IN", "IN", "in_gst", "27AAPFU0939F1ZV"),
     ],
 )
 def test_given_well_formed_tax_id_when_validated_then_normalised_with_stripe_type(
@@ -44,18 +48,24 @@ def test_given_well_formed_tax_id_when_validated_then_normalised_with_stripe_typ
 @pytest.mark.parametrize(
     ("raw", "country", "message"),
     [
-        ("DE12345678", None, "DE123456789"),  # one digit short
-        ("DE1234567890", None, "DE123456789"),  # one digit long
-        ("ATU1234567", None, "ATU12345678"),
-        ("NL123456789A01", None, "NL123456789B01"),
-        ("FRIO123456789", None, "FRAB123456789"),  # I and O are not used in French keys
+        ("DE12345678", None, "DE136695976"),  # one digit short
+        ("DE1234567890", None, "DE136695976"),  # one digit long
+        ("DE123456789", None, "check-digit"),  # the right shape, the wrong check digit
+        ("ATU1234567", None, "ATU13585627"),
+        ("ATU12345678", None, "check-digit"),
+        ("NL123456789A01", None, "NL004495445B01"),
+        ("NL123456789B01", None, "check-digit"),
+        ("FRIO123456789", None, "FR23334175221"),  # I and O are not used in French keys
         ("SE123456789702", None, "SE123456789701"),  # must end in 01
-        ("GB12345678", None, "GB123456789"),
-        ("CHE-123.456.78", None, "CHE-123.456.789"),
-        ("51 824 753 557", "AU", "checksum"),  # ABN checksum fails
-        ("923609017MVA", "NO", "check digit"),
+        ("GB12345678", None, "GB980780684"),
+        ("GB123456789", None, "check-digit"),
+        ("CHE-123.456.78", None, "CHE-107.787.577"),
+        ("CHE-123.456.789 MWST", None, "check-digit"),
+        ("51 824 753 557", "AU", "check-digit"),  # ABN checksum fails
+        ("923609017MVA", "NO", "check-digit"),
+        ("123456789", "CA", "check-digit"),
         ("123456789", None, "no country prefix"),
-        ("DE123456789", "FR", "country given is FR"),
+        ("DE136695976", "FR", "country given is FR"),
         ("12345", "ZZ", "not supported"),
         ("", "DE", "empty"),
     ],
@@ -69,7 +79,7 @@ def test_given_malformed_tax_id_when_validated_then_clear_error(
 
 
 def test_given_every_eu_prefix_when_example_validated_then_each_example_passes() -> None:
-    from services.tier1_selfheal.vat import EU_VAT
+    from tierline.billing.vat import EU_VAT
 
     for prefix, rule in EU_VAT.items():
         assert validate_tax_id(rule.example).value == rule.example, prefix

@@ -4,7 +4,7 @@
 address is Hauptstr. 5, 10115 Berlin", "add our VAT number DE136695976": :func:`extract_details` reads
 the customer's new words (``tierline.textprep``: no quoted reply, signature or greeting) into a
 :class:`DetailsAsked` with the billing email, company name, postal address and VAT / tax id found, each
-validated (an email's shape, a tax id's format for its country and its check digits,
+validated (an email's shape; a tax id's format and check digits for its country, python-stdnum through
 ``tierline.billing.vat``). A value that does not hold is a :class:`Problem` with a question a customer
 can answer; nothing found is :attr:`DetailsAsked.empty`. Pure, no I/O.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tierline.billing.vat import InvalidTaxId, TaxId, checksum_ok, validate_tax_id
+from tierline.billing.vat import InvalidTaxId, TaxId, validate_tax_id
 from tierline.textprep import clean_lines
 
 __all__ = ["Address", "DetailsAsked", "Problem", "extract_details", "question_for"]
@@ -149,14 +149,8 @@ def _tax_id(words: str, country: str | None) -> tuple[TaxId | None, list[Problem
         return None, [], mentioned
     try:
         tax = validate_tax_id(raw, country)
-    except InvalidTaxId as exc:
+    except InvalidTaxId as exc:  # format, length or check digits (python-stdnum's rules)
         question = f"{_sentence(str(exc))} Could you check the number and send it again?"
-        return None, [Problem("tax_id", raw, question)], True
-    if not checksum_ok(tax):
-        question = (
-            f"The VAT number {tax.value} doesn't pass the {tax.country} check-digit test, so it looks "
-            "mistyped. Could you check it and send it again?"
-        )
         return None, [Problem("tax_id", raw, question)], True
     return tax, [], True
 

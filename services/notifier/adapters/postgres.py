@@ -32,7 +32,7 @@ class NotificationStore:
             )
             recent = await conn.fetchval(
                 """SELECT count(*) FROM notifications
-                   WHERE customer_id=$1 AND status IN ('delivered', 'sending')
+                   WHERE customer_id=$1 AND status IN ('delivered', 'sending') AND channel = 'email'
                    AND created_at > now() - make_interval(secs => $2) AND dedupe_key <> $3""",
                 msg.customer_id,
                 window_hours * 3600.0,

@@ -33,10 +33,13 @@ MULTILINGUAL_EXAMPLES_PATH = Path(__file__).resolve().parent / "data" / "multili
 MULTILINGUAL_HELDOUT_PATH = Path(__file__).resolve().parent / "data" / "multilingual_heldout.csv"
 OOS_EXAMPLES_PATH = Path(__file__).resolve().parent / "data" / "oos_examples.csv"
 OOS_HELDOUT_PATH = Path(__file__).resolve().parent / "data" / "oos_heldout.csv"
+# A second written out-of-scope set, from domains and phrasings the hard negatives do not use.
+OOS_HELDOUT2_PATH = Path(__file__).resolve().parent / "data" / "oos_heldout2.csv"
 SAAS_PREFIX = "saas:"
 OOS_PREFIX = "oos:"
 TEST_FRACTION = 0.20  # of the whole corpus: held out, only ever used for the final metrics
 CALIBRATION_FRACTION = 0.10  # of the whole corpus: temperature and threshold, never for fitting weights
+PROBE_EVERY = 2  # every 2nd hard negative of each domain is read by a probe model fitted without it
 
 
 class DatasetError(ValueError):
@@ -58,6 +61,7 @@ class Corpus:
     data_hash: str
     fine_to_intent: dict[str, Intent] = field(default_factory=dict)
     n_train_only: int = 0  # the last rows (the multilingual examples) are always in the train split
+    n_hard_negatives: int = 0  # the very last rows: the written out-of-scope hard negatives
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -68,6 +72,9 @@ class Splits:
     train: npt.NDArray[np.int64]
     calibration: npt.NDArray[np.int64]
     test: npt.NDArray[np.int64]
+    #: Hard negatives (also in ``train``) that a probe model fitted without them reads, to set the
+    #: money-moving intents' thresholds on out-of-scope texts the model has not seen.
+    probe: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def load_mapping(banking77_dir: Path) -> dict[str, Intent]:
@@ -122,7 +129,7 @@ def load_oos_examples(path: Path = OOS_EXAMPLES_PATH) -> list[tuple[str, str]]:
 
 
 def load_oos_heldout(path: Path = OOS_HELDOUT_PATH) -> list[str]:
-    """Out-of-scope texts written for measuring only (never trained on)."""
+    """Out-of-scope texts written for measuring only (never trained on); ``oos_heldout2.csv`` too."""
     if not path.is_file():
         raise DatasetError(f"missing {path}")
     with path.open(newline="", encoding="utf-8") as fh:
@@ -179,6 +186,7 @@ def load_corpus(
         data_hash=_hash_files(hashed),
         fine_to_intent=fine_to_intent,
         n_train_only=n_multilingual + len(hard_negatives),
+        n_hard_negatives=len(hard_negatives),
     )
 
 
@@ -196,4 +204,19 @@ def split_corpus(corpus: Corpus, seed: int = 0) -> Splits:
         rest, test_size=calibration_share, stratify=labels[rest], random_state=seed
     )
     train = np.concatenate([train, np.arange(len(index), len(corpus), dtype=np.int64)])
-    return Splits(train=np.sort(train), calibration=np.sort(calibration), test=np.sort(test))
+    return Splits(
+        train=np.sort(train), calibration=np.sort(calibration), test=np.sort(test), probe=probe_rows(corpus)
+    )
+
+
+def probe_rows(corpus: Corpus) -> npt.NDArray[np.int64]:
+    """Every ``PROBE_EVERY``-th hard negative of each domain (deterministic, every domain represented)."""
+    start = len(corpus) - corpus.n_hard_negatives
+    seen: dict[str, int] = {}
+    rows: list[int] = []
+    for k in range(start, len(corpus)):
+        label = corpus.fine_labels[k]
+        if seen.get(label, 0) % PROBE_EVERY == 0:
+            rows.append(k)
+        seen[label] = seen.get(label, 0) + 1
+    return np.asarray(rows, dtype=np.int64)

@@ -1,9 +1,10 @@
-"""Stripe adapter for the product's own pages: save a new default card, read invoices.
+"""Stripe adapter for the product's own pages: let Stripe collect a new card, read invoices.
 
 Reuses :class:`tierline.stripe_adapter.StripeActions` for its client, retries and typed errors. Card
-numbers are only ever sent to Stripe (the emulator in the embedded stack); they are never logged. With
-real Stripe the update-card page should post a ``payment_method`` id created by Stripe.js instead of
-raw card fields (raw card data needs Stripe's PCI approval): both are accepted here.
+numbers never reach tierline: a new card starts as a SetupIntent created here; the browser confirms it
+with Stripe (Stripe.js Elements on real Stripe; on the emulator, localstripe's API with the publishable
+key, which localstripe accepts on ``/v1/setup_intents/{id}/confirm``) and tierline only reads back the
+payment method it collected. The emulator's gaps stay in this file.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import Any
 
 import structlog
 
-from services.tier1_selfheal.ports import CardOnFile, CardRejected, InvoiceView, UnknownInvoice
+from services.tier1_selfheal.ports import CardRejected, CardSetup, InvoiceView, UnknownInvoice, UnknownSetup
 from tierline.settings import InfraSettings
 from tierline.stripe_adapter import (
-    CardDeclined,
     InvalidStripeRequest,
     StripeActions,
     StripeNotFound,
@@ -24,6 +24,9 @@ from tierline.stripe_adapter import (
 )
 
 log = structlog.get_logger(__name__)
+
+#: localstripe accepts any ``pk_`` key on the endpoints a browser may call.
+EMULATOR_PUBLISHABLE_KEY = "pk_test_tierline_emulator"
 
 
 def _invoice_view(inv: dict[str, Any]) -> InvoiceView:
@@ -37,57 +40,63 @@ def _invoice_view(inv: dict[str, Any]) -> InvoiceView:
 
 
 class StripeCardVault:
-    def __init__(self, settings: InfraSettings, stripe: StripeActions | None = None) -> None:
+    def __init__(
+        self,
+        settings: InfraSettings,
+        stripe: StripeActions | None = None,
+        *,
+        publishable_key: str | None = None,
+    ) -> None:
         self.stripe = stripe or StripeActions(settings)
+        self.api_base = settings.stripe_api_base
+        self.publishable_key = publishable_key or (EMULATOR_PUBLISHABLE_KEY if self.api_base else None)
 
-    async def save_card(
-        self, customer_id: str, *, payment_method_id: str | None = None, card: dict[str, Any] | None = None
-    ) -> CardOnFile:
+    async def start_card_setup(self, customer_id: str) -> CardSetup:
+        if not self.publishable_key:
+            raise CardRejected("card collection is not configured (TIERLINE_TIER1_STRIPE_PUBLISHABLE_KEY)")
+        s = self.stripe
+        if self.api_base:  # the emulator creates a SetupIntent for any customer id; Stripe answers 404
+            await s.get_customer(customer_id)
+        intent = as_dict(
+            await s.call(
+                lambda: s.v1.setup_intents.create_async(
+                    {"customer": customer_id, "usage": "off_session", "payment_method_types": ["card"]}
+                ),
+                op="setup_intent.create",
+                create=True,
+            )
+        )
+        log.info("tier1.card.setup_started", customer_id=customer_id, setup_intent=intent["id"])
+        return CardSetup(
+            mode="emulator" if self.api_base else "stripe",
+            setup_intent_id=intent["id"],
+            client_secret=str(intent["client_secret"]),
+            publishable_key=self.publishable_key,
+            api_base=self.api_base.rstrip("/") if self.api_base else None,
+        )
+
+    async def collected_payment_method(self, customer_id: str, setup_intent_id: str) -> str:
         s = self.stripe
         try:
-            if payment_method_id is None:
-                if card is None:
-                    raise CardRejected("give a card or a payment_method id")
-                params = {
-                    "type": "card",
-                    "card": {k: card[k] for k in ("number", "exp_month", "exp_year", "cvc")},
-                }
-                pm = as_dict(
-                    await s.call(
-                        lambda: s.v1.payment_methods.create_async(params),  # type: ignore[arg-type]
-                        op="payment_method.create",
-                        create=True,
-                    )
+            intent = as_dict(
+                await s.call(
+                    lambda: s.v1.setup_intents.retrieve_async(setup_intent_id), op="setup_intent.get"
                 )
-                payment_method_id = pm["id"]
-            await s.call(
-                lambda: s.v1.payment_methods.attach_async(payment_method_id, {"customer": customer_id}),
-                op="payment_method.attach",
             )
-            await s.call(
-                lambda: s.v1.customers.update_async(
-                    customer_id, {"invoice_settings": {"default_payment_method": payment_method_id}}
-                ),
-                op="customer.set_default_payment_method",
-            )
-            pm = await s.get_payment_method(payment_method_id)
-        except CardDeclined as exc:
-            raise CardRejected(f"the card was declined ({exc.code}); please use another card") from exc
-        except (InvalidStripeRequest, KeyError) as exc:
+        except (StripeNotFound, InvalidStripeRequest) as exc:
+            raise UnknownSetup(f"no card setup {setup_intent_id}") from exc
+        if ref_id(intent.get("customer")) != customer_id:
+            raise UnknownSetup(f"no card setup {setup_intent_id}")
+        pm = ref_id(intent.get("payment_method"))
+        if intent.get("status") != "succeeded" or pm is None:
             raise CardRejected(
-                "the card details were not accepted; check the number, expiry and CVC"
-            ) from exc
-        c = pm.get("card") or {}
-        log.info(
-            "tier1.card.saved",
-            customer_id=customer_id,
-            payment_method=payment_method_id,
-            brand=c.get("brand"),
-            last4=c.get("last4"),
-        )
-        return CardOnFile(
-            payment_method_id, c.get("brand"), c.get("last4"), c.get("exp_month"), c.get("exp_year")
-        )
+                "the card was not confirmed by the payment processor"
+                + (" (it needs authentication)" if intent.get("status") == "requires_action" else "")
+            )
+        return pm
+
+    async def billing_profile(self, customer_id: str) -> dict[str, Any]:
+        return await self.stripe.customer_with_tax_ids(customer_id)
 
     async def open_invoices(self, customer_id: str) -> list[InvoiceView]:
         s = self.stripe
