@@ -38,6 +38,10 @@ SCRIPT = textwrap.dedent(
     out["after_delete_update"] = [listed(r.Customer), scan("customer")]
     out["filtered"] = [listed(r.Customer, email="moved@example.com"), [customers[3].id]]
     out["products"] = [listed(r.Product), scan("product")]
+    a, b = customers[0].id, customers[2].id
+    intents = [r.PaymentIntent(customer=c, amount=1000, currency="usd") for c in (a, b, a)]
+    out["intents_by_customer"] = [listed(r.PaymentIntent, customer=a), [intents[2].id, intents[0].id]]
+    out["intents_all"] = [listed(r.PaymentIntent), [i.id for i in intents]]
     r.store.clear()
     out["after_clear"] = [listed(r.Customer), []]
     try:
@@ -65,3 +69,12 @@ def test_given_created_deleted_and_updated_objects_when_listed_then_same_ids_and
         assert got == expected, case
     assert len(out["after_create"][0]) == 5  # type: ignore[index]
     assert out["unexpected_arg"] == 400
+
+
+def test_given_payment_intents_of_two_customers_when_listed_by_customer_then_only_theirs_newest_first() -> (
+    None
+):
+    out = _run()
+    for case in ("intents_by_customer", "intents_all"):
+        got, expected = out[case]  # type: ignore[misc]
+        assert got == expected, case

@@ -61,10 +61,17 @@ def install_type_index(resources: Any) -> dict[str, dict[str, Any]]:
         rebuild(self)
 
     def list_all(cls: Any, url: str, limit: Any = None, starting_after: Any = None, **kwargs: Any) -> Any:
+        customer = kwargs.pop("customer", None)
         if kwargs:
             raise resources.UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
         li = resources.List(url, limit=limit, starting_after=starting_after)
-        li._list = list(index.get(cls.object, {}).values())
+        objects = list(index.get(cls.object, {}).values())
+        if customer is not None:
+            # Stripe filters payment intents (and the other types localstripe lists without a filter of
+            # its own) by customer, newest first; localstripe refuses the argument, so a reader had to
+            # page through every intent ever created. Unfiltered lists keep localstripe's order.
+            objects = [o for o in reversed(objects) if getattr(o, "customer", None) == customer]
+        li._list = objects
         return li
 
     store_cls.__setitem__ = setitem

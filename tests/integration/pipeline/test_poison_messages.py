@@ -1,5 +1,5 @@
-"""Poison messages on the real pipeline: each is dead-lettered once, with a bounded copy, and its
-partition moves on; a burst of them opens a handful of cases, not one per record; an envelope version
+"""Poison messages on the real pipeline: each is dead-lettered once by each reader, with a bounded copy,
+and its partition moves on; a burst of them opens a handful of cases, not one per record; an envelope version
 the consumer does not know is refused, never read as v1."""
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ pytestmark = pytest.mark.integration
 
 ONE_MIB = 1024 * 1024
 
-#: Topics a single consumer group reads (a topic read by two groups is dead-lettered by each reader).
+#: How many consumer groups read a topic when it is not one: each reader dead-letters a record it cannot
+#: read (the router routes contacts, the analytics service keeps their texts for the knowledge gaps).
+READERS = {ContactReceivedV1.TOPIC: ("router", "analytics_sink")}
+
 TOPICS = (
     ContactReceivedV1.TOPIC,
     SelfhealRequestedV1.TOPIC,
@@ -87,11 +90,14 @@ async def test_given_a_1_mib_contact_when_consumed_then_dead_lettered_bounded_an
         infra.kafka_bootstrap,
         DeadLetterRecordedV1.TOPIC,
         lambda b: b.get("payload", {}).get("key") == customer,
+        min_count=len(READERS[ContactReceivedV1.TOPIC]),
         timeout=60,
         settle=3,
     )
-    assert len(dead) == 1, [d["payload"]["error"][:200] for d in dead]
-    payload = dead[0]["payload"]
+    assert sorted(d["payload"]["consumer"] for d in dead) == sorted(READERS[ContactReceivedV1.TOPIC]), [
+        (d["payload"]["consumer"], d["payload"]["error"][:200]) for d in dead
+    ]
+    payload = next(d["payload"] for d in dead if d["payload"]["consumer"] == "router")
     assert payload["original_topic"] == ContactReceivedV1.TOPIC
     assert payload["value_truncated"] is True
     assert len(payload["value"]) <= DEAD_LETTER_VALUE_MAX
@@ -117,11 +123,14 @@ async def test_given_envelope_version_99_when_consumed_then_dead_lettered_with_t
         infra.kafka_bootstrap,
         DeadLetterRecordedV1.TOPIC,
         lambda b: b.get("payload", {}).get("key") == customer,
+        min_count=len(READERS[ContactReceivedV1.TOPIC]),
         timeout=60,
+        settle=3,
     )
-    assert len(dead) == 1
-    assert dead[0]["payload"]["error_kind"] == "unknown_schema_version"
-    assert "unknown schema version 99" in dead[0]["payload"]["error"]
+    assert sorted(d["payload"]["consumer"] for d in dead) == sorted(READERS[ContactReceivedV1.TOPIC])
+    for record in dead:
+        assert record["payload"]["error_kind"] == "unknown_schema_version"
+        assert "unknown schema version 99" in record["payload"]["error"]
     # it was not routed as a v1 contact
     routed = await pg_pool.fetchval("SELECT intent FROM contacts WHERE contact_id=$1", message.contact_id)
     assert routed is None
@@ -150,7 +159,7 @@ async def test_given_40_bad_messages_over_the_topics_when_consumed_then_40_dead_
     pipeline, infra, pg_pool, unique
 ) -> None:
     """Given 40 bad records (not JSON, a list, missing fields, NUL and invalid UTF-8, 1 MiB, version 99)
-    over eight topics, When consumed, Then exactly 40 dead letters (no storm after them), one per record,
+    over eight topics, When consumed, Then one dead letter per record and reader (no storm after them),
     and Tier 3 opens at most one case per (topic, error kind) — not one per record."""
     prefix = f"cus_poison_{unique}_"
     before = await pg_pool.fetchval("SELECT count(*) FROM cases WHERE reason='dead_letter'")
@@ -159,17 +168,21 @@ async def test_given_40_bad_messages_over_the_topics_when_consumed_then_40_dead_
     )
     await produce(infra.kafka_bootstrap, poison_mix(unique))
 
+    expected = sum(5 * len(READERS.get(topic, ("one",))) for topic in TOPICS)  # 45: contacts have two readers
     dead = await read_topic(
         infra.kafka_bootstrap,
         DeadLetterRecordedV1.TOPIC,
         lambda b: str(b.get("payload", {}).get("key") or "").startswith(prefix),
-        min_count=40,
+        min_count=expected,
         timeout=120,
         settle=8,
     )
-    origins = sorted((d["payload"]["original_topic"], d["payload"]["key"]) for d in dead)
-    assert len(dead) == 40, f"{len(dead)} dead letters for 40 bad records"
-    assert len(set(origins)) == 40
+    origins = sorted(
+        (d["payload"]["original_topic"], d["payload"]["key"], d["payload"]["consumer"]) for d in dead
+    )
+    assert len(dead) == expected, f"{len(dead)} dead letters for 40 bad records ({expected} reads)"
+    assert len(set(origins)) == expected
+    assert len({o[:2] for o in origins}) == 40  # every bad record, each once per reader
     for record in dead:
         payload = record["payload"]
         assert len(payload["value"]) <= DEAD_LETTER_VALUE_MAX

@@ -2,14 +2,14 @@
 a customer asks a billing question, sees their message and the answer arrive live (SSE), rates the answer,
 asks for a person and sees the honest handoff status; a reload shows the same thread.
 
-Every service runs in this process (the pipeline), on the real broker, Postgres and Stripe emulator; the
-only doors used are the widget's (the page and its API).
+Every service runs in this process (the package's shared pipeline), on the real broker, Postgres and Stripe
+emulator; the only doors used are the widget's (the page and its API).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,6 @@ import pytest
 
 from services.tier1_selfheal.auth import issue_session_token
 from tests.browser.chromium import ARGS, ensure_chromium
-from tierline.stack.inproc import start_pipeline, stop_pipeline
 from tierline.stripe_adapter import StripeActions
 from tierline.world import build_world
 
@@ -60,13 +59,6 @@ def host_site() -> Iterator[HostSite]:
     yield site
     site.server.shutdown()
     site.server.server_close()
-
-
-@pytest.fixture(scope="module")
-async def pipeline(stack: Any, infra: Any) -> AsyncIterator[list[Any]]:
-    services = await start_pipeline(infra, stack.service_ports)
-    yield services
-    await stop_pipeline(services)
 
 
 async def test_given_embedded_chat_when_customer_asks_rates_and_asks_for_a_person_then_thread_shows_it_all(
