@@ -14,16 +14,9 @@ from typing import Any
 import pytest
 from pypdf import PdfReader
 
-from services.diagnostics.adapters.clickhouse import UsageStore
-from services.diagnostics.adapters.stripe_reader import StripeLiveReader
-from services.diagnostics.handlers import Diagnostician
-from services.diagnostics.settings import DiagnosticsSettings
-from services.tier1_selfheal.app import create_service
 from services.tier1_selfheal.auth import issue_session_token
 from tests.browser.chromium import ARGS, ensure_chromium
-from tierline.billing.mirror import MirrorStore
-from tierline.diagnostics_client import InProcessDiagnostics
-from tierline.stack.procs import free_port
+from tests.tier1_service import started_tier1
 from tierline.stripe_adapter import StripeActions
 from tierline.world import build_world
 
@@ -34,19 +27,8 @@ VAT_ID = "DE136695976"
 
 @pytest.fixture(scope="module")
 async def tier1(infra: Any, pg_pool: Any) -> AsyncIterator[Any]:
-    usage = UsageStore(infra.resolved_clickhouse_dsn())
-    await usage.ensure_schema()
-    reader = StripeLiveReader(infra.stripe_api_key.get_secret_value(), infra.stripe_api_base, emulated=True)
-    diagnostics = InProcessDiagnostics(
-        Diagnostician(
-            MirrorStore(pg_pool), reader, usage, None, DiagnosticsSettings(mirror_max_age_s=0, audit=False)
-        )
-    )
-    svc = create_service(infra.model_copy(update={"http_port": free_port()}), diagnostics=diagnostics)
-    await svc.start()
-    await asyncio.sleep(4)  # consumer group join
-    yield svc
-    await svc.stop()
+    async with started_tier1(infra, pg_pool) as svc:
+        yield svc
 
 
 async def test_given_customer_with_invoices_when_using_invoices_page_then_lists_downloads_pdf_and_resends(
