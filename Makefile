@@ -60,7 +60,7 @@ bench: install model
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tierline schemas services bench
+	$(BIN)/mypy tierline tierline_tools schemas services bench
 	$(BIN)/mypy --strict schemas tierline/billing
 
 asyncapi: install

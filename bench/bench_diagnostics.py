@@ -88,7 +88,7 @@ async def run(args: argparse.Namespace) -> None:
     from tierline.billing.mirror import MirrorStore
     from tierline.clickhouse import get_client
     from tierline.db import create_pool
-    from tierline.stack.manager import StackConfig, down, prepare, start_components
+    from tierline_tools.stack.manager import StackConfig, down, prepare, start_components
 
     root = Path(args.data_dir)  # made absolute by main()
     cfg = StackConfig.load(root / "stack") or StackConfig.for_tests(root / "stack")  # reuse data and ports

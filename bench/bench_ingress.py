@@ -30,7 +30,7 @@ TARGET_P99_MS = 250.0
 
 # ------------------------------------------------------------------------------------------- load client
 def _payloads(n: int, run: str) -> list[bytes]:
-    from tierline.world import build_event
+    from tierline_tools.world import build_event
 
     out = []
     for i in range(n):
@@ -54,7 +54,7 @@ def _payloads(n: int, run: str) -> list[bytes]:
 async def _drive(
     port: int, payloads: list[bytes], connections: int
 ) -> tuple[float, list[float], dict[int, int]]:
-    from tierline.world import sign_payload
+    from tierline_tools.world import sign_payload
 
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for p in payloads:
@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from tierline.observability import configure_logging
-    from tierline.stack.manager import StackConfig, down, prepare, start_components
-    from tierline.stack.procs import free_port
+    from tierline_tools.stack.manager import StackConfig, down, prepare, start_components
+    from tierline_tools.stack.procs import free_port
 
     configure_logging("bench")
     import logging

@@ -168,7 +168,7 @@ async def pipeline(cfg: Any, ceiling: float) -> None:
     from schemas import Channel
     from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
     from tierline.stripe_adapter import StripeActions
-    from tierline.world import build_world
+    from tierline_tools.world import build_world
 
     settings = cfg.settings()
     actions = StripeActions(settings)
@@ -249,8 +249,8 @@ def encoder_floor(n: int = 60 if QUICK else 200) -> float:
 
     from services.router.intent.model import ENCODER
     from services.tier2_agent.adapters.qdrant import KNOWLEDGE_ENCODER
-    from tierline.demo_texts import TEMPLATES, contact_text
     from tierline.embeddings import embed
+    from tierline_tools.demo_texts import TEMPLATES, contact_text
 
     rng = random.Random(7)
     intents = sorted(TEMPLATES)
@@ -285,7 +285,7 @@ def encoder_floor(n: int = 60 if QUICK else 200) -> float:
 
 
 async def main() -> None:
-    from tierline.stack.manager import StackConfig, down, prepare, start_components, start_services
+    from tierline_tools.stack.manager import StackConfig, down, prepare, start_components, start_services
 
     encoder_floor()
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tierline.stripe_adapter import StripeActions, as_dict
-from tierline.world import VISA
+from tierline_tools.world import VISA
 
 
 async def attach_default_card(stripe: StripeActions, customer_id: str, number: str = VISA) -> str:

@@ -58,7 +58,7 @@ def stack() -> Iterator[object]:
     import shutil
     import tempfile
 
-    from tierline.stack.manager import StackConfig, down, prepare, start_components
+    from tierline_tools.stack.manager import StackConfig, down, prepare, start_components
 
     root = Path(tempfile.mkdtemp(prefix="tierline-test-stack-"))
     cfg = StackConfig.for_tests(root)

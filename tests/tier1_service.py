@@ -15,7 +15,7 @@ from services.diagnostics.settings import DiagnosticsSettings
 from services.tier1_selfheal.app import create_service
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
-from tierline.stack.procs import free_port
+from tierline_tools.stack.procs import free_port
 
 
 @asynccontextmanager

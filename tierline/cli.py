@@ -23,7 +23,7 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from tierline.stack import manager
+    manager = _stack_manager("up")
 
     cfg = manager.default_config(_data_dir(args))
     if not cfg.kafka().proc.running() and (args.durable or args.memory):
@@ -35,7 +35,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _print_status(cfg: Any) -> int:
-    from tierline.stack import manager
+    manager = _stack_manager("status")
 
     results = manager.status(cfg)
     width = max(len(h.name) for h in results)
@@ -45,7 +45,7 @@ def _print_status(cfg: Any) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from tierline.stack import manager
+    manager = _stack_manager("status")
 
     cfg = manager.StackConfig.load(_data_dir(args))
     if cfg is None:
@@ -55,7 +55,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from tierline.stack import manager
+    manager = _stack_manager("down")
 
     cfg = manager.StackConfig.load(_data_dir(args))
     if cfg is None:
@@ -98,6 +98,21 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
     return 0
 
 
+TOOLING_MISSING = (
+    "`tierline {command}` is tooling: install it with the `tooling` extra (pip install 'tierline[tooling]'); "
+    "the runtime package runs the services alone"
+)
+
+
+def _stack_manager(command: str) -> Any:
+    """The embedded stack's manager (tierline_tools), or a clear error when the tooling is not installed."""
+    try:
+        from tierline_tools.stack import manager
+    except ImportError as exc:
+        raise RuntimeError(TOOLING_MISSING.format(command=command)) from exc
+    return manager
+
+
 def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         if getattr(args, "data_dir", None):
@@ -106,7 +121,12 @@ def _delegate(module: str, func: str) -> Callable[[argparse.Namespace], int]:
             import os
 
             os.environ["TIERLINE_DATA_DIR"] = str(args.data_dir)
-        fn = getattr(importlib.import_module(module), func)
+        try:
+            fn = getattr(importlib.import_module(module), func)
+        except ModuleNotFoundError as exc:
+            if module.startswith("tierline_tools"):  # the tooling, or a package only it needs, is missing
+                raise RuntimeError(TOOLING_MISSING.format(command=args.command)) from exc
+            raise
         return int(fn(args.rest) or 0)
 
     return run
@@ -179,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, module, func, help_text in (
         ("train-intents", "services.router.intent.model", "train_main", "train the router's intent model"),
-        ("eval", "tierline.scenarios.cli", "eval_main", "run scenario files through the real doors"),
-        ("demo", "tierline.demo", "demo_main", "build a synthetic month and replay it"),
+        ("eval", "tierline_tools.scenarios.cli", "eval_main", "run scenario files through the real doors"),
+        ("demo", "tierline_tools.demo", "demo_main", "build a synthetic month and replay it"),
         ("report", "services.analytics.report", "report_main", "analyst tables for a period"),
         ("audit", "services.analytics.audit_chain", "audit_main", "audit chain tools (verify)"),
         (
@@ -223,8 +243,10 @@ def _beside_the_local_stack(args: argparse.Namespace) -> None:
     unless the environment names others (what is set there wins)."""
     import os
 
-    from tierline.stack import manager
-
+    try:
+        from tierline_tools.stack import manager
+    except ImportError:  # the runtime alone (no `tooling` extra): no local stack to stand beside
+        return
     cfg = manager.StackConfig.load(_data_dir(args))
     if cfg is not None:
         for name, value in cfg.env().items():
@@ -253,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             "audit-inbox",
         )
         configure_logging(f"tierline-{args.command}", level="WARNING" if quiet else "INFO")
-    if args.command in ("report", "audit", "migrate", "asyncapi", "token", "policy"):
+    if args.command in ("report", "audit", "migrate", "asyncapi", "token", "policy", "audit-inbox"):
         _beside_the_local_stack(args)
     try:
         return int(args.func(args) or 0)

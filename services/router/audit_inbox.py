@@ -183,17 +183,13 @@ def _history(args: argparse.Namespace) -> tuple[list[ClassifiedTicket], float, s
 
     from tierline.billing.simulate import SimulateError, parse_since
     from tierline.settings import InfraSettings
-    from tierline.stack.manager import StackConfig
 
     try:
         since = datetime.now(UTC) - parse_since(args.since)
     except SimulateError as exc:
         raise InboxAuditError(str(exc)) from None
-    settings = InfraSettings()
-    cfg = StackConfig.load(settings.data_dir)
-    dsn = settings.postgres_dsn
-    if cfg is not None and "postgres_dsn" not in settings.model_fields_set:
-        dsn = cfg.env()["TIERLINE_POSTGRES_DSN"]  # beside `tierline up`'s stack, as `tierline report`
+    # beside `tierline up`'s stack: `tierline audit-inbox` puts the stack's addresses in the environment
+    dsn = InfraSettings().postgres_dsn
     threshold = _model_threshold()
     try:
         tickets = asyncio.run(read_history(dsn, since, threshold))

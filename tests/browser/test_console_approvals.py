@@ -24,7 +24,7 @@ from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import publish
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_world
+from tierline_tools.world import build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

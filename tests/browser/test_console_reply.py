@@ -25,9 +25,9 @@ from services.tier3_handoff.auth import issue_agent_token
 from tests.browser.chromium import ARGS, CHROMIUM
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
-from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_world
+from tierline_tools.stack.procs import free_port
+from tierline_tools.world import build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

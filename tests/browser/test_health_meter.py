@@ -14,7 +14,7 @@ from tests.browser.chromium import ARGS, ensure_chromium
 from tests.cards import attach_default_card
 from tests.tier1_service import started_tier1
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_world
+from tierline_tools.world import build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

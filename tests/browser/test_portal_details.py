@@ -14,7 +14,7 @@ from services.tier1_selfheal.auth import issue_session_token
 from tests.browser.chromium import ARGS, ensure_chromium
 from tests.tier1_service import started_tier1
 from tierline.stripe_adapter import StripeActions
-from tierline.world import VISA, build_world
+from tierline_tools.world import VISA, build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

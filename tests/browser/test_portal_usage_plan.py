@@ -21,9 +21,9 @@ from tests.browser.chromium import ARGS, ensure_chromium
 from tests.integration.test_portal_usage_plan import open_case, plan_of, usage_door, write_usage
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
-from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_world
+from tierline_tools.stack.procs import free_port
+from tierline_tools.world import build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

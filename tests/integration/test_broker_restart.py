@@ -1,7 +1,8 @@
 """Nothing the broker acknowledged is lost when the broker is killed and started again.
 
 This test runs its OWN broker (the session broker is shared by every other test): Tansu on the
-durable storage `tierline up` uses by default (our loopback S3 object store, tierline/stack/objectstore.py,
+durable storage `tierline up` uses by default (our loopback S3 object store,
+tierline_tools/stack/objectstore.py,
 its files in the data directory), next to the session Postgres, Stripe emulator and chDB. The
 services that a contact from an unknown customer goes through (diagnostics, router, Tier 3) run in
 this process, as `tierline serve` runs them.
@@ -24,9 +25,9 @@ from faststream.kafka import KafkaBroker
 from schemas import Channel
 from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
 from tierline.messaging import ensure_topics, publish
-from tierline.stack.inproc import start_pipeline, stop_pipeline
-from tierline.stack.manager import StackConfig, start_broker
-from tierline.stack.procs import free_port
+from tierline_tools.stack.inproc import start_pipeline, stop_pipeline
+from tierline_tools.stack.manager import StackConfig, start_broker
+from tierline_tools.stack.procs import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(480)]
 

@@ -50,7 +50,7 @@ def test_given_real_stripe_and_the_built_in_secrets_when_diagnostics_is_served_t
 ) -> None:
     """Given real-Stripe settings with every built-in secret, When `tierline serve diagnostics` runs,
     Then it exits non-zero at once, naming every variable to set, and serves nothing."""
-    from tierline.stack.procs import free_port
+    from tierline_tools.stack.procs import free_port
 
     port = free_port()
     done = serve("diagnostics", production_env(stack), port)
@@ -66,7 +66,7 @@ def test_given_production_missing_only_the_service_token_when_served_then_exactl
 ) -> None:
     """Given every secret set but TIERLINE_SERVICE_TOKEN, When `tierline serve router` runs, Then it
     refuses naming that one variable only."""
-    from tierline.stack.procs import free_port
+    from tierline_tools.stack.procs import free_port
 
     done = serve("router", production_env(stack, **OWN), free_port())
 

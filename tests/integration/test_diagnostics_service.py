@@ -28,7 +28,7 @@ from tierline.diagnostics_client import (
     SourceUnavailable,
 )
 from tierline.messaging import encode, headers_for
-from tierline.stack.procs import free_port
+from tierline_tools.stack.procs import free_port
 
 pytestmark = pytest.mark.integration
 

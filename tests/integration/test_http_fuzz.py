@@ -28,9 +28,9 @@ from services.tier1_selfheal.auth import (
     issue_session_token,
 )
 from services.tier3_handoff.auth import issue_agent_token
-from tierline.stack.inproc import start_pipeline, stop_pipeline
 from tierline.tokens import KeySet
-from tierline.world import sign_payload
+from tierline_tools.stack.inproc import start_pipeline, stop_pipeline
+from tierline_tools.world import sign_payload
 
 pytestmark = pytest.mark.integration
 

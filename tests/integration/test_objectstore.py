@@ -17,9 +17,9 @@ from xml.etree import ElementTree as ET  # noqa: S405 - parses our own store's a
 import httpx
 import pytest
 
-from tierline.stack.components import ObjectStoreS3
-from tierline.stack.objectstore import S3_NS
-from tierline.stack.procs import free_port
+from tierline_tools.stack.components import ObjectStoreS3
+from tierline_tools.stack.objectstore import S3_NS
+from tierline_tools.stack.procs import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -25,9 +25,9 @@ from tests.cards import confirm_like_the_browser
 from tierline.actions import ActionExecutor
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
-from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions
-from tierline.world import VISA, build_world
+from tierline_tools.stack.procs import free_port
+from tierline_tools.world import VISA, build_world
 
 
 @pytest.fixture(scope="module")

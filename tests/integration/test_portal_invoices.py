@@ -36,7 +36,7 @@ from tierline.actions import ActionContext
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.stripe_adapter import StripeActions, receipt_url
-from tierline.world import BuiltWorld, build_world
+from tierline_tools.world import BuiltWorld, build_world
 
 pytestmark = pytest.mark.integration
 

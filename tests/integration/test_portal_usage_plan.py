@@ -32,9 +32,9 @@ from tierline import conversations
 from tierline.billing.mirror import MirrorStore
 from tierline.clickhouse import client_lock, get_client
 from tierline.diagnostics_client import HttpDiagnostics, InProcessDiagnostics
-from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions, ref_id
-from tierline.world import build_world
+from tierline_tools.stack.procs import free_port
+from tierline_tools.world import build_world
 
 pytestmark = pytest.mark.integration
 

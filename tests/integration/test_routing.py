@@ -43,9 +43,9 @@ from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import publish
 from tierline.pipeline import start_contact
-from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions
-from tierline.world import BuiltWorld, build_world
+from tierline_tools.stack.procs import free_port
+from tierline_tools.world import BuiltWorld, build_world
 
 pytestmark = pytest.mark.integration
 

@@ -37,9 +37,9 @@ from tests.unit.test_jwks import AUDIENCE, ISSUER, REFUSED, IdentityProvider, se
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import publish
-from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_world
+from tierline_tools.stack.procs import free_port
+from tierline_tools.world import build_world
 
 pytestmark = pytest.mark.integration
 

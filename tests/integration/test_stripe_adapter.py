@@ -18,7 +18,7 @@ from tierline.stripe_adapter import (
     sign_link_token,
     verify_link_token,
 )
-from tierline.world import build_world
+from tierline_tools.world import build_world
 
 pytestmark = pytest.mark.integration
 

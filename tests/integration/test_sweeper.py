@@ -19,9 +19,9 @@ from schemas.messages import AuditEventRecordedV1, EscalationOpenedV1
 from tests.helpers import read_topic, wait_rows
 from tierline.db import create_pool, migrate
 from tierline.pipeline import start_contact
-from tierline.stack.inproc import start_pipeline, stop_pipeline
-from tierline.stack.procs import free_port
 from tierline.sweeper import ContactSweeper, SweeperSettings
+from tierline_tools.stack.inproc import start_pipeline, stop_pipeline
+from tierline_tools.stack.procs import free_port
 
 pytestmark = pytest.mark.integration
 

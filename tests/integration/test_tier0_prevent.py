@@ -34,7 +34,7 @@ from tierline.billing.declines import classify_decline
 from tierline.billing.policy import DEFAULT_POLICY_PATH, PolicyEngine
 from tierline.db import create_pool
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_event, build_world, sign_payload, world_event
+from tierline_tools.world import build_event, build_world, sign_payload, world_event
 
 pytestmark = pytest.mark.integration
 

@@ -34,10 +34,10 @@ from tests.cards import attach_default_card, confirm_like_the_browser
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import publish
-from tierline.stack.procs import free_port
 from tierline.stripe_adapter import StripeActions, ref_id
 from tierline.tokens import KeySet
-from tierline.world import VISA, build_world
+from tierline_tools.stack.procs import free_port
+from tierline_tools.world import VISA, build_world
 
 pytestmark = pytest.mark.integration
 

@@ -39,7 +39,7 @@ from tierline.diagnostics_client import InProcessDiagnostics
 from tierline.messaging import encode, headers_for, publish
 from tierline.stripe_adapter import StripeActions
 from tierline.tokens import KeySet
-from tierline.world import build_world
+from tierline_tools.world import build_world
 
 pytestmark = pytest.mark.integration
 

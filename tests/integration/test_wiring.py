@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from schemas.messages import ContactReceivedV1
 from tests.helpers import chat_contact, read_topic, wait_rows
 from tierline.messaging import encode, headers_for
-from tierline.stack.inproc import start_pipeline, stop_pipeline
+from tierline_tools.stack.inproc import start_pipeline, stop_pipeline
 
 pytestmark = pytest.mark.integration
 

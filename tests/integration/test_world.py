@@ -13,7 +13,7 @@ import pytest
 import stripe
 
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_event, build_world, sign_payload, world_event
+from tierline_tools.world import build_event, build_world, sign_payload, world_event
 
 pytestmark = pytest.mark.integration
 DAY = 86400

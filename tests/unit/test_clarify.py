@@ -20,7 +20,7 @@ from services.router.clarify import (
     unclear_after_question,
 )
 from services.router.domain import NEUTRAL_GATES, Gates, MessageReading, RouteDecision, decide_route
-from tierline.demo import clarify_report, pick_choice
+from tierline_tools.demo import clarify_report, pick_choice
 
 THRESHOLD = 0.78
 I = Intent  # noqa: E741 - table shorthand

@@ -7,7 +7,7 @@ import pytest
 from tests.helpers import built_service
 from tierline.messaging import ORDERED_DEFAULTS, SINGLE_PARTITION_FETCH_WAIT_MS
 from tierline.settings import TOPIC_PARTITIONS
-from tierline.stack.manager import SERVICES
+from tierline_tools.stack.manager import SERVICES
 
 
 @pytest.mark.unit

@@ -11,7 +11,8 @@ import pytest
 from rich.console import Console
 
 from tierline.conversation_metrics import summarise
-from tierline.demo import (
+from tierline.pipeline import CostModel
+from tierline_tools.demo import (
     ARCHETYPES,
     customer_reaction,
     month_report,
@@ -21,8 +22,7 @@ from tierline.demo import (
     print_report,
     world_for,
 )
-from tierline.pipeline import CostModel
-from tierline.world import WorldSpec
+from tierline_tools.world import WorldSpec
 
 pytestmark = pytest.mark.unit
 

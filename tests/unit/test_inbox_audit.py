@@ -409,7 +409,7 @@ def test_given_a_local_stack_when_read_from_history_then_its_postgres_is_used_un
     capsys: pytest.CaptureFixture[str],
     dsn_in_environment: bool,
 ) -> None:
-    from tierline.stack.manager import StackConfig
+    from tierline_tools.stack.manager import StackConfig
 
     stack = StackConfig.for_tests(tmp_path)  # a stack.json whose ports nothing listens on
     stack.save()
@@ -418,7 +418,20 @@ def test_given_a_local_stack_when_read_from_history_then_its_postgres_is_used_un
     if not dsn_in_environment:
         monkeypatch.delenv("TIERLINE_POSTGRES_DSN")
 
-    assert audit_inbox_main(["--from-history", "--out", str(tmp_path / "out")]) == 2
+    import argparse
+
+    # as `tierline audit-inbox` runs it: beside the local stack (its DSN unless the env names one)
+    import os
+
+    from tierline.cli import _beside_the_local_stack
+
+    saved = dict(os.environ)
+    try:
+        _beside_the_local_stack(argparse.Namespace(data_dir=None))
+        assert audit_inbox_main(["--from-history", "--out", str(tmp_path / "out")]) == 2
+    finally:  # the command puts the stack's addresses in the environment: give the next test its own
+        os.environ.clear()
+        os.environ.update(saved)
 
     port = 1 if dsn_in_environment else stack.postgres_port
     assert f"'127.0.0.1', {port})" in capsys.readouterr().err

@@ -18,7 +18,7 @@ SCRIPT = textwrap.dedent(
     """
     import json
     from localstripe import resources as r
-    from tierline.stack.localstripe_server import install_type_index
+    from tierline_tools.stack.localstripe_server import install_type_index
 
     r.Store.dump_to_disk = lambda self: None
     index = install_type_index(r)

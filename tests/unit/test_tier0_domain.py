@@ -21,7 +21,7 @@ from services.tier0_prevent.ingress import (
     verify_signature,
 )
 from tierline.billing.declines import classify_decline
-from tierline.world import build_event, sign_payload
+from tierline_tools.world import build_event, sign_payload
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)

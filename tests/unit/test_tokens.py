@@ -22,8 +22,8 @@ from services.tier3_handoff.auth import (
     verify_agent_token,
 )
 from tierline.settings import BUILTIN_SESSION_SECRET, InfraSettings
-from tierline.stack.manager import StackConfig, default_config
 from tierline.tokens import KeySet, TokenRefused, hkdf_sha256
+from tierline_tools.stack.manager import StackConfig, default_config
 
 pytestmark = pytest.mark.unit
 

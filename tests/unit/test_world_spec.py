@@ -13,7 +13,7 @@ import pytest
 import stripe
 
 from tierline.stripe_adapter import plan_amount_cents
-from tierline.world import (
+from tierline_tools.world import (
     LIST_PRICE_USD,
     UsageSpec,
     WorldSpec,

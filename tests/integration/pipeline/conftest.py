@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tierline.stack.inproc import start_pipeline, stop_pipeline
+from tierline_tools.stack.inproc import start_pipeline, stop_pipeline
 
 
 @pytest.fixture(scope="package")

@@ -19,7 +19,7 @@ import pytest
 from services.tier1_selfheal.auth import issue_session_token
 from tests.browser.chromium import ARGS, ensure_chromium
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_world
+from tierline_tools.world import build_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -21,9 +21,9 @@ from schemas import Channel
 from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
 from tests.helpers import read_topic
 from tierline.messaging import publish
-from tierline.scenarios.model import Scenario
-from tierline.scenarios.runner import ScenarioRunner
 from tierline.sweeper import ContactSweeper, SweeperSettings
+from tierline_tools.scenarios.model import Scenario
+from tierline_tools.scenarios.runner import ScenarioRunner
 
 pytestmark = pytest.mark.integration
 

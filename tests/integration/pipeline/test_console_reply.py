@@ -13,7 +13,7 @@ from services.tier1_selfheal.auth import issue_session_token
 from services.tier3_handoff.auth import issue_agent_token
 from tests.helpers import read_topic, wait_rows
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_world
+from tierline_tools.world import build_world
 
 pytestmark = pytest.mark.integration
 

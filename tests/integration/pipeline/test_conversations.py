@@ -19,8 +19,8 @@ from schemas import Channel
 from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
 from tests.helpers import read_topic, wait_rows
 from tierline.messaging import publish
-from tierline.scenarios.model import Scenario
-from tierline.scenarios.runner import ScenarioRunner
+from tierline_tools.scenarios.model import Scenario
+from tierline_tools.scenarios.runner import ScenarioRunner
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tierline.scenarios.cli import load_scenarios
-from tierline.scenarios.model import check
-from tierline.scenarios.runner import ScenarioRunner, run_all
+from tierline_tools.scenarios.cli import load_scenarios
+from tierline_tools.scenarios.model import check
+from tierline_tools.scenarios.runner import ScenarioRunner, run_all
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ async def test_given_redteam_messages_when_sent_as_contacts_then_no_out_of_polic
     When every red-team message arrives as a chat contact, Then no refund or retry happens, nothing is
     refunded, and each contact still ends in exactly one outcome."""
     from tests.redteam_messages import REDTEAM
-    from tierline.scenarios.model import Scenario
+    from tierline_tools.scenarios.model import Scenario
 
     assert len(REDTEAM) >= 20
     scenarios = [

@@ -27,7 +27,7 @@ from tests.helpers import chat_contact, read_topic, wait_rows
 from tierline.conversations import say
 from tierline.messaging import publish
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_world
+from tierline_tools.world import build_world
 
 pytestmark = pytest.mark.integration
 

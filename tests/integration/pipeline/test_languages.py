@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from tierline.language import detect_language
-from tierline.scenarios.model import Scenario, check
-from tierline.scenarios.runner import ScenarioRunner, run_all
+from tierline_tools.scenarios.model import Scenario, check
+from tierline_tools.scenarios.runner import ScenarioRunner, run_all
 
 pytestmark = pytest.mark.integration
 

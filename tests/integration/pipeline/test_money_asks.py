@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tierline.scenarios.model import Scenario, ScenarioResult, check
-from tierline.scenarios.runner import ScenarioRunner, run_all
+from tierline_tools.scenarios.model import Scenario, ScenarioResult, check
+from tierline_tools.scenarios.runner import ScenarioRunner, run_all
 
 pytestmark = pytest.mark.integration
 

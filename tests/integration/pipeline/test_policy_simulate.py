@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tierline.billing.policy import DEFAULT_POLICY_PATH
 from tierline.policy_simulate import run_simulation
-from tierline.scenarios.model import Scenario, ScenarioResult, check
-from tierline.scenarios.runner import ScenarioRunner, run_all
 from tierline.stripe_adapter import StripeActions
+from tierline_tools.scenarios.model import Scenario, ScenarioResult, check
+from tierline_tools.scenarios.runner import ScenarioRunner, run_all
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import pytest
 from tests.helpers import read_topic
 from tests.redteam_messages import REDTEAM, RedTeamCase
 from tierline.guardrails import INJECTION_FLAG
-from tierline.scenarios.model import Scenario, ScenarioResult
-from tierline.scenarios.runner import ScenarioRunner, run_all
+from tierline_tools.scenarios.model import Scenario, ScenarioResult
+from tierline_tools.scenarios.runner import ScenarioRunner, run_all
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,7 @@ from tierline.messaging import publish
 from tierline.pipeline import start_contact
 from tierline.service_auth import bearer_headers
 from tierline.stripe_adapter import StripeActions
-from tierline.world import build_world
+from tierline_tools.world import build_world
 
 pytestmark = pytest.mark.integration
 

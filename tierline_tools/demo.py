@@ -42,9 +42,9 @@ from schemas.messages import (
     Sender,
 )
 from tierline.conversation_metrics import conversation_metrics, percentile
-from tierline.demo_texts import contact_text
 from tierline.messaging import publish
 from tierline.pipeline import CostModel
+from tierline_tools.demo_texts import contact_text
 
 log = structlog.get_logger(__name__)
 
@@ -496,10 +496,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 async def replay(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    from tierline.scenarios.runner import ScenarioRunner
     from tierline.settings import InfraSettings
-    from tierline.stack import manager
-    from tierline.world import WorldSpec, build_world, world_event
+    from tierline_tools.scenarios.runner import ScenarioRunner
+    from tierline_tools.stack import manager
+    from tierline_tools.world import WorldSpec, build_world, world_event
 
     cfg = manager.default_config(Path(args.data_dir) if args.data_dir else InfraSettings().data_dir)
     settings = cfg.settings()
@@ -646,7 +646,7 @@ def demo_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     console = Console()
     from tierline.settings import InfraSettings
-    from tierline.stack import manager
+    from tierline_tools.stack import manager
 
     t0 = time.monotonic()
     cfg = manager.default_config(Path(args.data_dir) if args.data_dir else InfraSettings().data_dir)

@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tierline.stack.procs import Managed, port_open, wait_for
+from tierline_tools.stack.procs import Managed, port_open, wait_for
 
 
 @dataclass
@@ -257,7 +257,7 @@ class LocalStripe:
             [
                 sys.executable,
                 "-m",
-                "tierline.stack.localstripe_server",
+                "tierline_tools.stack.localstripe_server",
                 "--port",
                 str(self.port),
                 "--state",
@@ -281,7 +281,7 @@ class LocalStripe:
 
 @dataclass
 class ObjectStoreS3:
-    """Our loopback S3-compatible object server (tierline/stack/objectstore.py): Tansu's log on disk
+    """Our loopback S3-compatible object server (tierline_tools/stack/objectstore.py): Tansu's log on disk
     in the data directory, so it survives a broker restart and a whole `tierline down`/`up`."""
 
     run_dir: Path
@@ -318,7 +318,7 @@ class ObjectStoreS3:
         argv = [
             sys.executable,
             "-m",
-            "tierline.stack.objectstore",
+            "tierline_tools.stack.objectstore",
             "--root",
             str(self.root),
             "--port",
@@ -378,7 +378,7 @@ class MailSink:
             [
                 sys.executable,
                 "-m",
-                "tierline.stack.mailsink",
+                "tierline_tools.stack.mailsink",
                 "--port",
                 str(self.port),
                 "--dir",

@@ -21,7 +21,7 @@ broker and a whole ``tierline down``/``up``. The index (key → size, mtime, ETa
 this process is the only writer of its directory, and every request is served on one event loop with
 no await between a condition's check and its write, so conditional writes are atomic.
 
-Run: ``python -m tierline.stack.objectstore --root DIR --port N [--bucket NAME] [--fsync]``.
+Run: ``python -m tierline_tools.stack.objectstore --root DIR --port N [--bucket NAME] [--fsync]``.
 """
 
 from __future__ import annotations
@@ -790,7 +790,9 @@ async def _count_requests(app: S3App, every: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tierline.stack.objectstore", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="tierline_tools.stack.objectstore", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--root", required=True, help="directory holding the buckets")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)

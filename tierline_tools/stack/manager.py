@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tierline.settings import DEFAULT_PORTS, InfraSettings
-from tierline.stack.components import (
+from tierline_tools.stack.components import (
     EmbeddedPostgres,
     Health,
     LocalStripe,
@@ -22,7 +22,7 @@ from tierline.stack.components import (
     ObjectStoreS3,
     TansuBroker,
 )
-from tierline.stack.procs import Managed, free_port, port_open
+from tierline_tools.stack.procs import Managed, free_port, port_open
 
 #: Start order matters: diagnostics answers the others. Diagnostics (usage) and analytics_sink (the
 #: analyst tables) each own a chDB path (chDB: one process per path): `.tierline/clickhouse`, `/analytics`.

@@ -32,9 +32,9 @@ from schemas.messages import (
 )
 from tierline.db import create_pool
 from tierline.messaging import publish
-from tierline.scenarios.model import Scenario, ScenarioResult
 from tierline.service_auth import bearer_headers
 from tierline.settings import InfraSettings
+from tierline_tools.scenarios.model import Scenario, ScenarioResult
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +70,7 @@ class ScenarioRunner:
 
     # ------------------------------------------------------------------ doors
     async def send_webhook(self, event: dict[str, Any]) -> httpx.Response:
-        from tierline.world import sign_payload
+        from tierline_tools.world import sign_payload
 
         body = json.dumps(event).encode()
         secret = self.settings.webhook_secrets()[0]
@@ -125,7 +125,7 @@ class ScenarioRunner:
 
     # ------------------------------------------------------------------ one scenario
     async def run(self, scenario: Scenario) -> ScenarioResult:
-        from tierline.world import WorldSpec, build_world, world_event
+        from tierline_tools.world import WorldSpec, build_world, world_event
 
         t0 = time.monotonic()
         contact_id: str | None = None

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tierline.scenarios.model import Scenario, ScenarioResult, check, summarize
+from tierline_tools.scenarios.model import Scenario, ScenarioResult, check, summarize
 
 
 def load_scenarios(path: Path) -> list[Scenario]:
@@ -38,7 +38,7 @@ def eval_main(argv: list[str]) -> int:
     scenarios = load_scenarios(args.file)
 
     from tierline.settings import InfraSettings
-    from tierline.stack import manager
+    from tierline_tools.stack import manager
 
     data_dir = args.data_dir or InfraSettings().data_dir
     cfg = manager.default_config(data_dir)
@@ -63,7 +63,7 @@ async def _run(
     timeout: float,  # noqa: ASYNC109 - the per-scenario wait, handed to the runner (not this call's)
     concurrency: int,
 ) -> list[ScenarioResult]:
-    from tierline.scenarios.runner import ScenarioRunner, run_all
+    from tierline_tools.scenarios.runner import ScenarioRunner, run_all
 
     async with ScenarioRunner(settings, ingress_url=ingress, timeout_s=timeout) as runner:  # type: ignore[arg-type]
         return await run_all(runner, scenarios, concurrency=concurrency)
