@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha25
 MODEL := .tierline/models/intent/meta.json
 SCENARIOS ?= $(if $(wildcard ../shared/data/scenarios/public.jsonl),../shared/data/scenarios/public.jsonl,data/scenarios/public.jsonl)
 
-.PHONY: install model browser test test-unit test-integration run up demo eval bench status down lint asyncapi clean
+.PHONY: install model browser promtool test test-unit test-integration run up demo eval bench status down lint asyncapi openapi clean
 
 install: $(STAMP)
 
@@ -28,11 +28,25 @@ browser:
 	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
 
+# promtool (checks deploy/prometheus/ in the tests) from Debian's prometheus package, without root:
+# `apt-get download` fetches the .deb into a temp dir, `dpkg -x` unpacks it, only promtool is kept.
+PROMTOOL := .tierline/tools/promtool
+promtool: $(PROMTOOL)
+
+$(PROMTOOL):
+	@mkdir -p $(dir $(PROMTOOL))
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  (cd "$$tmp" && { apt-get download -q prometheus >/dev/null 2>&1 || \
+	    { [ "$$(id -u)" = "0" ] && apt-get update -qq && apt-get download -q prometheus >/dev/null; }; } && \
+	    dpkg -x prometheus_*.deb x) && \
+	  cp "$$tmp/x/usr/bin/promtool" $(PROMTOOL).tmp && mv $(PROMTOOL).tmp $(PROMTOOL)
+	@$(PROMTOOL) --version 2>&1 | head -1
+
 # Lint and types first (CI enforces them), then the whole suite; the slowest tests are listed at the end.
-test: install model browser lint
+test: install model browser promtool lint
 	$(BIN)/pytest -q --durations=15
 
-test-unit: install
+test-unit: install promtool
 	$(BIN)/pytest -q -m unit
 
 test-integration: install model
@@ -65,6 +79,9 @@ lint: install
 
 asyncapi: install
 	$(BIN)/tierline asyncapi --out asyncapi.json
+
+openapi: install
+	$(BIN)/python -m tierline.openapi --out openapi
 
 clean: down
 	rm -rf .tierline test-output

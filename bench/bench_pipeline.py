@@ -18,11 +18,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.capacity import SERVICES, TRIGGERS, lag_thresholds, service_groups
 from bench.common import figure, percentile
+from bench.procstats import Usage, busiest_threads, cpu_delta, sample, stack_pids
 
 QUICK = os.environ.get("TIERLINE_BENCH_QUICK") == "1"
+IDLE_SECONDS = float(os.environ.get("TIERLINE_BENCH_IDLE_SECONDS", "20"))
+MB = 1024 * 1024
 RATE = float(os.environ.get("TIERLINE_BENCH_RATE", "200"))
 DURATION = float(os.environ.get("TIERLINE_BENCH_SECONDS", "15" if QUICK else "60"))
 TEXTS = [
@@ -113,8 +117,9 @@ async def offered_load(
 async def passthrough(bootstrap: str) -> list[dict[str, Any]]:
     from bench.passthrough import DONE, HOPS
     from tierline.messaging import ensure_topics
+    from tierline.settings import TOPIC_PARTITIONS
 
-    await ensure_topics(bootstrap, 4, topics=[*HOPS, DONE])
+    await ensure_topics(bootstrap, TOPIC_PARTITIONS, topics=[*HOPS, DONE])
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.passthrough", bootstrap, stdout=asyncio.subprocess.PIPE
     )
@@ -164,7 +169,7 @@ async def passthrough(bootstrap: str) -> list[dict[str, Any]]:
     return rows
 
 
-async def pipeline(cfg: Any, ceiling: float) -> None:
+async def pipeline(cfg: Any, ceiling: float, idle: dict[str, float]) -> None:
     from schemas import Channel
     from schemas.messages import ContactReceivedPayload, ContactReceivedV1, Sender
     from tierline.stripe_adapter import StripeActions
@@ -198,10 +203,26 @@ async def pipeline(cfg: Any, ceiling: float) -> None:
         return msg.contact_id, msg.model_dump_json().encode(), cid.encode()
 
     await offered_load(producer, ContactReceivedV1.TOPIC, make, 5, 4, collector)  # warm every path
+    pids = stack_pids(cfg)
+    before, started = sample(pids), time.monotonic()
+    offsets_before = await committed(bootstrap)
+    load_memory: dict[str, Usage] = {}
+
+    async def memory_under_load() -> None:  # sampled at the window's middle, while contacts flow
+        await asyncio.sleep(DURATION / 2)
+        load_memory.update(await asyncio.to_thread(sample, pids))
+
+    probe = asyncio.create_task(memory_under_load())
     lat, tput = await offered_load(
         producer, ContactReceivedV1.TOPIC, make, RATE, DURATION, collector, drain=120
     )
+    await probe
     values = list(lat.values())
+    used = cpu_delta(before, sample(pids))
+    seconds = time.monotonic() - started
+    offsets_after = await committed(bootstrap)
+    consumed = {k: offsets_after[k] - offsets_before.get(k, 0) for k in offsets_after}
+    report_cpu_and_memory(used, len(values), load_memory, idle, seconds, consumed)
     figure(
         "pipeline.sustained_throughput",
         tput,
@@ -239,6 +260,130 @@ async def pipeline(cfg: Any, ceiling: float) -> None:
         )
     await producer.stop()
     await collector.stop()
+
+
+async def idle_cost(cfg: Any) -> dict[str, float]:
+    """The whole stack idle (services started, groups formed, nothing sent) for ``IDLE_SECONDS``: cores
+    used per process and in total, memory per process; and, for the busiest processes, which threads
+    woke (the wakers to fix first)."""
+    pids = stack_pids(cfg)
+    await asyncio.sleep(5)  # let the starts settle (model loads, group joins)
+    before = sample(pids)
+    await asyncio.sleep(IDLE_SECONDS)
+    after = sample(pids)
+    used = cpu_delta(before, after)
+    total = sum(used.values()) / IDLE_SECONDS
+    for name in sorted(used):
+        figure(f"idle.cores.{name}", used[name] / IDLE_SECONDS, "cores", higher_is_better=False)
+    busiest = sorted(used, key=lambda n: -used[n])[:3]
+    wakers = {
+        name: [f"{t}={c:.3f}" for t, c in await asyncio.to_thread(busiest_threads, pids[name], 3.0, 3)]
+        for name in busiest
+    }
+    figure(
+        "idle.stack_cores",
+        total,
+        "cores",
+        higher_is_better=False,
+        target=0.15,
+        seconds=IDLE_SECONDS,
+        processes=len(used),
+        busiest_threads=wakers,
+    )
+    for name in sorted(after):
+        figure(f"memory.idle_mb.{name}", after[name].memory_bytes / MB, "MB", higher_is_better=False)
+    figure(
+        "memory.idle_stack_mb",
+        sum(u.memory_bytes for u in after.values()) / MB,
+        "MB",
+        higher_is_better=False,
+        measure="PSS (shared pages split between processes)",
+    )
+    return {name: used[name] / IDLE_SECONDS for name in used}
+
+
+def report_cpu_and_memory(
+    used: dict[str, float],
+    contacts: int,
+    memory: dict[str, Usage],
+    idle: dict[str, float],
+    seconds: float,
+    consumed: dict[tuple[str, str], int],
+) -> None:
+    """CPU per completed contact per process over the sustained window (and its drain); the capacity
+    table (contacts/s one core gives each service) from the same CPU net of what the process burns idle
+    over as long (the marginal cost of a contact, what sizing needs), the KEDA lag thresholds derived
+    from it, and memory under load. Contacts still in flight when the drain ends count no contact but
+    their CPU: at overload the per-contact figures are upper bounds."""
+    if not contacts:
+        figure("pipeline.cpu_ms_per_contact", 0.0, "ms", higher_is_better=False, error="no contact completed")
+        return
+    per_contact = {name: used[name] * 1000 / contacts for name in used}
+    for name in sorted(per_contact):
+        figure(f"cpu_ms_per_contact.{name}", per_contact[name], "ms", higher_is_better=False)
+    figure(
+        "pipeline.cpu_ms_per_contact",
+        sum(per_contact.values()),
+        "ms",
+        higher_is_better=False,
+        target=10.0,
+        contacts=contacts,
+        note="every process of the stack: broker, Postgres, emulators, services",
+    )
+    net = {name: max(0.0, used[name] - idle.get(name, 0.0) * seconds) * 1000 / contacts for name in used}
+    figure(
+        "pipeline.cpu_ms_per_contact_net_of_idle",
+        sum(net.values()),
+        "ms",
+        higher_is_better=False,
+        target=10.0,
+        seconds=round(seconds, 1),
+    )
+    # a service's rate: the messages on the topics that scale it, per CPU second net of idle
+    rates: dict[str, float] = {}
+    for name in SERVICES:
+        messages = sum(n for (group, topic), n in consumed.items() if (group, topic) in service_groups(name))
+        cpu_s = net.get(name, 0.0) * contacts / 1000
+        if messages and cpu_s > 0:
+            rates[name] = messages / cpu_s
+            figure(
+                f"capacity.messages_per_s_per_core.{name}",
+                rates[name],
+                "msgs/s/core",
+                messages=messages,
+                topics=sorted(t for _, t in service_groups(name)),
+            )
+    for name, lag in sorted(lag_thresholds(rates).items()):
+        figure(f"capacity.keda_lag_threshold.{name}", lag, "messages", note="bench/capacity.py")
+    for name in sorted(memory):
+        figure(f"memory.load_mb.{name}", memory[name].memory_bytes / MB, "MB", higher_is_better=False)
+    if memory:
+        figure(
+            "memory.load_stack_mb",
+            sum(u.memory_bytes for u in memory.values()) / MB,
+            "MB",
+            higher_is_better=False,
+        )
+
+
+async def committed(bootstrap: str) -> dict[tuple[str, str], int]:
+    """(group, topic) → the group's committed offsets summed over the topic's partitions, for every
+    group a KEDA trigger scales on: the messages that group has consumed so far."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from tierline.settings import TOPIC_PARTITIONS
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        out: dict[tuple[str, str], int] = {}
+        for trigger in TRIGGERS:
+            parts = [TopicPartition(trigger.topic, p) for p in range(TOPIC_PARTITIONS)]
+            offsets = await admin.list_consumer_group_offsets(trigger.group, partitions=parts)
+            out[(trigger.group, trigger.topic)] = sum(max(0, o.offset) for o in offsets.values())
+        return out
+    finally:
+        await admin.close()
 
 
 def encoder_floor(n: int = 60 if QUICK else 200) -> float:
@@ -297,7 +442,8 @@ async def main() -> None:
         rows = await passthrough(cfg.env()["TIERLINE_KAFKA_BOOTSTRAP"])
         ceiling = next(r["value"] for r in rows if r["name"] == "passthrough.ceiling_throughput")
         await asyncio.to_thread(start_services, cfg)
-        await pipeline(cfg, ceiling)
+        idle = await idle_cost(cfg)
+        await pipeline(cfg, ceiling, idle)
     finally:
         down(cfg)
         shutil.rmtree(root, ignore_errors=True)

@@ -13,7 +13,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-BENCHES = ["bench.bench_classifier", "bench.bench_diagnostics", "bench.bench_ingress", "bench.bench_pipeline"]
+BENCHES = [
+    "bench.bench_classifier",
+    "bench.bench_intent_heldout",
+    "bench.bench_diagnostics",
+    "bench.bench_ingress",
+    "bench.bench_tier0_burst",
+    "bench.bench_pipeline",
+]
 
 
 def bench_main(argv: list[str]) -> int:

@@ -160,6 +160,10 @@ class AgentRequestedPayload(ContactReading):
     tried: list[ActionRecord] = Field(default_factory=list)
     handoff_reason: str = ""
     tier_path: list[Tier] = Field(default_factory=list)
+    answers_question: bool = Field(
+        default=False,
+        description="the message answers a clarifying question already asked: the agent never asks a second",
+    )
 
 
 class AgentRequestedV1(Envelope[AgentRequestedPayload]):
@@ -364,7 +368,7 @@ class KnowledgeArticlePublishedV1(Envelope[KnowledgeArticlePayload]):
 
 
 class AlertPayload(Payload):
-    kind: Literal["drift", "sla_breach"]
+    kind: Literal["drift", "sla_breach", "spend_breaker"]
     subject: str
     observed: float
     expected: float

@@ -21,6 +21,11 @@ class Intent(StrEnum):
     PAYMENT_METHODS_QUESTION = "payment_methods_question"
     FRAUD_COMPROMISED = "fraud_compromised"
     HUMAN_AGENT = "human_agent"
+    # The SaaS product's own asks (issue 23): teammates and API keys go to Tier 2's product tool,
+    # sign-in / password / 2FA / account email go to a person (identity is never changed by a bot).
+    TEAM_MEMBER = "team_member"
+    API_KEY = "api_key"
+    ACCOUNT_ACCESS = "account_access"
     OUT_OF_SCOPE = "out_of_scope"
 
 
@@ -37,6 +42,9 @@ class Action(StrEnum):
     ANSWER_FROM_KNOWLEDGE = "answer_from_knowledge"
     SEND_NUDGE = "send_nudge"
     ESCALATE = "escalate"
+    #: an action in the SaaS product's own API, described in the product connector's YAML (issue 23);
+    #: the ledger's target names which one (``invite_member:maria@acme.io``)
+    PRODUCT_ACTION = "product_action"
 
 
 class EscalationReason(StrEnum):
@@ -48,6 +56,8 @@ class EscalationReason(StrEnum):
     LOW_CONFIDENCE = "low_confidence"
     ERROR = "error"
     OUT_OF_SCOPE = "out_of_scope"
+    ACCOUNT_ACCESS = "account_access"  # sign-in, password, 2FA, account email: a person verifies identity
+    MONEY_PAUSED = "money_paused"  # automatic money actions are paused (`tierline pause money`, the breaker)
 
 
 class Tier(StrEnum):

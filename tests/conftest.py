@@ -94,6 +94,7 @@ def infra(stack: object, chdb_path: Path, tmp_path_factory: pytest.TempPathFacto
         qdrant_path=tmp_path_factory.mktemp("qdrant"),
         diagnostics_url=env["TIERLINE_DIAGNOSTICS_URL"],
         public_base_url=env["TIERLINE_PUBLIC_BASE_URL"],
+        product_api_url=env["TIERLINE_PRODUCT_API_URL"],  # the reference product, when a test starts it
     )
 
 

@@ -83,6 +83,8 @@ def change_kind(action: Action, after: Mapping[str, Any]) -> str | None:
         return "plan"
     if action is Action.CANCEL_SUBSCRIPTION:
         return "cancellation"
+    if action is Action.PRODUCT_ACTION:  # the product connector's actions (issue 23): team, API keys
+        return str(after.get("product_action") or "product")
     if action is not Action.UPDATE_BILLING_DETAILS:
         return None
     if "email" in after:
@@ -171,7 +173,7 @@ async def account_history(pool: asyncpg.Pool, customer_id: str, *, limit: int = 
              AND result ? 'after'
            ORDER BY updated_at DESC LIMIT $3""",
         customer_id,
-        sorted(a.value for a in CHANGE_ACTIONS),
+        sorted(a.value for a in (*CHANGE_ACTIONS, Action.PRODUCT_ACTION)),
         limit,
     )
     out = []

@@ -139,6 +139,10 @@ class Actions(Protocol):
 
     async def explain_charge(self, ctx: ActionContext, charge_id: str | None = None) -> ActionOutcome: ...
 
+    async def product_action(
+        self, ctx: ActionContext, name: str, params: dict[str, Any], *, requester: str | None = None
+    ) -> ActionOutcome: ...
+
     async def send_nudge(
         self,
         ctx: ActionContext,
@@ -162,7 +166,7 @@ import structlog  # noqa: E402
 from faststream.kafka import KafkaBroker  # noqa: E402
 
 from schemas.messages import NotificationRequestedPayload, NotificationRequestedV1  # noqa: E402
-from tierline import account_changes  # noqa: E402
+from tierline import account_changes, metrics  # noqa: E402
 from tierline.billing import facts as billing_facts  # noqa: E402
 from tierline.billing.facts import FactsRepository, PostgresFacts  # noqa: E402
 from tierline.billing.policy import (  # noqa: E402
@@ -178,6 +182,14 @@ from tierline.ledger import ActionFailed, ActionLedger, LedgerResult, idempotenc
 from tierline.messaging import publish  # noqa: E402
 from tierline.pipeline import audit  # noqa: E402
 from tierline.settings import InfraSettings  # noqa: E402
+from tierline.switches import (  # noqa: E402
+    MONEY_PAUSED_RULE,
+    MoneySwitch,
+    breaker_trips,
+    is_money_action,
+    refunds_last_hour_usd,
+    trip_breaker,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -225,6 +237,7 @@ class ActionExecutor:
         self.ledger = ActionLedger(pool)
         self.facts: FactsRepository = facts or PostgresFacts(pool)
         self._cache: dict[str, tuple[float, DiagnosisView]] = {}
+        self.money_switch = MoneySwitch(pool)
 
     #: How long one customer's diagnosis is reused while a contact is being handled. Any effect on the
     #: customer drops it, and money limits are counted from the ledger at decision time, not from it.
@@ -304,6 +317,7 @@ class ActionExecutor:
         amount_usd: float = 0.0,
         reconcile: Any = None,
         key_target: str | None = None,
+        decided: Any = None,
     ) -> ActionOutcome:
 
         key = idempotency_key(ctx.key_scope, action.value, key_target or target)
@@ -324,8 +338,14 @@ class ActionExecutor:
                 replayed=True,
                 amount_usd=float(done.result.get("amount_usd", amount_usd)) if done.ok else 0.0,
             )
-        verdict = self.policy.check(action, pctx) if pctx is not None else Allow(rule="read_only")
+        if decided is not None:  # a verdict the caller's own rules reached (product actions)
+            verdict = decided
+        else:
+            verdict = self.policy.check(action, pctx) if pctx is not None else Allow(rule="read_only")
+        if isinstance(verdict, Allow) and pctx is not None:  # the operators' kill switch, the spend breaker
+            verdict = await self._money_gate(ctx, action, pctx, amount_usd) or verdict
         record = to_record(action, verdict)
+        metrics.POLICY_DECISIONS.labels(action.value, verdict.kind, verdict.rule).inc()
         if isinstance(pctx, PolicyContext):
             await self._record_decision(ctx, key, action, target, amount_usd, record, pctx)
         await audit(
@@ -358,6 +378,7 @@ class ActionExecutor:
                 amount_usd=amount_usd,
             )
             status: OutcomeStatus = "needs_human" if isinstance(verdict, NeedsHuman) else "denied"
+            metrics.observe_action(action.value, ctx.tier.value, status, amount_usd, replayed=False)
             detail = verdict.detail if isinstance(verdict, NeedsHuman) else reason
             log.info(
                 "action.refused", action=action.value, target=target, verdict=verdict.kind, reason=reason
@@ -390,6 +411,7 @@ class ActionExecutor:
             log.error(
                 "action.error", action=action.value, target=target, error=f"{type(exc).__name__}: {exc}"
             )
+            metrics.observe_action(action.value, ctx.tier.value, "failed", amount_usd, replayed=False)
             await audit(
                 self.broker,
                 cause=ctx.cause,
@@ -424,6 +446,13 @@ class ActionExecutor:
                 **ctx.approval_details,
             },
         )
+        metrics.observe_action(
+            action.value,
+            ctx.tier.value,
+            "succeeded" if result.ok else "failed",
+            amount_usd,
+            replayed=result.replayed,
+        )
         if result.ok:  # an account change: email / Slack / timeline (billing.change.recorded.v1)
             await account_changes.publish_change(self.broker, ctx, action, key, result.result)
         return ActionOutcome(
@@ -436,6 +465,39 @@ class ActionExecutor:
             idempotency_key=key,
             policy=record,
             replayed=result.replayed,
+        )
+
+    async def _money_gate(
+        self, ctx: ActionContext, action: Action, pctx: Any, amount_usd: float
+    ) -> NeedsHuman | None:
+        """An automatic money action the policy allowed, held while money is paused (``tierline pause
+        money``, or the spend breaker, which this refund may trip): a person decides (``money_paused``)."""
+        increase = float(getattr(pctx, "price_increase_usd", 0.0) or 0.0)
+        if not is_money_action(action, actor=ctx.actor, price_increase_usd=increase):
+            return None
+        state = await self.money_switch.state()
+        breaker = getattr(getattr(self.policy, "rules", None), "breaker", None)
+        limit = getattr(breaker, "refunds_per_hour_usd", None)
+        if not state.paused and action is Action.REFUND and limit is not None:
+            spent = await refunds_last_hour_usd(self.pool)
+            if breaker_trips(spent, amount_usd, limit):
+                state = await trip_breaker(
+                    self.pool,
+                    self.broker,
+                    spent_usd=spent,
+                    amount_usd=amount_usd,
+                    limit_usd=limit,
+                    customer_id=ctx.customer_id,
+                    contact_id=ctx.contact_id,
+                )
+                self.money_switch.remember(state)
+        if not state.paused:
+            return None
+        log.warning("action.money_paused", action=action.value, contact_id=ctx.contact_id, by=state.actor)
+        return NeedsHuman(
+            reason=EscalationReason.MONEY_PAUSED,
+            rule=MONEY_PAUSED_RULE,
+            detail=f"Automatic money actions are paused ({state.reason or state.actor}): a person decides.",
         )
 
     async def _record_decision(
@@ -1209,6 +1271,168 @@ class ActionExecutor:
             return {"template": template, "sent_to": sent_to, "link": url, "message": "Nudge sent."}
 
         return await self._run(ctx, Action.SEND_NUDGE, about, pctx, effect)
+
+    # ------------------------------------------------------------------ product actions (issue 23)
+    def product_connector(self) -> Any:
+        """The product connector (``TIERLINE_PRODUCT_*`` settings), made on first use."""
+        if getattr(self, "product", None) is None:
+            from tierline.product_connector import ProductConnector
+
+            self.product = ProductConnector.from_settings(self.settings)
+        return self.product
+
+    async def product_action(
+        self, ctx: ActionContext, name: str, params: dict[str, Any], *, requester: str | None = None
+    ) -> ActionOutcome:
+        """One action of the product connector (``tierline/billing/product_actions.yaml``), once per request.
+
+        The asking person (``requester``, else the account's billing email) must hold the action's role in
+        the product (else ``denied`` with the admins to ask, in ``data["admins"]``); the policy's
+        ``product_actions`` rules decide; the ledger keeps it once-only under a key derived from the
+        request; the product gets an Idempotency-Key derived from the request too, so a retry by anyone
+        later does not act twice. A product that is down or refuses leaves a ``failed`` ledger row and an
+        ``error`` escalation reason with a message for the customer; the product's own transaction means
+        nothing is half-done. Fields the YAML marks secret are in the outcome's data only, never stored.
+        """
+        from tierline.product_connector import (
+            ROLE_GRANTS,
+            InvalidParameters,
+            ProductCallFailed,
+            request_key,
+        )
+
+        connector = self.product_connector()
+        try:
+            spec = connector.spec.action(name)
+            values = spec.validated(params)
+        except InvalidParameters as exc:
+            log.info("product.action.invalid", action=name, error=str(exc))
+            return ActionOutcome(
+                action=Action.PRODUCT_ACTION,
+                status="denied",
+                detail=str(exc),
+                target=name,
+                escalation_reason=EscalationReason.POLICY_DENIED,
+                data={"customer_message": f"We couldn't do that: {exc}."},
+            )
+        target = spec.render_target(values)
+        product_key = request_key(ctx.customer_id, name, values)
+        unavailable = (
+            "We couldn't reach our product's system to do this right now. Nothing was changed; "
+            "a person on our team has your request and will finish it."
+        )
+        try:
+            members = await connector.members(ctx.customer_id)
+        except ProductCallFailed as exc:
+            log.warning("product.members.unavailable", action=name, error=exc.detail)
+            await audit(
+                self.broker,
+                cause=ctx.cause,
+                actor=f"{ctx.tier.value}:{ctx.actor_id}",
+                action=Action.PRODUCT_ACTION.value,
+                target=target,
+                decision="error",
+                details={"error": exc.detail, "step": "read_members", "changed": False},
+            )
+            return ActionOutcome(
+                action=Action.PRODUCT_ACTION,
+                status="failed",
+                detail=exc.detail,
+                target=target,
+                escalation_reason=EscalationReason.ERROR,
+                data={"customer_message": unavailable, "product_error": exc.detail},
+            )
+        who = (requester or await self._billing_email(ctx.customer_id) or "").strip().lower()
+        roles = {str(m.get("email")).lower(): m.get("role") for m in members if m.get("status") == "active"}
+        admins = sorted(e for e, r in roles.items() if r in ("owner", "admin"))
+        role = roles.get(who)
+        if ctx.actor != "human" and role not in ROLE_GRANTS[spec.required_role]:
+            who_may = "owner" if spec.required_role == "owner" else "owner or admin"
+            message = (
+                f"Only an {who_may} of your workspace can {spec.title.lower()}. "
+                f"Please ask your admin: {', '.join(admins) or 'your account owner'}."
+            )
+            await audit(
+                self.broker,
+                cause=ctx.cause,
+                actor=f"{ctx.tier.value}:{ctx.actor_id}",
+                action=f"policy.{Action.PRODUCT_ACTION.value}",
+                target=target,
+                decision="deny",
+                details={"rule": "product.role", "requester_role": role, "required_role": spec.required_role},
+            )
+            log.info("product.action.role_refused", action=name, requester_role=role)
+            return ActionOutcome(
+                action=Action.PRODUCT_ACTION,
+                status="denied",
+                detail=message,
+                target=target,
+                data={"admins": admins, "customer_message": message, "requester_role": role},
+            )
+        done_today = int(
+            await self.pool.fetchval(
+                """SELECT count(*) FROM action_ledger WHERE customer_id=$1 AND action=$2
+                     AND status='succeeded' AND target LIKE $3 AND created_at >= date_trunc('day', now())""",
+                ctx.customer_id,
+                Action.PRODUCT_ACTION.value,
+                f"{name}:%",
+            )
+        )
+        verdict = self.policy.check_product(
+            name, actor=ctx.actor, instruction_flag=INJECTION_FLAG in ctx.flags, done_today=done_today
+        )
+        shown_once: dict[str, Any] = {}
+
+        async def effect() -> dict[str, Any]:
+            try:
+                answer = await connector.call(
+                    spec, ctx.customer_id, values, idempotency_key=product_key, acting_user=who or None
+                )
+            except ProductCallFailed as exc:
+                message = (
+                    unavailable
+                    if exc.kind == "unavailable"
+                    else f"Our product refused this change: {exc.detail}. Nothing was changed; "
+                    "a person on our team will look at it."
+                )
+                raise ActionFailed(
+                    exc.detail,
+                    {"product_error": exc.detail, "product_status": exc.status, "customer_message": message},
+                ) from exc
+            shown_once.update({k: answer[k] for k in spec.secret_fields if k in answer})
+            public = spec.public(answer)
+            message = spec.confirm(values, public)
+            await self._notify(
+                ctx, template=f"product_{name}", subject=spec.title, body=message, key=product_key
+            )
+            return {
+                "product_action": name,
+                "params": values,
+                "requested_by": who or None,
+                "answer": public,
+                "message": message,
+                "customer_message": message,
+                # the customer's timeline (tierline.account_changes.account_history)
+                "before": {},
+                "after": {"product_action": name, "title": spec.title, **values},
+                "changed_by": account_changes.changed_by(ctx),
+                "changed_at": datetime.now(UTC).isoformat(),
+            }
+
+        outcome = await self._run(
+            ctx,
+            Action.PRODUCT_ACTION,
+            target,
+            None,
+            effect,
+            key_target=f"{target}:{product_key}",
+            decided=verdict,
+        )
+        if outcome.status == "failed":
+            outcome.escalation_reason = outcome.escalation_reason or EscalationReason.ERROR
+        if outcome.ok and shown_once:  # only to the caller that asked, this once
+            outcome.data = {**outcome.data, "shown_once": shown_once}
+        return outcome
 
 
 def explain(diagnosis: DiagnosisView, charge_id: str | None = None) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tierline.registry import SERVICE_MODULES, load_service_factory
+from tierline.registry import REFERENCE_SERVICE_MODULES, SERVICE_MODULES, load_service_factory
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,15 @@ def _print_status(cfg: Any) -> int:
     width = max(len(h.name) for h in results)
     for h in results:
         print(f"  {'OK  ' if h.ok else 'DOWN'} {h.name:<{width}}  {h.detail}")
+    print(metrics_targets({n: p for n, p in cfg.service_ports.items() if n in SERVICE_MODULES}))
     return 0 if all(h.ok for h in results) else 1
+
+
+def metrics_targets(ports: dict[str, int], host: str = "127.0.0.1") -> str:
+    """Where Prometheus scrapes each service (deploy/prometheus/prometheus.yml does it on compose)."""
+    lines = [f"  metrics (Prometheus, GET /metrics): {len(ports)} targets"]
+    lines += [f"    {name:<16} http://{host}:{port}/metrics" for name, port in sorted(ports.items())]
+    return "\n".join(lines)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -67,10 +75,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tierline.observability import configure_logging
+    from tierline.observability import configure_logging, configure_tracing
     from tierline.settings import InfraSettings
 
     configure_logging(args.service)
+    configure_tracing(args.service)  # on only with an OTLP endpoint configured
     settings = InfraSettings()
     if args.port:
         settings = settings.model_copy(update={"http_port": args.port})
@@ -188,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=cmd_down)
 
     p = sub.add_parser("serve", help="run one service in the foreground")
-    p.add_argument("service", choices=sorted(SERVICE_MODULES))
+    p.add_argument("service", choices=sorted({**SERVICE_MODULES, **REFERENCE_SERVICE_MODULES}))
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_serve)
 
@@ -235,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--since", default="30d", help="how far back to replay: 30d, 12h, 2w (default 30d)")
     s.add_argument("--json", action="store_true", help="one JSON document on stdout (for CI)")
     s.set_defaults(func=cmd_policy_simulate)
+
+    from tierline.ops_commands import add_parsers as add_ops_parsers  # pause/resume money, deadletter
+
+    add_ops_parsers(sub)
     return parser
 
 
@@ -273,9 +286,15 @@ def main(argv: list[str] | None = None) -> int:
             "token",
             "policy",
             "audit-inbox",
+            "pause",
+            "resume",
+            "deadletter",
         )
         configure_logging(f"tierline-{args.command}", level="WARNING" if quiet else "INFO")
-    if args.command in ("report", "audit", "migrate", "asyncapi", "token", "policy", "audit-inbox"):
+    if args.command in (
+        *("report", "audit", "migrate", "asyncapi", "token", "policy", "audit-inbox"),
+        *("pause", "resume", "deadletter"),
+    ):
         _beside_the_local_stack(args)
     try:
         return int(args.func(args) or 0)

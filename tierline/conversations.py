@@ -32,6 +32,7 @@ from schemas.messages import (
     TurnKind,
 )
 from schemas.vocab import Channel
+from tierline import metrics
 from tierline.messaging import publish
 from tierline.safetext import safe_text
 
@@ -319,6 +320,7 @@ async def say(
     )
     if stored is not None:
         await set_status(conn, conversation.conversation_id, STATUS_AFTER[kind])
+        await metrics.observe_first_response(conn, conversation.conversation_id, contact_id, kind)
     await publish(broker, msg)  # published again on a retry: consumers de-duplicate by message id
     log.info(
         "conversation.said", conversation_id=conversation.conversation_id, kind=kind, new=stored is not None

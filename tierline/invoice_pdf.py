@@ -7,20 +7,29 @@ customer and tax ids (plain dicts, as :class:`tierline.stripe_adapter.StripeActi
 billing details (company name, address, billing email) and tax ids, the lines, subtotal, tax, total,
 amount paid and due, the service period, the invoice number and its status.
 
-The PDF uses the PDF core font (Helvetica, Latin-1): text outside Latin-1 is transliterated where
-Unicode allows it (``Ł`` → ``L``) and replaced by ``?`` otherwise, so every file opens everywhere.
+Fonts ship inside the package (``tierline/fonts``) and are embedded (subset) in each PDF, so names and
+addresses in any script render as written ("Zoë Łukasiewicz", "株式会社") and extract as text: DejaVu Sans
+(regular and bold; Bitstream Vera licence, DejaVu changes public domain) for Latin, Greek, Cyrillic and
+more, and Droid Sans Fallback (Apache 2.0) for CJK, loaded only for a document that needs it (it is large).
 """
 
 from __future__ import annotations
 
-import unicodedata
+import functools
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fpdf import FPDF
 
 SELLER = "tierline"
+FONT_DIR = Path(__file__).resolve().parent / "fonts"
+FONT = "DejaVuSans"
+FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+FALLBACK_FONT = "DroidSansFallback"
+FALLBACK_FILE = "DroidSansFallback.ttf"
 CURRENCY_SIGNS = {"usd": "$", "eur": "EUR ", "gbp": "GBP "}
 STATUS_LABELS = {
     "paid": "Paid",
@@ -133,17 +142,26 @@ def money(cents: int, currency: str) -> str:
     return f"{sign}{prefix}{abs(cents) / 100:,.2f}"
 
 
-def latin1(text: str) -> str:
-    """Text the core PDF font can draw: Latin-1 kept, the rest transliterated or replaced by '?'."""
-    out = []
-    for ch in text:
+@functools.cache
+def main_font_chars() -> frozenset[int]:
+    """The code points both DejaVu Sans faces draw (read once from the fonts' cmaps)."""
+    from fontTools.ttLib import TTFont
+
+    covered: frozenset[int] | None = None
+    for name in FONT_FILES.values():
+        font = TTFont(FONT_DIR / name, lazy=True)
         try:
-            ch.encode("latin-1")
-            out.append(ch)
-        except UnicodeEncodeError:
-            base = unicodedata.normalize("NFKD", ch).encode("latin-1", "ignore").decode("latin-1")
-            out.append(base or "?")
-    return "".join(out)
+            chars = frozenset(font.getBestCmap())
+        finally:
+            font.close()
+        covered = chars if covered is None else covered & chars
+    return covered or frozenset()
+
+
+def needs_fallback(text: str) -> bool:
+    """True when the text has a character DejaVu Sans cannot draw (CJK, for one)."""
+    covered = main_font_chars()
+    return any(ord(ch) not in covered for ch in text if not ch.isspace())
 
 
 # ----------------------------------------------------------------------------- from Stripe objects
@@ -227,21 +245,26 @@ def document_from_stripe(
 def render_invoice_pdf(doc: InvoiceDetails) -> bytes:
     """A one-or-more-page A4 PDF of the invoice."""
     pdf = FPDF(format="A4")
-    pdf.set_title(latin1(f"Invoice {doc.number}"))
-    pdf.set_author(latin1(doc.seller))
+    for style, name in FONT_FILES.items():
+        pdf.add_font(FONT, style, str(FONT_DIR / name))
+    if needs_fallback(json.dumps(doc.as_json(), ensure_ascii=False) + doc.seller):
+        pdf.add_font(FALLBACK_FONT, "", str(FONT_DIR / FALLBACK_FILE))
+        pdf.set_fallback_fonts([FALLBACK_FONT], exact_match=False)
+    pdf.set_title(f"Invoice {doc.number}")
+    pdf.set_author(doc.seller)
     pdf.set_creator("tierline")
     pdf.set_auto_page_break(auto=True, margin=18)
     pdf.add_page()
     width = pdf.epw
 
     def text(line: str, size: float = 10, style: str = "", h: float = 5.5) -> None:
-        pdf.set_font("Helvetica", style, size)
-        pdf.cell(width, h, latin1(line), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(FONT, style, size)
+        pdf.cell(width, h, line, new_x="LMARGIN", new_y="NEXT")
 
-    pdf.set_font("Helvetica", "B", 20)
+    pdf.set_font(FONT, "B", 20)
     pdf.cell(width / 2, 10, "INVOICE")
-    pdf.set_font("Helvetica", "B", 12)
-    pdf.cell(width / 2, 10, latin1(doc.seller), align="R", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "B", 12)
+    pdf.cell(width / 2, 10, doc.seller, align="R", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
     text(f"Invoice number: {doc.number}")
     text(f"Invoice id: {doc.invoice_id}")
@@ -263,17 +286,17 @@ def render_invoice_pdf(doc: InvoiceDetails) -> bytes:
 
     # lines
     cols = (width * 0.55, width * 0.1, width * 0.35)
-    pdf.set_font("Helvetica", "B", 10)
+    pdf.set_font(FONT, "B", 10)
     pdf.set_fill_color(235, 238, 242)
     for label, w, align in zip(("Description", "Qty", "Amount"), cols, ("L", "R", "R"), strict=True):
         pdf.cell(w, 7, label, border="B", align=align, fill=True)
     pdf.ln(7)
-    pdf.set_font("Helvetica", "", 10)
+    pdf.set_font(FONT, "", 10)
     for item in doc.lines:
         period = period_label(item.period_start, item.period_end)
         desc = item.description + (f" ({period})" if period and item.period_start != item.period_end else "")
         y = pdf.get_y()
-        pdf.multi_cell(cols[0], 6, latin1(desc), new_x="RIGHT", new_y="TOP")
+        pdf.multi_cell(cols[0], 6, desc, new_x="RIGHT", new_y="TOP")
         height = max(6.0, pdf.get_y() - y) if pdf.get_y() > y else 6.0
         pdf.set_xy(pdf.l_margin + cols[0], y)
         pdf.cell(cols[1], 6, str(item.quantity), align="R")
@@ -284,7 +307,7 @@ def render_invoice_pdf(doc: InvoiceDetails) -> bytes:
     pdf.ln(3)
 
     def total_row(label: str, cents: int, bold: bool = False) -> None:
-        pdf.set_font("Helvetica", "B" if bold else "", 10)
+        pdf.set_font(FONT, "B" if bold else "", 10)
         pdf.cell(cols[0] + cols[1], 6, label, align="R")
         pdf.cell(cols[2], 6, money(cents, doc.currency), align="R", new_x="LMARGIN", new_y="NEXT")
 

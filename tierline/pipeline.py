@@ -20,6 +20,7 @@ from schemas.messages import (
     OutcomeRecordedPayload,
     OutcomeRecordedV1,
 )
+from tierline import metrics
 from tierline.messaging import publish
 from tierline.safetext import safe_text
 
@@ -145,6 +146,7 @@ async def record_outcome(
         msg = OutcomeRecordedV1.model_validate(stored)
         log.info("outcome.already_recorded", contact_id=cause.contact_id, resolved_by=msg.payload.resolved_by)
     else:
+        metrics.OUTCOMES.labels(payload.resolved_by.value).inc()
         log.info(
             "outcome.recorded",
             contact_id=cause.contact_id,

@@ -19,9 +19,13 @@ SERVICE_MODULES: dict[str, str] = {
     "notifier": "services.notifier.app",
     "analytics_sink": "services.analytics.app",
 }
+#: Not tierline's own: the reference SaaS product the demo and tests act on through the product connector
+#: (``tierline serve product``; started by ``tierline up``, never deployed with tierline).
+REFERENCE_SERVICE_MODULES: dict[str, str] = {"product": "services.product.app"}
 
 
 def load_service_factory(name: str) -> Callable[..., Any]:
-    if name not in SERVICE_MODULES:
-        raise SystemExit(f"unknown service {name!r}; choose from {', '.join(SERVICE_MODULES)}")
-    return importlib.import_module(SERVICE_MODULES[name]).create_service  # type: ignore[no-any-return]
+    modules = {**SERVICE_MODULES, **REFERENCE_SERVICE_MODULES}
+    if name not in modules:
+        raise SystemExit(f"unknown service {name!r}; choose from {', '.join(modules)}")
+    return importlib.import_module(modules[name]).create_service  # type: ignore[no-any-return]

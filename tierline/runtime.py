@@ -23,7 +23,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tierline import http as http_guard
+from tierline import metrics
 from tierline.db import create_pool, verify_migrations
+from tierline.http_contracts import openapi_document
 from tierline.messaging import DeadLetterRouter, make_broker
 from tierline.settings import InfraSettings
 
@@ -75,13 +77,29 @@ class Service:
         return Starlette(
             routes=[
                 *self.routes,
+                Route("/openapi.json", self._openapi),
                 Route("/livez", self._livez),
+                Route("/metrics", metrics.metrics_response),
                 Route("/healthz", self._healthz),
                 Route("/readyz", self._healthz),
             ],
             middleware=http_guard.middleware(),
             exception_handlers=http_guard.exception_handlers(),
         )
+
+    def openapi(self) -> dict[str, Any]:
+        """This service's OpenAPI document, generated from its routes and their contracts (public)."""
+        return openapi_document(
+            self.asgi().routes,
+            title=f"tierline {self.name}",
+            description=f"The HTTP door of tierline's {self.name} service (generated from its routes).",
+        )
+
+    async def _openapi(self, request: Request) -> JSONResponse:
+        """This document: the service's routes, their bodies and credentials (no secrets)."""
+        if "openapi" not in self.state:  # the routes are fixed once the door serves: generated once
+            self.state["openapi"] = self.openapi()
+        return JSONResponse(self.state["openapi"])
 
     async def _livez(self, request: Request) -> JSONResponse:
         """Liveness: the process and its event loop answer (dependencies are readiness, not liveness)."""
@@ -134,16 +152,23 @@ class Service:
                 await self.pool.close()
                 self.pool = None
                 raise
+            try:  # retry counts that survive a restart (a message that crashes the process)
+                await self.dead_letters.attach(self.pool)
+            except Exception as exc:  # noqa: BLE001 - counted in memory, as without Postgres
+                log.warning("service.attempts_in_memory", service=self.name, error=f"{type(exc).__name__}")
         for hook in self.on_start:
             await hook(self)
         await self._start_broker()
         for job in self.background:
             self._tasks.append(asyncio.create_task(job(self), name=f"{self.name}:{job.__name__}"))
-        if serve_http and self.http_port is not None:
+        metrics.CONSUMER_LAG.watch(self.name, self.broker)
+        # a service without an HTTP door still serves /metrics, alone, on its metrics port if one is set
+        port = self.http_port if self.http_port is not None else self.settings.metrics_port
+        if serve_http and port is not None:
             config = uvicorn.Config(
-                self.asgi(),
+                self.asgi() if self.http_port is not None else metrics.metrics_app(),
                 host=self.settings.http_host,
-                port=self.http_port,
+                port=port,
                 log_level="warning",
                 lifespan="off",
             )
@@ -196,6 +221,7 @@ class Service:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks.clear()
+        metrics.CONSUMER_LAG.unwatch(self.name)
         with contextlib.suppress(Exception):
             await self.broker.stop()
         for hook in self.on_stop:

@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tierline.http import HttpProblem
+
 log = structlog.get_logger(__name__)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -63,3 +65,31 @@ def protect_routes(routes: list[Route], token: str) -> list[Route]:
         )
         for route in routes
     ]
+
+
+class ServiceBearer:
+    """The internal APIs' auth dependency (``tierline.http_contracts``): the service token, or a 401."""
+
+    schemes = {
+        "serviceToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "the internal service credential (TIERLINE_SERVICE_TOKEN)",
+        }
+    }
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("an empty service token would open the internal API to anyone")
+        self.token = token
+
+    async def __call__(self, request: Request) -> str:
+        if not has_service_token(request, self.token):
+            log.warning("service_auth.refused", path=request.url.path)
+            raise HttpProblem(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <TIERLINE_SERVICE_TOKEN>",
+                headers={"WWW-Authenticate": 'Bearer realm="tierline-internal"'},
+            )
+        return "service"

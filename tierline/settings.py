@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tierline.tokens import AGENT_PURPOSE, CUSTOMER_PURPOSE, KeySet
@@ -18,6 +18,7 @@ BUILTIN_STRIPE_API_KEY = "sk_test_tierline_local"
 BUILTIN_WEBHOOK_SECRET = "whsec_tierline_local"  # noqa: S105 - public on purpose, refused off loopback
 BUILTIN_SESSION_SECRET = "tierline-local-session-secret-for-the-embedded-stack-only-change-me-in-production"  # noqa: S105, E501
 BUILTIN_SERVICE_TOKEN = "tierline-local-service-token-for-the-embedded-stack-only"  # noqa: S105
+BUILTIN_PRODUCT_API_TOKEN = "tierline-local-product-token-for-the-reference-product-only"  # noqa: S105
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 
 
@@ -96,7 +97,28 @@ class InfraSettings(BaseSettings):
     analytics_url: str = Field(
         default="http://127.0.0.1:8107", description="the analytics API (`tierline report`, `audit verify`)"
     )
+    product_api_url: str = Field(
+        default="http://127.0.0.1:8108",
+        description="the SaaS product's API the product connector calls (default: the reference product)",
+    )
+    product_api_token: SecretStr = Field(
+        default=SecretStr(BUILTIN_PRODUCT_API_TOKEN),
+        description="bearer credential of the product's API (the connector sends it; the reference "
+        "product checks it)",
+    )
+    audit_chain_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="kid:secret[,kid:secret…]: HMAC keys of the audit hash chain, the first signs, all "
+        "verify (rotation); unset: an unkeyed SHA-256 chain (`tierline up` generates a key)",
+    )
+    product_actions_path: Path | None = Field(
+        default=None,
+        description="the operator's product connector YAML; unset: tierline/billing/product_actions.yaml",
+    )
     http_port: int | None = Field(default=None, description="this service's HTTP port (health, API, pages)")
+    metrics_port: int | None = Field(
+        default=None, description="where a service without an HTTP port serves /metrics (none: not served)"
+    )
     http_host: str = Field(default="127.0.0.1", description="bind address; 0.0.0.0 inside a container")
     log_json: bool | None = None
     broker_join_timeout_s: float = Field(
@@ -193,4 +215,26 @@ DEFAULT_PORTS: dict[str, int] = {
     "tier2_agent": 8105,
     "notifier": 8106,
     "analytics_sink": 8107,
+    "product": 8108,
 }
+
+
+class TracingSettings(BaseSettings):
+    """Traces are exported only when an OTLP endpoint is configured (the standard OpenTelemetry
+    variables, or ``TIERLINE_OTLP_ENDPOINT``); without one no span is ever built."""
+
+    model_config = SettingsConfigDict(env_prefix="TIERLINE_", extra="ignore", populate_by_name=True)
+
+    otlp_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices(
+            "TIERLINE_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"
+        ),
+        description="OTLP/HTTP traces endpoint (http://collector:4318/v1/traces); empty: no tracing",
+    )
+    trace_sample_ratio: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="share of new traces (a contact at its door) recorded; hops follow their parent",
+    )

@@ -47,6 +47,7 @@ import stripe
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from tierline import metrics
 from tierline.ledger import ActionFailed
 from tierline.settings import InfraSettings
 
@@ -112,6 +113,15 @@ class ChargeNotRefundable(ActionFailed, StripeActionError):
 
 class InvoiceNotPayable(ActionFailed, StripeActionError):
     """The invoice is void / uncollectible, or the customer has no payment method to charge."""
+
+
+#: ``error`` label of tierline_stripe_call_errors_total (first match; a decline is a business outcome)
+_ERROR_KINDS: tuple[tuple[type[StripeActionError], str], ...] = (
+    (CardDeclined, "card_declined"),
+    (StripeUnavailable, "unavailable"),
+    (StripeAuthFailed, "auth"),
+    (StripeNotFound, "not_found"),
+)
 
 
 class LinkInvalid(StripeActionError):
@@ -210,6 +220,18 @@ class SignedLink(_Result):
     url: str
     expires_at: int
     kind: Literal["billing_portal", "signed_page", "hosted_invoice"]
+
+
+@dataclass(frozen=True)
+class PortalSession(_Result):
+    """A Stripe Customer Portal session (``billing_portal.session``): open ``url`` once, soon."""
+
+    id: str
+    customer: str
+    url: str
+    return_url: str | None
+    configuration: str | None
+    created: int
 
 
 @dataclass(frozen=True)
@@ -389,6 +411,19 @@ class StripeActions:
 
     # -- plumbing ------------------------------------------------------------------------------------
     async def call(self, fn: Callable[[], Awaitable[T]], *, op: str, create: bool = False) -> T:
+        """:meth:`_call`, timed and counted (``tierline_stripe_call_*``)."""
+        operation = metrics.stripe_operation(op)
+        started = time.perf_counter()
+        try:
+            return await self._call(fn, op=op, create=create)
+        except StripeActionError as exc:
+            kind = next((k for cls, k in _ERROR_KINDS if isinstance(exc, cls)), "invalid")
+            metrics.STRIPE_ERRORS.labels(operation, kind).inc()
+            raise
+        finally:
+            metrics.STRIPE_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, op: str, create: bool = False) -> T:
         """Run one SDK coroutine with retries on transient errors and typed error mapping.
 
         ``create=True`` marks a non-idempotent write: on the emulator (which ignores idempotency keys)
@@ -452,6 +487,37 @@ class StripeActions:
 
     async def get_charge(self, charge_id: str) -> dict[str, Any]:
         return as_dict(await self.call(lambda: self.v1.charges.retrieve_async(charge_id), op="charge.get"))
+
+    async def invoice_decline_code(self, invoice_id: str) -> str | None:
+        """Why an invoice's last payment failed, fetched from Stripe when the event did not say.
+
+        Current API versions list an invoice's payments as InvoicePayment objects (the invoice names no
+        charge or payment intent): ``/v1/invoice_payments?invoice=`` with the payment intents and charges
+        expanded. Older versions (and the emulator, which has no such endpoint) put them on the invoice:
+        the invoice with ``payment_intent`` and ``charge`` expanded. Either way the code comes from
+        Stripe's own fields (tierline/billing/stripe_shapes.py); ``None`` when no payment failed."""
+        from tierline.billing import stripe_shapes
+
+        if not self.emulated:
+            try:
+                listed = await self.raw_get(
+                    "/v1/invoice_payments",
+                    invoice=invoice_id,
+                    limit=10,
+                    expand=["data.payment.payment_intent", "data.payment.charge"],
+                )
+                code = stripe_shapes.invoice_decline_code({"payments": listed})
+                if code:
+                    return code
+            except (StripeNotFound, InvalidStripeRequest):
+                pass  # an account on an older API version: the invoice names its payments itself
+        invoice = as_dict(
+            await self.call(
+                lambda: self.v1.invoices.retrieve_async(invoice_id, {"expand": ["payment_intent", "charge"]}),
+                op="invoice.get",
+            )
+        )
+        return stripe_shapes.invoice_decline_code(invoice)
 
     async def get_customer(self, customer_id: str) -> dict[str, Any]:
         return as_dict(
@@ -1045,6 +1111,35 @@ class StripeActions:
             return_url=return_url,
         )
         return SignedLink(f"{self._base_url}/update-card?token={token}", expires, "signed_page")
+
+    async def customer_portal_session(
+        self, customer_id: str, return_url: str, *, configuration: str | None = None
+    ) -> PortalSession:
+        """A Customer Portal session for the customer (``POST /v1/billing_portal/sessions``), with a pinned
+        portal configuration when given. The emulator has no portal of its own: its wrapper
+        (``tierline_tools/stack/localstripe_server.py``) answers in the real API's shape."""
+        params: dict[str, Any] = {"customer": customer_id, "return_url": return_url}
+        if configuration:
+            params["configuration"] = configuration
+        session = as_dict(
+            await self.call(
+                lambda: self.v1.billing_portal.sessions.create_async(params),
+                op="billing_portal.create",
+                create=True,
+            )
+        )
+        url = session.get("url")
+        if session.get("object") != "billing_portal.session" or not isinstance(url, str) or not url:
+            raise InvalidStripeRequest(f"billing_portal.create: unexpected answer {str(session)[:200]}")
+        log.info("stripe.portal_session.created", customer=customer_id, session=session.get("id"))
+        return PortalSession(
+            id=str(session.get("id") or ""),
+            customer=str(session.get("customer") or customer_id),
+            url=url,
+            return_url=session.get("return_url"),
+            configuration=ref_id(session.get("configuration")) or None,
+            created=int(session.get("created") or time.time()),
+        )
 
     def _invoice_expiry(self, invoice: dict[str, Any]) -> int:
         meta = invoice.get("metadata") or {}

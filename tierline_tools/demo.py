@@ -41,6 +41,7 @@ from schemas.messages import (
     SelfhealRequestedV1,
     Sender,
 )
+from tierline.clarify_words import CLARIFY_SUMMARY_PREFIX
 from tierline.conversation_metrics import conversation_metrics, percentile
 from tierline.messaging import publish
 from tierline.pipeline import CostModel
@@ -211,7 +212,7 @@ def plan_month(rng: random.Random, customers: int, contacts: int) -> tuple[list[
 
 
 #: A clarifying question's outcome summary starts with this (services/router/handlers.py).
-CLARIFY_PREFIX = "clarifying_question:"
+CLARIFY_PREFIX = CLARIFY_SUMMARY_PREFIX
 
 
 def pick_choice(intent: str | None, offered: list[str]) -> str:

@@ -9,6 +9,7 @@ embedded stack), runs the daily drift check, and serves ``/v1/analytics/*`` (`ti
 
 from __future__ import annotations
 
+from services.analytics.domain import ChainKeys
 from services.analytics.routes import analytics_routes
 from services.analytics.sink import register_analytics_sink
 from tierline.clickhouse import LazyClient, client_lock
@@ -25,10 +26,11 @@ def create_service(settings: InfraSettings) -> Service:
         NAME, settings, http_port=settings.http_port or DEFAULT_PORTS[NAME], needs_postgres=False
     )
     dsn = settings.resolved_analytics_clickhouse_dsn()
-    register_analytics_sink(service, LazyClient(dsn), lock=client_lock(dsn))
+    keys = ChainKeys.parse(settings.audit_chain_keys.get_secret_value())  # HMAC-keyed audit chain
+    register_analytics_sink(service, LazyClient(dsn), lock=client_lock(dsn), chain_keys=keys)
     service.routes.extend(  # internal API: `tierline report` / `audit verify` send the service token
         protect_routes(
-            analytics_routes(LazyClient(dsn), lock=client_lock(dsn)),
+            analytics_routes(LazyClient(dsn), lock=client_lock(dsn), chain_keys=keys),
             settings.service_token.get_secret_value(),
         )
     )

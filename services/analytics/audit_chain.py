@@ -28,11 +28,13 @@ def verify(args: argparse.Namespace) -> dict[str, Any]:
             pass  # nothing serves the analytics API: open ClickHouse here
     import clickhouse_connect
 
+    from services.analytics.domain import ChainKeys
     from services.analytics.routes import verify_report
     from services.analytics.store import AnalyticsStore
 
     return verify_report(
-        AnalyticsStore(clickhouse_connect.get_client(dsn=args.clickhouse_dsn), args.database)
+        AnalyticsStore(clickhouse_connect.get_client(dsn=args.clickhouse_dsn), args.database),
+        ChainKeys.parse(args.chain_keys),
     )
 
 
@@ -49,7 +51,10 @@ def audit_main(argv: list[str] | None = None) -> int:
     v.add_argument("--local", action="store_true", help="skip HTTP, open ClickHouse directly")
     v.add_argument("--json", action="store_true")
     # the analytics API's credential comes from TIERLINE_SERVICE_TOKEN, never from argv
-    v.set_defaults(service_token=infra.service_token.get_secret_value())
+    v.set_defaults(
+        service_token=infra.service_token.get_secret_value(),
+        chain_keys=infra.audit_chain_keys.get_secret_value(),  # TIERLINE_AUDIT_CHAIN_KEYS (--local)
+    )
     args = p.parse_args(argv)
     result = verify(args)
     if args.json:

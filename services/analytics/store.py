@@ -408,12 +408,14 @@ class AnalyticsStore:
             for r in rows
         ]
 
-    def tamper_audit_record(self, message_id: str, record: str) -> None:
-        """Drills and tests: rewrite one stored record in place (as an attacker with write access could)."""
+    def tamper_audit_record(self, message_id: str, record: str, link: str | None = None) -> None:
+        """Drills and tests: rewrite one stored record in place (as an attacker with write access could),
+        and its link too when ``link`` is given (an insider recomputing the hash)."""
         self._command(
-            f"ALTER TABLE {self.db}.audit_events UPDATE record = {{r:String}} "
-            "WHERE message_id = {m:UUID} SETTINGS mutations_sync = 2",
-            {"r": record, "m": message_id},
+            f"ALTER TABLE {self.db}.audit_events UPDATE record = {{r:String}}"
+            + (", hash = {h:String}" if link is not None else "")
+            + " WHERE message_id = {m:UUID} SETTINGS mutations_sync = 2",
+            {"r": record, "m": message_id, **({"h": link} if link is not None else {})},
         )
 
     # ------------------------------------------------------------------ reads

@@ -10,21 +10,20 @@ from typing import Any
 
 from faststream import Context
 from faststream.kafka.message import KafkaMessage
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import Response
 
-from schemas.messages import UsageEventRecordedV1
+from schemas.messages import DiagnosisView, UsageEventRecordedV1
 from services.diagnostics.adapters.clickhouse import UsageStore
 from services.diagnostics.adapters.stripe_reader import StripeLiveReader
+from services.diagnostics.contracts import UsageQuery, UsageReport
 from services.diagnostics.handlers import BrokerAuditSink, Diagnostician, UsageBatchConsumer, http_handlers
-from services.diagnostics.openapi import openapi_document
 from services.diagnostics.settings import DiagnosticsSettings
 from tierline.billing.mirror import MirrorStore
 from tierline.diagnostics_client import InProcessDiagnostics
+from tierline.http_contracts import Call, api_route
 from tierline.messaging import ORDERED_DEFAULTS, consumer_group
 from tierline.runtime import Service
-from tierline.service_auth import require_service_token
+from tierline.service_auth import ServiceBearer
 from tierline.settings import DEFAULT_PORTS, InfraSettings
 
 NAME = "diagnostics"
@@ -59,23 +58,43 @@ def create_service(settings: InfraSettings, diag_settings: DiagnosticsSettings |
 
     service.on_start.append(on_start)
 
-    service_token = settings.service_token.get_secret_value()
+    # internal API: callers send the service token (a dependency of each typed route)
+    service_token = ServiceBearer(settings.service_token.get_secret_value())
 
-    def handler(name: str) -> Any:
-        async def route(request: Request) -> JSONResponse:
-            handlers = http_handlers(service.state["diagnostician"], usage)
-            return await handlers[name](request)  # type: ignore[no-any-return]
+    async def get_diagnosis(call: Call[str, None]) -> Response:
+        """Diagnose a customer's billing.
 
-        return require_service_token(service_token, route)  # internal API: callers send the token
+        Reads the Stripe mirror (live Stripe on a miss or when stale), the subscription store and
+        ClickHouse usage. A source that is down is listed in missing_sources and the status is never
+        green. Every diagnosis is audited (header x-contact-id: the contact it is for)."""
+        handlers = http_handlers(service.state["diagnostician"], usage)
+        return await handlers["diagnosis"](call.request)  # type: ignore[no-any-return]
 
-    async def openapi(request: Request) -> JSONResponse:
-        return JSONResponse(openapi_document())
+    async def get_usage(call: Call[str, None]) -> Response:
+        """Usage by metric (period, last 30 days vs previous 30, forecast) and by day."""
+        handlers = http_handlers(service.state["diagnostician"], usage)
+        return await handlers["usage"](call.request)  # type: ignore[no-any-return]
 
+    unknown = {404: "unknown customer (or not a customer id)"}
     service.routes.extend(
         [
-            Route("/v1/customers/{customer_id}/diagnosis", handler("diagnosis"), methods=["GET"]),
-            Route("/v1/customers/{customer_id}/usage", handler("usage"), methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
+            api_route(
+                "/v1/customers/{customer_id}/diagnosis",
+                get_diagnosis,
+                method="GET",
+                auth=service_token,
+                response=DiagnosisView,
+                errors=unknown,
+            ),
+            api_route(
+                "/v1/customers/{customer_id}/usage",
+                get_usage,
+                method="GET",
+                auth=service_token,
+                query=UsageQuery,
+                response=UsageReport,
+                errors={**unknown, 503: "usage store unavailable"},
+            ),
         ]
     )
 

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from schemas import Envelope, derived_id
 from schemas.messages import AuditEventPayload, AuditEventRecordedV1, DiagnosisView, UsageEventRecordedV1
 from services.diagnostics.adapters.clickhouse import UsageEvent, UsageStore
+from services.diagnostics.contracts import UsageReport
 from services.diagnostics.domain import diagnose, usage_figures
 from services.diagnostics.ports import AuditSink, StripeReader, UsageReader
 from services.diagnostics.settings import DiagnosticsSettings
@@ -246,7 +247,7 @@ def http_handlers(diagnostician: Diagnostician, usage: UsageStore | None) -> dic
         # metering may run ahead of the mirror (no webhook or diagnosis yet): usage alone proves the customer
         if not (fresh.known or fresh.in_store) and not daily:
             return _not_found(customer_id)
-        return JSONResponse(
+        report = UsageReport.model_validate(  # the published contract (services/diagnostics/contracts.py)
             {
                 "customer_id": customer_id,
                 "period_start": sub.current_period_start.isoformat()
@@ -258,6 +259,7 @@ def http_handlers(diagnostician: Diagnostician, usage: UsageStore | None) -> dic
                 "daily": daily,
             }
         )
+        return JSONResponse(report.model_dump(mode="json"))
 
     return {"diagnosis": get_diagnosis, "usage": get_usage}
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from faststream import Context
+from faststream.kafka.message import KafkaMessage
+
 from schemas.messages import (
     AgentRequestedV1,
     AuditEventRecordedV1,
@@ -12,9 +15,16 @@ from schemas.messages import (
     EscalationOpenedV1,
     SelfhealRequestedV1,
 )
-from services.router.handlers import RouterDeps, on_contact_received
+from services.router.handlers import RouterDeps, on_contacts_received
 from services.router.settings import RouterSettings
-from tierline.messaging import SUBSCRIBER_DEFAULTS, Inbox, consumer_group
+from tierline.messaging import (
+    BATCH_SUBSCRIBER_DEFAULTS,
+    Inbox,
+    batch_records,
+    consumer_group,
+    long_poll,
+    parse_batch,
+)
 from tierline.pipeline import escalate_failed_message
 from tierline.runtime import Service
 from tierline.settings import InfraSettings
@@ -54,14 +64,20 @@ def create_service(settings: InfraSettings, *, classifier: Any = None, diagnosti
         SelfhealRequestedV1, AgentRequestedV1, EscalationOpenedV1, AuditEventRecordedV1
     )
 
-    @service.broker.subscriber(
-        ContactReceivedV1.TOPIC,
-        group_id=consumer_group(NAME),
-        **SUBSCRIBER_DEFAULTS,
-        title="router:contact.received.v1",
+    @long_poll(
+        service.broker.subscriber(
+            ContactReceivedV1.TOPIC,
+            group_id=consumer_group(NAME),
+            **BATCH_SUBSCRIBER_DEFAULTS,
+            title="router:contact.received.v1",
+        )
     )
-    async def on_contact(msg: ContactReceivedV1) -> None:
-        await on_contact_received(holder["deps"], msg)
+    async def on_contacts(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+        # a batch: bad records are dead-lettered alone (with the give-up hook below), the rest routed
+        good, bad = parse_batch(ContactReceivedV1, bodies, batch_records(message))
+        for raw, exc in bad:
+            await service.dead_letters.give_up(raw, exc, attempts=1)
+        await on_contacts_received(holder["deps"], good, service.dead_letters)
 
     async def give_up(body: dict[str, Any], error: BaseException) -> None:
         await escalate_failed_message(service.broker, body, error, opened_by="router")

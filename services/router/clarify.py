@@ -26,12 +26,20 @@ from dataclasses import dataclass
 from schemas.messages import Choice
 from schemas.vocab import EscalationReason, Intent, Tier
 from services.router.domain import (
-    HUMAN_CHOICE,
     TOPIC_BY_TIER,
     MessageReading,
     RouteDecision,
     reading_for_choice,
 )
+from tierline.clarify_words import (  # the question's words, shared with tier 2
+    HUMAN_CHOICE,
+    HUMAN_LABEL,
+    LABELS,
+    QUESTION,
+    clarifying_question,
+)
+
+__all__ = ["HUMAN_LABEL", "LABELS", "QUESTION", "clarifying_question"]
 
 #: The route reason that makes a question possible: the table's "unsure" row.
 CLARIFY_ROUTE_REASON = "low_confidence"
@@ -93,8 +101,20 @@ class PendingQuestion:
 _NUMBER = re.compile(r"^\s*(?:#|option\s+|n[ºo°]\.?\s*)?(\d)\s*[.)]?\s*$", re.IGNORECASE)
 
 
+#: "yes" to a question that offered one change (tier 2's confirmation), in the languages tierline speaks
+_AFFIRMATIVE = re.compile(
+    r"^\s*(?:yes|yeah|yep|yup|sure|correct|confirm(?:ed)?|ok(?:ay)?|s[ií]|ja|oui|sim|claro|genau|exacto|exactly)"
+    r"\b(?:[\s,]*(?:please|por\s+favor|bitte|s'il\s+vous\s+pla[iî]t|thanks|thank\s+you|gracias|danke|merci|"
+    r"obrigad[oa]|do\s+it|go\s+ahead|that'?s\s+(?:it|right)))*[\s.!]*$",
+    re.IGNORECASE,
+)
+
+
 def _typed_choice(question: PendingQuestion, text: str) -> Choice | None:
-    """A choice typed back: its number ("2", "2.", "option 2") or its label, e.g. in an email reply."""
+    """A choice typed back: its number ("2", "2.", "option 2") or its label, e.g. in an email reply; "yes"
+    picks the change when the question offered exactly one (a confirmation)."""
+    if len(question.intents) == 1 and _AFFIRMATIVE.match(text):
+        return next(c for c in question.choices if c.value == question.intents[0].value)
     number = _NUMBER.match(text)
     if number:
         index = int(number.group(1)) - 1
@@ -149,110 +169,3 @@ def unclear_after_question() -> RouteDecision:
         reason=UNCLEAR_AFTER_QUESTION,
         escalation_reason=EscalationReason.LOW_CONFIDENCE,
     )
-
-
-# --------------------------------------------------------------------------- the question's words
-LABELS: dict[str, dict[Intent, str]] = {
-    "en": {
-        Intent.PAYMENT_FAILED: "A payment that failed",
-        Intent.CARD_EXPIRING: "Updating my card",
-        Intent.PAYMENT_PENDING: "A payment still pending",
-        Intent.UNRECOGNIZED_CHARGE: "A charge I don't recognise",
-        Intent.UNEXPECTED_CHARGE: "A charge higher than expected",
-        Intent.DUPLICATE_CHARGE: "Being charged twice",
-        Intent.REFUND_REQUEST: "Asking for a refund",
-        Intent.REFUND_STATUS: "A refund I'm waiting for",
-        Intent.INVOICE_REQUEST: "Getting an invoice or receipt",
-        Intent.UPDATE_BILLING_DETAILS: "Changing my billing details",
-        Intent.CANCEL_SUBSCRIPTION: "Cancelling my subscription",
-        Intent.PLAN_CHANGE: "Changing my plan",
-        Intent.PAYMENT_METHODS_QUESTION: "Ways to pay",
-    },
-    "es": {
-        Intent.PAYMENT_FAILED: "Un pago que falló",
-        Intent.CARD_EXPIRING: "Actualizar mi tarjeta",
-        Intent.PAYMENT_PENDING: "Un pago pendiente",
-        Intent.UNRECOGNIZED_CHARGE: "Un cargo que no reconozco",
-        Intent.UNEXPECTED_CHARGE: "Un cargo mayor de lo esperado",
-        Intent.DUPLICATE_CHARGE: "Un cobro doble",
-        Intent.REFUND_REQUEST: "Pedir un reembolso",
-        Intent.REFUND_STATUS: "Un reembolso que espero",
-        Intent.INVOICE_REQUEST: "Obtener una factura o recibo",
-        Intent.UPDATE_BILLING_DETAILS: "Cambiar mis datos de facturación",
-        Intent.CANCEL_SUBSCRIPTION: "Cancelar mi suscripción",
-        Intent.PLAN_CHANGE: "Cambiar de plan",
-        Intent.PAYMENT_METHODS_QUESTION: "Formas de pago",
-    },
-    "de": {
-        Intent.PAYMENT_FAILED: "Eine fehlgeschlagene Zahlung",
-        Intent.CARD_EXPIRING: "Meine Karte aktualisieren",
-        Intent.PAYMENT_PENDING: "Eine ausstehende Zahlung",
-        Intent.UNRECOGNIZED_CHARGE: "Eine Abbuchung, die ich nicht kenne",
-        Intent.UNEXPECTED_CHARGE: "Eine höhere Abbuchung als erwartet",
-        Intent.DUPLICATE_CHARGE: "Doppelt abgebucht",
-        Intent.REFUND_REQUEST: "Eine Erstattung beantragen",
-        Intent.REFUND_STATUS: "Eine Erstattung, auf die ich warte",
-        Intent.INVOICE_REQUEST: "Eine Rechnung oder Quittung",
-        Intent.UPDATE_BILLING_DETAILS: "Meine Rechnungsdaten ändern",
-        Intent.CANCEL_SUBSCRIPTION: "Mein Abonnement kündigen",
-        Intent.PLAN_CHANGE: "Meinen Tarif wechseln",
-        Intent.PAYMENT_METHODS_QUESTION: "Zahlungsarten",
-    },
-    "fr": {
-        Intent.PAYMENT_FAILED: "Un paiement qui a échoué",
-        Intent.CARD_EXPIRING: "Mettre à jour ma carte",
-        Intent.PAYMENT_PENDING: "Un paiement en attente",
-        Intent.UNRECOGNIZED_CHARGE: "Un prélèvement que je ne reconnais pas",
-        Intent.UNEXPECTED_CHARGE: "Un prélèvement plus élevé que prévu",
-        Intent.DUPLICATE_CHARGE: "Un double prélèvement",
-        Intent.REFUND_REQUEST: "Demander un remboursement",
-        Intent.REFUND_STATUS: "Un remboursement que j'attends",
-        Intent.INVOICE_REQUEST: "Obtenir une facture ou un reçu",
-        Intent.UPDATE_BILLING_DETAILS: "Modifier mes informations de facturation",
-        Intent.CANCEL_SUBSCRIPTION: "Résilier mon abonnement",
-        Intent.PLAN_CHANGE: "Changer de formule",
-        Intent.PAYMENT_METHODS_QUESTION: "Moyens de paiement",
-    },
-    "pt": {
-        Intent.PAYMENT_FAILED: "Um pagamento que falhou",
-        Intent.CARD_EXPIRING: "Atualizar meu cartão",
-        Intent.PAYMENT_PENDING: "Um pagamento pendente",
-        Intent.UNRECOGNIZED_CHARGE: "Uma cobrança que não reconheço",
-        Intent.UNEXPECTED_CHARGE: "Uma cobrança maior que o esperado",
-        Intent.DUPLICATE_CHARGE: "Uma cobrança em dobro",
-        Intent.REFUND_REQUEST: "Pedir um reembolso",
-        Intent.REFUND_STATUS: "Um reembolso que estou esperando",
-        Intent.INVOICE_REQUEST: "Obter uma fatura ou recibo",
-        Intent.UPDATE_BILLING_DETAILS: "Alterar meus dados de cobrança",
-        Intent.CANCEL_SUBSCRIPTION: "Cancelar minha assinatura",
-        Intent.PLAN_CHANGE: "Mudar de plano",
-        Intent.PAYMENT_METHODS_QUESTION: "Formas de pagamento",
-    },
-}
-QUESTION: dict[str, str] = {
-    "en": "Just to be sure I help with the right thing: which of these is it about?",
-    "es": "Para asegurarme de ayudarle con lo correcto: ¿de cuál de estos temas se trata?",
-    "de": "Damit ich Ihnen richtig helfe: Worum geht es?",
-    "fr": "Pour être sûr de bien vous aider : de quoi s'agit-il ?",
-    "pt": "Para ter certeza de ajudar com a coisa certa: qual destes é o assunto?",
-}
-HUMAN_LABEL: dict[str, str] = {
-    "en": "Talk to a person",
-    "es": "Hablar con una persona",
-    "de": "Mit einem Menschen sprechen",
-    "fr": "Parler à une personne",
-    "pt": "Falar com uma pessoa",
-}
-
-
-def clarifying_question(intents: Sequence[Intent], language: str | None) -> tuple[str, list[Choice]]:
-    """The question's text and its choices in the customer's language (English when there is no template).
-
-    The text lists the choices numbered too, so a channel without buttons (email) can answer with a number.
-    """
-    lang = language if language in QUESTION else "en"
-    labels = LABELS[lang]
-    choices = [Choice(label=labels.get(i) or LABELS["en"][i], value=i.value) for i in intents]
-    choices.append(Choice(label=HUMAN_LABEL[lang], value=HUMAN_CHOICE))
-    lines = "\n".join(f"{n}. {c.label}" for n, c in enumerate(choices, start=1))
-    return f"{QUESTION[lang]}\n{lines}", choices

@@ -27,6 +27,7 @@ from schemas.vocab import (
     RootCause,
     Tier,
 )
+from tierline.clarify_words import HUMAN_CHOICE  # the choice that asks for a person (shared with tier 2)
 
 TOPIC_BY_TIER: dict[Tier, str] = {
     Tier.TIER1: SelfhealRequestedV1.TOPIC,
@@ -63,8 +64,12 @@ TIER2_INTENTS: frozenset[Intent] = frozenset(
         Intent.DUPLICATE_CHARGE,
         Intent.REFUND_REQUEST,
         Intent.PAYMENT_METHODS_QUESTION,
+        Intent.TEAM_MEMBER,  # tier 2's product tool reads ``intent`` (issue 23)
+        Intent.API_KEY,
     }
 )
+#: Sign-in, password, 2FA, the account's email: identity, which a person checks (issue 23).
+PERSON_INTENTS: frozenset[Intent] = frozenset({Intent.ACCOUNT_ACCESS})
 # An expired pay-invoice link is fixed by a fresh link whatever payment-side intent the text was
 # read as; cancel / plan change / refund status keep their own action.
 LINK_INTENTS: frozenset[Intent] = frozenset(
@@ -189,6 +194,7 @@ ROUTING_TABLE: tuple[RouteRule, ...] = (
     _rule("fraud_reported", frozenset({Intent.FRAUD_COMPROMISED}), Band.HIGH, None, T3, ER.FRAUD),
     _rule("dispute_open", MONEY_INTENTS, Band.ANY, Gate.DISPUTE_OPEN, T3, ER.DISPUTE),
     _rule("out_of_scope", frozenset({Intent.OUT_OF_SCOPE}), Band.HIGH, None, T3, ER.OUT_OF_SCOPE),
+    _rule("account_access", PERSON_INTENTS, Band.HIGH, None, T3, ER.ACCOUNT_ACCESS),
     _rule("low_confidence", ALL_INTENTS, Band.LOW, None, T2),
     _rule("enterprise_money", MONEY_INTENTS, Band.HIGH, Gate.ENTERPRISE, T2),
     _rule("repeat_contacts", TIER1_INTENTS, Band.HIGH, Gate.REPEAT_CONTACTS, T2),
@@ -478,10 +484,6 @@ class MessageReading(BaseModel):
     reason: str = "whole_text"
 
 
-#: The choice value that asks for a person ("Talk to a human" in the chat widget, a 'human' button).
-HUMAN_CHOICE = "human"
-
-
 def reading_for_choice(reading: MessageReading, choice: str | None) -> MessageReading:
     """A clicked "talk to a human" is the customer asking for a person, whatever the text reads as."""
     if choice != HUMAN_CHOICE:
@@ -514,6 +516,13 @@ def is_vague_trouble(text: str) -> bool:
     return len(text.split()) <= VAGUE_MAX_WORDS and bool(VAGUE_TROUBLE.search(text))
 
 
+def _payment_fix(threshold: float) -> MessageReading:
+    """A vague trouble text from a red payment diagnosis: the diagnosis vouches for the payment fix."""
+    return MessageReading(
+        intent=Intent.PAYMENT_FAILED, confidence=min(1.0, threshold), reason="vague_with_red_diagnosis"
+    )
+
+
 def read_message(
     text: str,
     intent: Intent,
@@ -529,11 +538,14 @@ def read_message(
     * A person asked for, or a fraud report, anywhere in the message wins alone.
     * The whole text's own intent stays the main one when it is not a safe ask (a refund, a plan change,
       a question): it takes its usual path, unsure or not; safe clauses ride along as further asks.
-    * A money ask read in a clause only is never the main one nor done on the side: it is listed with
-      the further asks, and the tier hands the contact to a person after the safe ones.
+    * A money ask read in a clause only, or by an unsure whole text beside a safe ask, is never the main
+      one nor done on the side: it is listed with the further asks, and the tier hands the contact to a
+      person after the safe ones.
     * Otherwise the most urgent safe ask is the main one: what blocks payment, then the invoice, then
       explanations. A clause counts at the threshold, or (in a message read as in scope) at
       ``CUE_FLOOR`` when its words agree.
+    * A sign-in trouble ("I can't log in") from a red payment diagnosis: the payment fix (the account is
+      locked for non-payment), not a person.
     * Nothing in scope, a vague trouble text ("it's not working") and a red payment diagnosis: the
       diagnosis' payment fix.
     """
@@ -550,6 +562,14 @@ def read_message(
         stop = max(stops, key=lambda c: c.confidence)
         return MessageReading(intent=stop.intent, confidence=stop.confidence, reason="stop_ask")
 
+    if (
+        intent in PERSON_INTENTS
+        and diagnosis_red
+        and root_cause in PAYMENT_BLOCKERS
+        and is_vague_trouble(text)
+    ):
+        # "I can't log in" from an account locked for non-payment: the payment fix, not a password reset
+        return _payment_fix(threshold)
     asks: dict[Intent, float] = {intent: confidence} if in_scope else {}
     for clause in counted:
         if not in_scope and clause.intent not in SAFE_SECONDARY_INTENTS:
@@ -563,17 +583,16 @@ def read_message(
         (a for a in asks if a in SAFE_SECONDARY_INTENTS and reliable(a)), key=lambda a: ASK_PRIORITY.get(a, 9)
     )
     money = [a for a in asks if a in MONEY_ASK_INTENTS and asks[a] >= max(threshold, MONEY_CLAUSE_FLOOR)]
-    if in_scope and intent not in SAFE_SECONDARY_INTENTS:
+    # an unsure whole text whose money ask a clause reads confidently, beside a safe ask, is a money ask
+    # read in a clause: the safe ask is done, a person decides the money (the clause never makes it act)
+    unsure_money = intent in money and not whole_confident and bool(safe)
+    if in_scope and intent not in SAFE_SECONDARY_INTENTS and not unsure_money:
         main, main_confidence = intent, asks[intent]
     elif safe:
         main = safe[0]
         main_confidence = max(confidence, asks[main]) if whole_confident else asks[main]
     elif diagnosis_red and root_cause in PAYMENT_BLOCKERS and is_vague_trouble(text):
-        return MessageReading(
-            intent=Intent.PAYMENT_FAILED,
-            confidence=min(1.0, threshold),  # the diagnosis vouches for the reading
-            reason="vague_with_red_diagnosis",
-        )
+        return _payment_fix(threshold)
     else:
         return MessageReading(intent=intent, confidence=confidence)
 

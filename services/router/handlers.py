@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -52,8 +55,10 @@ from tierline.billing.facts import (
     PostgresFacts,
     dispute_open,
     fraud_signal,
+    load_many,
     plan_of,
 )
+from tierline.clarify_words import CLARIFY_SUMMARY_PREFIX
 from tierline.conversations import (
     ConversationMismatch,
     attach_contact,
@@ -65,14 +70,13 @@ from tierline.conversations import (
 )
 from tierline.guardrails import INJECTION_FLAG, detect_injection
 from tierline.language import LanguageGuess, detect_language
-from tierline.messaging import Inbox, publish
+from tierline.messaging import DeadLetterRouter, Inbox, PendingPublishes, publish, run_in_key_order
 from tierline.pipeline import audit, escalate, record_outcome, set_contact_intent, start_contact
 from tierline.textprep import clean_text, split_asks
 
 log = structlog.get_logger(__name__)
 
 #: A clarifying question's outcome summary starts with this (the report and the demo count them by it).
-CLARIFY_SUMMARY_PREFIX = "clarifying_question:"
 
 
 @dataclass
@@ -131,11 +135,45 @@ async def diagnose_or_none(deps: RouterDeps, customer_id: str, contact_id: str) 
         return None
 
 
+#: A subject that only answers an earlier message ("Re: charged twice") names the thread's old topic.
+_REPLY_SUBJECT = re.compile(
+    r"^\s*(?:re|aw|sv|vs|r|rif|res|fw|fwd|wg|tr|enc)\s*(?:\[\d+\])?\s*:", re.IGNORECASE
+)
+
+
+def customer_words(msg: ContactReceivedV1) -> str:
+    """What the router reads: the text, behind a new email's subject ("Invoice for March" over "Hi, see
+    the subject. Thanks"). A reply's or forward's subject names an earlier topic and is left out."""
+    subject = " ".join((msg.payload.subject_line or "").split())
+    if not subject or _REPLY_SUBJECT.match(subject) or subject.lower() in msg.payload.text.lower():
+        return msg.payload.text
+    stop = "" if subject[-1] in ".?!" else "."
+    return f"{subject}{stop}\n\n{msg.payload.text}"
+
+
 def classify_message(classifier: Classifier, text: str) -> tuple[str, list[str], list[Any]]:
     """The cleaned text, its clauses, and the classifier's reading of each (one batched call)."""
-    cleaned = clean_text(text)  # the customer's new words: no quotes, signature, greeting
-    clauses = split_asks(cleaned)
-    return cleaned, clauses, list(classifier.predict([cleaned, *clauses]))
+    return classify_messages(classifier, [text])[0]
+
+
+def classify_messages(classifier: Classifier, texts: Sequence[str]) -> list[tuple[str, list[str], list[Any]]]:
+    """Each text's cleaned form, its clauses and the classifier's reading of each: ONE classifier call
+    (one encoder pass) for all the texts of a batch."""
+    parts: list[tuple[str, list[str]]] = []
+    inputs: list[str] = []
+    for text in texts:
+        cleaned = clean_text(text)  # the customer's new words: no quotes, signature, greeting
+        clauses = split_asks(cleaned)
+        parts.append((cleaned, clauses))
+        inputs.extend([cleaned, *clauses])
+    predictions = list(classifier.predict(inputs)) if inputs else []
+    out: list[tuple[str, list[str], list[Any]]] = []
+    start = 0
+    for cleaned, clauses in parts:
+        end = start + 1 + len(clauses)
+        out.append((cleaned, clauses, predictions[start:end]))
+        start = end
+    return out
 
 
 def acting_threshold(deps: RouterDeps, reading: MessageReading) -> float:
@@ -168,11 +206,106 @@ def read_contact(
     )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a batch's prologue read for one contact: its text's reading (one encoder pass for the whole
+    batch) and its customer's facts (one statement for the whole batch)."""
+
+    cleaned: str
+    clauses: list[str]
+    predictions: list[Any]
+    facts: CustomerFacts
+
+
 async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
-    if await deps.inbox.seen(msg.message_id):
-        log.info("router.duplicate_skipped", contact_id=msg.contact_id)
-        return
-    structlog.contextvars.bind_contextvars(contact_id=msg.contact_id)
+    """One contact: a batch of one (errors propagate to the caller's retry)."""
+    await on_contacts_received(deps, [(msg, None)])
+
+
+async def on_contacts_received(
+    deps: RouterDeps,
+    items: Sequence[tuple[ContactReceivedV1, Any]],
+    dead_letters: DeadLetterRouter | None = None,
+) -> int:
+    """A batch of contacts (each with its Kafka record, or ``None``), in log order.
+
+    One statement finds the contacts handled already (the inbox), one classifier call reads every text,
+    one statement reads every customer's facts; then each customer's contacts are routed one after the
+    other in log order and different customers at the same time. The batch's publishes are awaited
+    together, then one statement marks the batch in the inbox, then the caller commits the offsets: a
+    crash anywhere before redelivers the batch, which publishes identical messages (derived ids).
+    With ``dead_letters``, a contact that keeps failing is dead-lettered alone and the rest go on.
+    Returns the number of contacts routed."""
+    first: dict[Any, tuple[ContactReceivedV1, Any]] = {}
+    for msg, raw in items:
+        if msg.message_id in first:
+            log.info("router.duplicate_skipped", contact_id=msg.contact_id)
+        first.setdefault(msg.message_id, (msg, raw))
+    seen = await deps.inbox.seen_many(list(first))
+    for message_id in seen:
+        log.info("router.duplicate_skipped", contact_id=first[message_id][0].contact_id)
+    todo = [item for message_id, item in first.items() if message_id not in seen]
+    if not todo:
+        return 0
+    readings = await asyncio.to_thread(
+        classify_messages, deps.classifier, [customer_words(msg) for msg, _ in todo]
+    )
+    facts = await batch_facts(deps, [msg for msg, _ in todo])
+    prepared = {
+        msg.message_id: Prepared(cleaned, clauses, predictions, facts[msg.message_id])
+        for (msg, _), (cleaned, clauses, predictions) in zip(todo, readings, strict=True)
+    }
+    routed: list[Any] = []
+
+    async def one(item: tuple[ContactReceivedV1, Any]) -> None:
+        msg, raw = item
+
+        async def run() -> None:
+            with structlog.contextvars.bound_contextvars(contact_id=msg.contact_id):
+                await route_contact(deps, msg, prepared[msg.message_id])
+
+        if dead_letters is None:
+            await run()
+            routed.append(msg.message_id)
+        elif await dead_letters.handle_one(raw, run):
+            routed.append(msg.message_id)
+
+    async with PendingPublishes() as pending:
+        await run_in_key_order(todo, lambda item: item[0].customer_id, one)
+        await pending.confirm()
+    await deps.inbox.mark_many(routed)
+    return len(routed)
+
+
+async def batch_facts(deps: RouterDeps, messages: Sequence[ContactReceivedV1]) -> dict[Any, CustomerFacts]:
+    """Each contact's customer facts, read for the whole batch in one statement. A repeat contact is one
+    of the customer's other contacts in the window, as if the batch were handled one contact at a time:
+    the ones on record before the batch and the batch's earlier ones."""
+    repository = deps.facts if deps.facts is not None else PostgresFacts(deps.pool)
+    by_customer = await load_many(
+        repository,
+        [m.customer_id for m in messages],
+        contact_ids=[m.contact_id for m in messages],
+        repeat_window_days=deps.repeat_window_days,
+    )
+    window_start = datetime.now(UTC) - timedelta(days=deps.repeat_window_days)
+    earlier: dict[str, set[str]] = {}
+    out: dict[Any, CustomerFacts] = {}
+    for m in messages:
+        before = earlier.setdefault(m.customer_id, set())
+        base = by_customer[m.customer_id]
+        out[m.message_id] = (
+            replace(base, repeat_contacts=base.repeat_contacts + len(before - {m.contact_id}))
+            if before
+            else base
+        )
+        if m.occurred_at > window_start:
+            before.add(m.contact_id)
+    return out
+
+
+async def route_contact(deps: RouterDeps, msg: ContactReceivedV1, prepared: Prepared) -> None:
+    """Route one contact whose batch's prologue read its text and its facts (see ``on_contacts_received``)."""
     await start_contact(
         deps.pool,
         contact_id=msg.contact_id,
@@ -184,15 +317,12 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
     conversation_id, earlier = await join_conversation(deps, msg)
     if await held_by_person(deps, conversation_id):
         await follow_up_to_person(deps, msg, conversation_id, earlier)
-        await deps.inbox.mark(msg.message_id)
         return
     question = await pending_question(deps.pool, conversation_id, msg.contact_id)
-    cleaned, clauses, predictions = await asyncio.to_thread(
-        classify_message, deps.classifier, msg.payload.text
-    )
+    cleaned, clauses, predictions = prepared.cleaned, prepared.clauses, prepared.predictions
     prediction = predictions[0]
     diagnosis = await diagnose_or_none(deps, msg.customer_id, msg.contact_id)
-    gates = await gather_gates(deps, msg, diagnosis)
+    gates = gates_from_facts(msg, prepared.facts, diagnosis)
     root_cause = diagnosis.root_cause if diagnosis else None
     recommended = diagnosis.recommended_action if diagnosis else None
     reading = read_contact(cleaned, clauses, predictions, deps.classifier.threshold, diagnosis)
@@ -253,7 +383,6 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
     )
     if offered:
         await ask_question(deps, msg, offered, reading, root_cause, language)
-        await deps.inbox.mark(msg.message_id)
         return
     await hand_on(
         deps,
@@ -267,8 +396,8 @@ async def on_contact_received(deps: RouterDeps, msg: ContactReceivedV1) -> None:
         language=language,
         conversation_id=conversation_id,
         earlier=earlier,
+        answers_question=question is not None,
     )
-    await deps.inbox.mark(msg.message_id)
 
 
 async def pending_question(
@@ -455,6 +584,7 @@ async def hand_on(
     language: LanguageGuess | None = None,
     conversation_id: str | None = None,
     earlier: list[Turn] | None = None,
+    answers_question: bool = False,
 ) -> None:
     code = language.code if language is not None else None
     intent: Intent = reading.intent if reading is not None else prediction.intent
@@ -497,6 +627,7 @@ async def hand_on(
                     diagnosis=diagnosis,
                     handoff_reason=decision.reason,
                     tier_path=[],
+                    answers_question=answers_question,
                     secondary_intents=secondary,
                     secondary_actions=list(extra or []),
                     flags=list(flags or []),
@@ -540,6 +671,8 @@ def _next_step(reason: str, diagnosis: DiagnosisView | None, language: LanguageG
         "dispute": "An open dispute blocks financial actions: respond through the dispute process.",
         "out_of_scope": "Not a billing question: hand on to general support.",
         "policy_denied": "The sender could not be verified for this account: verify identity before acting.",
+        "account_access": "Sign-in, password, 2FA or account email: verify the person's identity, then "
+        "help them in the product's admin tools; never change the login on an unverified request.",
     }
     base = steps.get(reason, "Review the case.")
     if language is not None and not language.supported:

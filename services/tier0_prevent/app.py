@@ -11,11 +11,12 @@ from typing import Any
 import structlog
 
 from schemas import EscalationReason, Tier
-from schemas.messages import EscalationOpenedPayload, StripeEventReceivedV1
+from schemas.messages import EscalationOpenedPayload, StripeEventReceivedV1, UsageEventRecordedV1
 from services.tier0_prevent.adapters.diagnostics import diagnostics_client
 from services.tier0_prevent.adapters.stripe import billing_actions
 from services.tier0_prevent.domain import Handling, route_event
 from services.tier0_prevent.dunning import DunningWorker
+from services.tier0_prevent.forecast import ForecastNudger, UsageForecasts
 from services.tier0_prevent.handlers import MirrorSync, Tier0Deps, Tier0Handlers, utc_now
 from services.tier0_prevent.ingress import BatchingIngestor, WebhookIngress
 from services.tier0_prevent.ports import BillingActions, Diagnostics, MirrorSink, Tier0Actions
@@ -24,7 +25,7 @@ from tierline.actions import ActionExecutor
 from tierline.billing.declines import classify_decline
 from tierline.billing.mirror import MirrorStore
 from tierline.billing.policy import PolicyEngine
-from tierline.messaging import SUBSCRIBER_DEFAULTS, consumer_group, publish
+from tierline.messaging import ORDERED_DEFAULTS, SUBSCRIBER_DEFAULTS, consumer_group, publish
 from tierline.pipeline import escalate
 from tierline.runtime import Service
 from tierline.settings import DEFAULT_PORTS, InfraSettings
@@ -33,6 +34,13 @@ log = structlog.get_logger(__name__)
 
 NAME = "tier0_prevent"
 MIRROR_GROUP = f"{consumer_group(NAME)}.mirror"
+FORECAST_GROUP = f"{consumer_group(NAME)}.forecast"
+
+
+async def _raw_batch(msg: Any, original: Any = None) -> list[bytes]:
+    """Batch decoder: the raw values (the forecast watch reads only each one's customer id)."""
+    body = msg.body
+    return [bytes(b) for b in body] if isinstance(body, list | tuple) else [bytes(body)]
 
 
 def _mirror(pool: Any) -> MirrorSink:
@@ -67,6 +75,7 @@ def create_service(
     diagnostics: Diagnostics | None = None,
     billing: BillingActions | None = None,
     policy: PolicyEngine | None = None,
+    usage: UsageForecasts | None = None,
     clock: Callable[[], datetime] = utc_now,
     background: bool = True,
     worker_id: str | None = None,
@@ -110,6 +119,24 @@ def create_service(
         svc.state["handlers"] = Tier0Handlers(deps)
         svc.state["mirror"] = MirrorSync(_mirror(svc.db))
         svc.state["dunning"] = DunningWorker(deps, worker_id or f"{NAME}-{uuid.uuid4().hex[:8]}")
+        if usage is None:
+            from tierline.diagnostics_client import HttpDiagnostics
+
+            door: UsageForecasts = HttpDiagnostics(
+                settings.diagnostics_url, token=settings.service_token.get_secret_value()
+            )
+        else:
+            door = usage
+        svc.state["forecast"] = ForecastNudger(
+            pool=svc.db,
+            broker=svc.broker,
+            actions=deps.actions,
+            usage=door,
+            usage_url=t0.usage_page_url or f"{settings.public_base_url.rstrip('/')}/billing/usage",
+            threshold=t0.forecast_threshold,
+            settle_s=t0.forecast_settle_s,
+            clock=clock,
+        )
 
     async def on_stop(svc: Service) -> None:
         await ingestor.stop()
@@ -149,6 +176,22 @@ def create_service(
 
     service.dead_letters.give_up_hooks[StripeEventReceivedV1.TOPIC] = on_give_up
 
+    if t0.forecast_nudge_enabled:
+
+        @service.broker.subscriber(
+            UsageEventRecordedV1.TOPIC,
+            group_id=FORECAST_GROUP,
+            batch=True,
+            max_records=500,
+            batch_timeout_ms=200,
+            decoder=_raw_batch,
+            **ORDERED_DEFAULTS,
+            title="tier0_prevent:usage.event.recorded.v1",
+        )
+        async def on_usage_events_recorded(bodies: list[bytes]) -> None:
+            """Usage marks its customers for the forecast sweep (no I/O here)."""
+            service.state["forecast"].on_usage_events(bodies)
+
     if background:
 
         async def dunning_worker(svc: Service) -> None:
@@ -165,4 +208,18 @@ def create_service(
                 await asyncio.sleep(t0.expiry_scan_interval_s)
 
         service.background.extend([dunning_worker, expiry_scan])
+
+        if t0.forecast_nudge_enabled:
+
+            async def forecast_sweep(svc: Service) -> None:
+                while True:
+                    await asyncio.sleep(t0.forecast_sweep_interval_s)  # at most once a minute
+                    try:
+                        await svc.state["forecast"].sweep()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+                        log.error("tier0.forecast.sweep_failed", error=f"{type(exc).__name__}: {exc}")
+
+            service.background.append(forecast_sweep)
     return service

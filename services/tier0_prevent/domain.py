@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from schemas import Action, HealthStatus, RootCause
 from schemas.messages import DiagnosisView
+from tierline.billing import stripe_shapes
 
 
 # ----------------------------------------------------------------------------- routing
@@ -80,28 +81,15 @@ def _meta(obj: Any) -> dict[str, Any]:
 
 
 def decline_code_of(obj: dict[str, Any]) -> str | None:
-    """The decline code an invoice event carries: its metadata, its expanded payment intent or charge."""
-    code = _meta(obj).get("tl_decline_code")
-    if isinstance(code, str) and code:
-        return code
-    pi = obj.get("payment_intent")
-    if isinstance(pi, dict):
-        err = pi.get("last_payment_error")
-        if isinstance(err, dict):
-            code = err.get("decline_code") or err.get("code")
-            if isinstance(code, str) and code:
-                return code
-    charge = obj.get("charge")
-    if isinstance(charge, dict) and charge.get("status") == "failed":
-        code = _meta(charge).get("tl_decline_code")
-        if not code:
-            raw_outcome = charge.get("outcome")
-            outcome: dict[str, Any] = raw_outcome if isinstance(raw_outcome, dict) else {}
-            failure = charge.get("failure_code")
-            code = outcome.get("reason") if failure == "card_declined" and outcome.get("reason") else failure
-        if isinstance(code, str) and code:
-            return code
-    return None
+    """The decline code an event's object says, from Stripe's own fields in any API version's shape: a
+    charge's failure, a payment intent's last error, an invoice's expanded payments. ``None`` when the
+    object does not say (a current-version invoice lists no payments): the caller looks further."""
+    kind = obj.get("object")
+    if kind == "charge":
+        return stripe_shapes.charge_decline_code(obj)
+    if kind == "payment_intent":
+        return stripe_shapes.payment_intent_decline_code(obj)
+    return stripe_shapes.invoice_decline_code(obj)
 
 
 # ----------------------------------------------------------------------------- declines

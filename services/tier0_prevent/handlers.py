@@ -182,6 +182,7 @@ class Tier0Handlers:
             domain.decline_code_of(obj)
             or _text(evidence.get("decline_code"))
             or await self.d.store.decline_code_for_invoice(invoice_id)
+            or await self._fetched_decline(invoice_id)
         )
         attempt_count = int(obj.get("attempt_count") or evidence.get("attempt_count") or 1)
         decline = self.d.classify(code, attempt_count=attempt_count)  # type: ignore[call-arg]
@@ -367,6 +368,17 @@ class Tier0Handlers:
             details={"retry_at": [t.isoformat() for t in retry_at]},
         )
         return result.result
+
+    async def _fetched_decline(self, invoice_id: str) -> str | None:
+        """The decline asked of Stripe: a current-version invoice event names no payment, and the charge
+        and payment intent events (which no longer name the invoice) may come later or not at all."""
+        try:
+            code = await self.d.billing.invoice_decline_code(invoice_id)
+        except Exception as exc:  # noqa: BLE001 - unknown decline: classified as generic, retried as soft
+            log.warning("tier0.decline.fetch_failed", invoice=invoice_id, error=type(exc).__name__)
+            return None
+        log.info("tier0.decline.fetched", invoice=invoice_id, decline_code=code)
+        return code
 
     # ------------------------------------------------------------------ paid, links
     async def invoice_paid(self, msg: StripeEventReceivedV1) -> None:

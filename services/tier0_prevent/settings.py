@@ -31,3 +31,15 @@ class Tier0Settings(BaseSettings):
     expiry_window_days: int = 30
     expiry_scan_interval_s: float = 86_400.0
     return_url: str | None = Field(default=None, description="where the update-card page returns to")
+    # the forecast-over-limit nudge (issue 21): usage events mark customers; a sweep reads their forecasts
+    forecast_nudge_enabled: bool = True
+    forecast_threshold: float = Field(
+        default=1.0, gt=0, le=2, description="nudge when the forecast passes limit x this (1.0: the limit)"
+    )
+    forecast_sweep_interval_s: float = Field(
+        default=60.0, ge=60, description="how often the sweep wakes (at most once a minute)"
+    )
+    forecast_settle_s: float = Field(
+        default=120.0, ge=0, description="keep reading a customer this long after their last usage event"
+    )
+    usage_page_url: str | None = Field(default=None, description="the usage page (default /billing/usage)")

@@ -31,6 +31,7 @@ from schemas.messages import (
     Sender,
 )
 from schemas.vocab import Channel
+from services.tier1_selfheal import contracts as c
 from services.tier1_selfheal import domain
 from services.tier1_selfheal.adapters.postgres import ContactStatusReader
 from services.tier1_selfheal.auth import (
@@ -46,7 +47,7 @@ from services.tier1_selfheal.auth import (
 )
 from services.tier1_selfheal.ports import CardVault, Diagnostics, RequestStore, UnknownInvoice
 from tierline import conversations
-from tierline.http import path_id, read_json
+from tierline.http_contracts import Call, api_route
 from tierline.messaging import publish
 from tierline.pipeline import escalate, start_contact
 
@@ -77,6 +78,69 @@ class HttpError(Exception):
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+Raw = Callable[[Request], Awaitable[Response]]
+
+#: The customer's credentials, as the OpenAPI document names them (any one will do).
+SESSION_SCHEMES: dict[str, dict[str, Any]] = {
+    "customerSession": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "a customer session token (`tierline token customer`, or the product's JWT)",
+    },
+    "sessionCookie": {"type": "apiKey", "in": "cookie", "name": COOKIE_NAME},
+}
+LINK_SCHEMES: dict[str, dict[str, Any]] = {
+    "customerSession": SESSION_SCHEMES["customerSession"],
+    "linkToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "the signed token of an emailed pay / update-card link",
+    },
+}
+
+
+class CustomerSession:
+    """Auth dependency: the signed-in customer (bearer header or session cookie) → their claims."""
+
+    schemes = SESSION_SCHEMES
+
+    def __init__(self, keys: Callable[[], CustomerKeys]) -> None:
+        self.keys = keys
+
+    async def __call__(self, request: Request) -> TokenClaims:
+        token = token_from(request.headers, request.cookies)
+        return verify_token(self.keys(), token, purposes=(SESSION_PURPOSE,))
+
+
+class LinkToken:
+    """Auth dependency: a signed link's token (bearer header or ``?token=``) of one of ``purposes``."""
+
+    schemes = LINK_SCHEMES
+
+    def __init__(self, keys: Callable[[], CustomerKeys], purposes: tuple[str, ...]) -> None:
+        self.keys, self.purposes = keys, purposes
+
+    async def __call__(self, request: Request) -> TokenClaims:
+        token = token_from(request.headers, {}, request.query_params)
+        return verify_token(self.keys(), token, purposes=self.purposes)
+
+
+def meter_errors(endpoint: Raw) -> Raw:
+    """The meter's typed errors as JSON answers: an :class:`HttpError` as itself, a refused token 401."""
+
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except HttpError as exc:
+            return _error(exc.status, exc.code, exc.detail)
+        except InvalidSession as exc:
+            return _error(401, "unauthenticated", str(exc))
+
+    return wrapper
 
 
 def contact_id_for(customer_id: str, request_id: str) -> str:
@@ -121,23 +185,11 @@ def diagnosis_json(d: DiagnosisView) -> dict[str, Any]:
 def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
     """Routes for Service(routes=...); ``get_deps`` is called per request (the pool exists after start)."""
 
-    def guarded(
-        endpoint: Callable[[Request, MeterDeps], Awaitable[Response]],
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def wrapper(request: Request) -> Response:
-            try:
-                return await endpoint(request, get_deps())
-            except HttpError as exc:
-                return _error(exc.status, exc.code, exc.detail)
-            except InvalidSession as exc:
-                return _error(401, "unauthenticated", str(exc))
-
-        return wrapper
-
-    def session(request: Request, deps: MeterDeps) -> TokenClaims:
-        return verify_token(
-            deps.secret, token_from(request.headers, request.cookies), purposes=(SESSION_PURPOSE,)
-        )
+    sessions = CustomerSession(lambda: get_deps().secret)
+    pay_links = LinkToken(lambda: get_deps().secret, (PAY_INVOICE_PURPOSE, SESSION_PURPOSE))
+    status_links = LinkToken(
+        lambda: get_deps().secret, (UPDATE_CARD_PURPOSE, PAY_INVOICE_PURPOSE, SESSION_PURPOSE)
+    )
 
     def same_customer(claimed: Any, subject: str) -> None:
         if claimed not in (None, "") and claimed != subject:
@@ -209,50 +261,41 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         log.info("tier1.api.fix_requested", contact_id=contact_id, action=action.value, duplicate=duplicate)
         return contact_id, duplicate
 
-    async def chat_conversation(deps: MeterDeps, body: dict[str, Any], customer_id: str) -> str | None:
+    async def chat_conversation(deps: MeterDeps, wanted: str | None, customer_id: str) -> str | None:
         """The chat conversation a fix was clicked in (the widget sends it), the customer's own or 404."""
-        wanted = body.get("conversation_id")
         if wanted in (None, ""):
             return None
-        found = (
-            await conversations.get_conversation(deps.pool, wanted)
-            if isinstance(wanted, str) and len(wanted) <= 200
-            else None
-        )
+        found = await conversations.get_conversation(deps.pool, wanted)
         if found is None or found.customer_id != customer_id:
             raise HttpError(404, "conversation_not_found", "no such conversation")
         return found.conversation_id
 
     # ------------------------------------------------------------------------------------ meter API
-    async def get_meter(request: Request, deps: MeterDeps) -> Response:
-        claims = session(request, deps)
-        same_customer(request.query_params.get("customer_id"), claims.subject)
-        return JSONResponse(diagnosis_json(await diagnose(deps, claims.subject)))
+    async def get_meter(call: Call[TokenClaims, None]) -> c.HealthMeterView:
+        """The signed-in customer's Billing Health Meter: the diagnosis and the 1-click fixes it offers."""
+        claims = call.principal
+        same_customer(call.query_as(c.MeterQuery).customer_id, claims.subject)
+        return c.HealthMeterView.model_validate(diagnosis_json(await diagnose(get_deps(), claims.subject)))
 
-    async def post_fix(request: Request, deps: MeterDeps) -> Response:
-        claims = session(request, deps)
-        body: dict[str, Any] = await read_json(request)
-        same_customer(body.get("customer_id"), claims.subject)
-        try:
-            action = Action(str(body.get("action")))
-        except ValueError as exc:
-            raise HttpError(422, "unknown_action", f"unknown action {body.get('action')!r}") from exc
+    async def post_fix(call: Call[TokenClaims, c.FixRequest]) -> c.FixAccepted | c.HumanAccepted:
+        """Ask for a 1-click fix: it is published on tier1.selfheal.requested.v1 and runs policy-checked."""
+        deps, claims, body = get_deps(), call.principal, call.body
+        same_customer(body.customer_id, claims.subject)
+        action = body.action
         if action is Action.ESCALATE:
-            return await human(request, deps, claims=claims, body=body)
+            return await human(deps, claims, c.HumanRequest(text=body.text, request_id=body.request_id))
         if action not in CLICKABLE:
             raise HttpError(422, "not_self_serve", f"{action.value} is not a 1-click fix; talk to us instead")
-        params = body.get("params") or {}
-        if not isinstance(params, dict):
-            raise HttpError(422, "invalid_params", "params must be an object")
+        params = body.params or {}
         try:
             domain.parse_fix(action, params)
         except domain.InvalidFixRequest as exc:
             raise HttpError(422, "invalid_params", str(exc)) from exc
-        request_id = str(body.get("request_id") or request.headers.get("idempotency-key") or uuid.uuid4().hex)
+        request_id = str(body.request_id or call.request.headers.get("idempotency-key") or uuid.uuid4().hex)
         if not _REQUEST_ID.fullmatch(request_id):
             raise HttpError(422, "invalid_request_id", "request_id must be 8-100 letters, digits or -_:.")
-        conversation_id = await chat_conversation(deps, body, claims.subject)
-        label = body.get("label") if isinstance(body.get("label"), str) else None
+        conversation_id = await chat_conversation(deps, body.conversation_id, claims.subject)
+        label = body.label
         contact_id, duplicate = await submit(
             deps,
             claims.subject,
@@ -262,32 +305,25 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
             conversation_id=conversation_id,
             label=label[:200] if label else None,
         )
-        return JSONResponse(
-            {
-                "contact_id": contact_id,
-                "status_url": f"/v1/health-meter/contacts/{contact_id}",
-                "duplicate": duplicate,
-            },
-            status_code=202,
+        return c.FixAccepted(
+            contact_id=contact_id,
+            status_url=f"/v1/health-meter/contacts/{contact_id}",
+            duplicate=duplicate,
         )
 
-    async def get_contact(request: Request, deps: MeterDeps) -> Response:
-        claims = session(request, deps)
-        return JSONResponse(await contact_status(deps, claims.subject, path_id(request, "contact_id")))
+    async def get_contact(call: Call[TokenClaims, None]) -> c.ContactStatus:
+        """The honest status of one of your requests (pending, resolved, with a person, ...)."""
+        status = await contact_status(get_deps(), call.principal.subject, call.path["contact_id"])
+        return c.ContactStatus.model_validate(status)
 
-    async def human(
-        request: Request,
-        deps: MeterDeps,
-        *,
-        claims: TokenClaims | None = None,
-        body: dict[str, Any] | None = None,
-    ) -> Response:
-        claims = claims or session(request, deps)
-        if body is None:
-            body = await read_json(request, empty={})
-        same_customer(body.get("customer_id"), claims.subject)
-        text = body.get("text") if isinstance(body.get("text"), str) else None
-        request_id = str(body.get("request_id") or uuid.uuid4().hex)
+    async def post_human(call: Call[TokenClaims, c.HumanRequest]) -> c.HumanAccepted:
+        """Talk to a human: a person from the billing team takes over, with everything known so far."""
+        return await human(get_deps(), call.principal, call.body)
+
+    async def human(deps: MeterDeps, claims: TokenClaims, body: c.HumanRequest) -> c.HumanAccepted:
+        same_customer(body.customer_id, claims.subject)
+        text = body.text
+        request_id = str(body.request_id or uuid.uuid4().hex)
         customer_id = claims.subject
         contact_id = contact_id_for(customer_id, f"human:{request_id}")
         await deps.requests.record(contact_id, customer_id, Action.ESCALATE.value, {})
@@ -332,29 +368,24 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
             ),
         )
         await deps.requests.set_state(contact_id, "escalated", EscalationReason.CUSTOMER_ASKED.value)
-        return JSONResponse(
-            {
-                "contact_id": contact_id,
-                "status": "escalated",
-                "status_url": f"/v1/health-meter/contacts/{contact_id}",
-            },
-            status_code=202,
+        return c.HumanAccepted(
+            contact_id=contact_id, status="escalated", status_url=f"/v1/health-meter/contacts/{contact_id}"
         )
 
-    async def get_cases(request: Request, deps: MeterDeps) -> Response:
+    async def get_cases(call: Call[TokenClaims, None]) -> c.CustomerCases:
         """The signed-in customer's requests that reach a person, with the honest status of each."""
-        claims = session(request, deps)
-        rows = await ContactStatusReader(deps.pool).customer_cases(claims.subject)
-        return JSONResponse({"cases": [case_json(r) for r in rows]})
+        rows = await ContactStatusReader(get_deps().pool).customer_cases(call.principal.subject)
+        return c.CustomerCases.model_validate({"cases": [case_json(r) for r in rows]})
 
-    async def post_session(request: Request, deps: MeterDeps) -> Response:
-        """Sign-in form: check a session token and keep it in an HttpOnly cookie."""
-        body: dict[str, Any] = await read_json(request)
-        claims = verify_token(deps.secret, str(body.get("token") or ""), purposes=(SESSION_PURPOSE,))
-        resp = JSONResponse({"customer_id": claims.subject, "expires_at": claims.expires_at})
+    async def post_session(call: Call[None, c.SessionStart]) -> Response:
+        """Sign in: check a session token and keep it in an HttpOnly cookie."""
+        deps = get_deps()
+        claims = verify_token(deps.secret, call.body.token, purposes=(SESSION_PURPOSE,))
+        view = c.SessionView(customer_id=claims.subject, expires_at=claims.expires_at)
+        resp = JSONResponse(view.model_dump(mode="json"))
         resp.set_cookie(
             COOKIE_NAME,
-            str(body["token"]),
+            call.body.token,
             httponly=True,
             samesite="strict",
             secure=deps.cookie_secure,
@@ -362,18 +393,15 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         )
         return resp
 
-    async def delete_session(request: Request, deps: MeterDeps) -> Response:
-        resp = JSONResponse({"signed_out": True})
+    async def delete_session(call: Call[None, None]) -> Response:
+        """Sign out: forget the session cookie."""
+        resp = JSONResponse(c.SignedOut(signed_out=True).model_dump(mode="json"))
         resp.delete_cookie(COOKIE_NAME)
         return resp
 
     # ------------------------------------------------------------------------------------ link pages
-    async def link_customer(
-        request: Request, deps: MeterDeps, purpose: str, invoice_id: str | None = None
-    ) -> str:
+    async def link_customer(deps: MeterDeps, claims: TokenClaims, invoice_id: str | None = None) -> str:
         """The customer a link (or a session) speaks for; for pay links, the invoice's own customer."""
-        token = token_from(request.headers, {}, request.query_params)
-        claims = verify_token(deps.secret, token, purposes=(purpose, SESSION_PURPOSE))
         if claims.purpose == PAY_INVOICE_PURPOSE:
             if invoice_id is None or claims.subject != invoice_id:
                 raise HttpError(403, "forbidden", "this link is for another invoice")
@@ -390,9 +418,11 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
         except UnknownInvoice as exc:
             raise HttpError(404, "invoice_not_found", str(exc)) from exc
 
-    async def post_update_card(request: Request, deps: MeterDeps) -> Response:
-        """Gone: card numbers never reach tierline. The card page (``portal_cards``) lets Stripe collect
-        the card and sends only the SetupIntent it confirmed to ``POST /v1/portal/card``."""
+    async def post_update_card(call: Call[None, None]) -> Response:
+        """Gone: card numbers never reach tierline.
+
+        The card page (``portal_cards``) lets Stripe collect the card and sends only the SetupIntent it
+        confirmed to ``POST /v1/portal/card``."""
         raise HttpError(
             410,
             "gone",
@@ -400,26 +430,23 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
             "the payment processor, or POST /v1/portal/card with a confirmed setup_intent",
         )
 
-    async def get_pay(request: Request, deps: MeterDeps) -> Response:
-        invoice_id = path_id(request, "invoice_id")
-        await link_customer(request, deps, PAY_INVOICE_PURPOSE, invoice_id)
+    async def get_pay(call: Call[TokenClaims, None]) -> c.InvoiceDue:
+        """The invoice a pay link (or your session) opens: what is due."""
+        deps, invoice_id = get_deps(), call.path["invoice_id"]
+        await link_customer(deps, call.principal, invoice_id)
         inv = await invoice_of(deps, invoice_id)
-        return JSONResponse(
-            {
-                "invoice_id": inv.invoice_id,
-                "status": inv.status,
-                "amount_due_usd": inv.amount_due_usd,
-                "currency": inv.currency,
-            }
+        return c.InvoiceDue(
+            invoice_id=inv.invoice_id,
+            status=inv.status,
+            amount_due_usd=inv.amount_due_usd,
+            currency=inv.currency,
         )
 
-    async def post_pay(request: Request, deps: MeterDeps) -> Response:
-        invoice_id = path_id(request, "invoice_id")
-        customer_id = await link_customer(request, deps, PAY_INVOICE_PURPOSE, invoice_id)
-        body: dict[str, Any] = await read_json(request, empty={})
-        request_id = str(body.get("request_id") or uuid.uuid4().hex)
-        if not _REQUEST_ID.fullmatch(request_id):
-            raise HttpError(422, "invalid_request_id", "request_id must be 8-100 letters, digits or -_:.")
+    async def post_pay(call: Call[TokenClaims, c.PayRequest]) -> c.PayAccepted:
+        """Pay the invoice with the card on file (a retry_payment fix; the same request id is one)."""
+        deps, invoice_id = get_deps(), call.path["invoice_id"]
+        customer_id = await link_customer(deps, call.principal, invoice_id)
+        request_id = str(call.body.request_id or uuid.uuid4().hex)
         cid, duplicate = await submit(
             deps,
             customer_id,
@@ -427,22 +454,22 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
             {"invoice_id": invoice_id},
             f"pay:{invoice_id}:{request_id}",
         )
-        return JSONResponse({"contact_id": cid, "duplicate": duplicate}, status_code=202)
+        return c.PayAccepted(contact_id=cid, duplicate=duplicate)
 
-    async def get_link_contact(request: Request, deps: MeterDeps) -> Response:
+    async def get_link_contact(call: Call[TokenClaims, None]) -> c.ContactStatus:
         """Status of a contact for a link page (update-card / pay token), limited to that customer."""
-        token = token_from(request.headers, {}, request.query_params)
-        claims = verify_token(
-            deps.secret, token, purposes=(UPDATE_CARD_PURPOSE, PAY_INVOICE_PURPOSE, SESSION_PURPOSE)
-        )
+        deps, claims = get_deps(), call.principal
         customer_id = claims.subject
         if claims.purpose == PAY_INVOICE_PURPOSE:
             customer_id = (await invoice_of(deps, claims.subject)).customer_id
-        return JSONResponse(await contact_status(deps, customer_id, path_id(request, "contact_id")))
+        return c.ContactStatus.model_validate(
+            await contact_status(deps, customer_id, call.path["contact_id"])
+        )
 
     # ------------------------------------------------------------------------------------ pages
     def page(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def serve(request: Request) -> Response:
+            """A Health Meter page (static HTML; its data comes from the JSON API)."""
             return HTMLResponse(
                 _read_page(name),
                 headers={
@@ -456,21 +483,105 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
 
         return serve
 
+    meter: dict[str, Any] = {"guard": meter_errors, "tags": ["health-meter"]}
+    session: dict[str, Any] = {**meter, "auth": sessions}
+    links: dict[str, Any] = {**meter, "tags": ["links"]}
+    contact_errors = {403: "another account's request", 404: "no such request"}
+    invoice_errors = {403: "another invoice, or another account's", 404: "no such invoice"}
     return [
         Route("/", page("health_meter.html")),
         Route("/health-meter", page("health_meter.html")),
         Route("/pay/{invoice_id}", page("pay.html")),
-        Route("/v1/session", guarded(post_session), methods=["POST"]),
-        Route("/v1/session", guarded(delete_session), methods=["DELETE"]),
-        Route("/v1/health-meter", guarded(get_meter), methods=["GET"]),
-        Route("/v1/health-meter/fixes", guarded(post_fix), methods=["POST"]),
-        Route("/v1/health-meter/contacts/{contact_id}", guarded(get_contact), methods=["GET"]),
-        Route("/v1/health-meter/human", guarded(human), methods=["POST"]),
-        Route("/v1/health-meter/cases", guarded(get_cases), methods=["GET"]),
-        Route("/v1/update-card", guarded(post_update_card), methods=["POST"]),
-        Route("/v1/pay/{invoice_id}", guarded(get_pay), methods=["GET"]),
-        Route("/v1/pay/{invoice_id}", guarded(post_pay), methods=["POST"]),
-        Route("/v1/links/contacts/{contact_id}", guarded(get_link_contact), methods=["GET"]),
+        api_route(
+            "/v1/session", post_session, method="POST", body=c.SessionStart, response=c.SessionView, **meter
+        ),
+        api_route("/v1/session", delete_session, method="DELETE", response=c.SignedOut, **meter),
+        api_route(
+            "/v1/health-meter",
+            get_meter,
+            method="GET",
+            query=c.MeterQuery,
+            response=c.HealthMeterView,
+            errors={
+                403: "customer_id names another account",
+                404: "no billing account",
+                503: "the diagnosis is taking too long",
+            },
+            **session,
+        ),
+        api_route(
+            "/v1/health-meter/fixes",
+            post_fix,
+            method="POST",
+            body=c.FixRequest,
+            response=c.FixAccepted,
+            status_code=202,
+            errors={
+                403: "customer_id names another account",
+                404: "conversation_id names no conversation of yours",
+                409: "the request id was used for another fix",
+                422: "not a 1-click fix, invalid params or request id",
+            },
+            **session,
+        ),
+        api_route(
+            "/v1/health-meter/contacts/{contact_id}",
+            get_contact,
+            method="GET",
+            response=c.ContactStatus,
+            errors=contact_errors,
+            **session,
+        ),
+        api_route(
+            "/v1/health-meter/human",
+            post_human,
+            method="POST",
+            body=c.HumanRequest,
+            body_required=False,
+            response=c.HumanAccepted,
+            status_code=202,
+            errors={403: "customer_id names another account"},
+            **session,
+        ),
+        api_route("/v1/health-meter/cases", get_cases, method="GET", response=c.CustomerCases, **session),
+        api_route(
+            "/v1/update-card",
+            post_update_card,
+            method="POST",
+            status_code=410,
+            errors={410: "gone: card details go to the payment processor (/update-card)"},
+            **links,
+        ),
+        api_route(
+            "/v1/pay/{invoice_id}",
+            get_pay,
+            method="GET",
+            auth=pay_links,
+            response=c.InvoiceDue,
+            errors=invoice_errors,
+            **links,
+        ),
+        api_route(
+            "/v1/pay/{invoice_id}",
+            post_pay,
+            method="POST",
+            auth=pay_links,
+            body=c.PayRequest,
+            body_required=False,
+            response=c.PayAccepted,
+            status_code=202,
+            errors={**invoice_errors, 409: "the request id was used for another fix"},
+            **links,
+        ),
+        api_route(
+            "/v1/links/contacts/{contact_id}",
+            get_link_contact,
+            method="GET",
+            auth=status_links,
+            response=c.ContactStatus,
+            errors=contact_errors,
+            **links,
+        ),
     ]
 
 

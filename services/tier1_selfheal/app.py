@@ -5,9 +5,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from faststream import Context
+from faststream.kafka.message import KafkaMessage
+
 from schemas import Tier
 from schemas.messages import (
     AgentRequestedV1,
+    AlertRaisedV1,
     AuditEventRecordedV1,
     BillingChangeRecordedV1,
     ContactReceivedV1,
@@ -27,11 +31,21 @@ from services.tier1_selfheal.portal_details import PortalDeps, portal_details_ro
 from services.tier1_selfheal.portal_history import HistoryDeps, portal_history_routes
 from services.tier1_selfheal.portal_invoices import InvoicesDeps, invoices_routes
 from services.tier1_selfheal.portal_plan import PlanDeps, plan_routes
+from services.tier1_selfheal.portal_stripe import StripePortalDeps, stripe_portal_routes
+from services.tier1_selfheal.portal_team import TeamDeps, portal_team_routes
 from services.tier1_selfheal.portal_usage import UsageDeps, UsageSource, usage_routes
 from services.tier1_selfheal.ports import Actions, CardVault, Diagnostics
 from services.tier1_selfheal.price_confirm import PriceConfirmDeps, price_confirmation_routes
 from services.tier1_selfheal.settings import Tier1Settings
-from tierline.messaging import SUBSCRIBER_DEFAULTS, Inbox, consumer_group, publish
+from tierline.messaging import (
+    BATCH_SUBSCRIBER_DEFAULTS,
+    Inbox,
+    batch_records,
+    consume_batch,
+    consumer_group,
+    long_poll,
+    publish,
+)
 from tierline.pipeline import escalate_failed_message
 from tierline.runtime import Service
 from tierline.settings import InfraSettings
@@ -103,12 +117,24 @@ def create_service(
         if "meter" not in holder:
             raise RuntimeError("tier1_selfheal not started")
         m = holder["meter"]
-        return PortalDeps(m.pool, holder["deps"].actions, m.cards, m.secret)
+        return PortalDeps(m.pool, holder["deps"].actions, m.cards, m.secret, m.broker)
 
     def portal_cards() -> CardDeps:  # the card page: Stripe collects the card (issue 21)
         if "meter" not in holder:
             raise RuntimeError("tier1_selfheal not started")
         return CardDeps(holder["meter"], holder["deps"].actions, cfg.stripe_api_base)
+
+    def portal_stripe() -> StripePortalDeps:  # the billing home's "Manage in Stripe" (issue 21)
+        if "stripe_portal" not in holder:
+            from tierline.stripe_adapter import StripeActions
+
+            holder["stripe_portal"] = StripePortalDeps(
+                StripeActions(cfg),
+                CustomerKeys.from_settings(cfg),
+                f"{cfg.public_base_url.rstrip('/')}/billing",
+                cfg.tier1_stripe_portal_configuration,
+            )
+        return holder["stripe_portal"]  # type: ignore[no-any-return]
 
     service = Service.create(
         NAME,
@@ -124,6 +150,10 @@ def create_service(
             *portal_details_routes(portal_details),
             *portal_card_routes(portal_cards, stripe_api_base=cfg.stripe_api_base),
             *portal_history_routes(lambda: HistoryDeps(meter().pool, meter().secret)),  # account history
+            *stripe_portal_routes(portal_stripe),  # "Manage in Stripe": a Customer Portal session
+            *portal_team_routes(  # the product's Team and API keys sections (issue 23)
+                lambda: TeamDeps(meter().pool, holder["deps"].actions, meter().secret)
+            ),
         ],
     )
 
@@ -188,16 +218,23 @@ def create_service(
         ConversationMessageSentV1,
         ContactReceivedV1,  # the chat widget's messages
         BillingChangeRecordedV1,  # account changes (the executor, after a change went through)
+        AlertRaisedV1,  # the spend breaker (the executor's automatic refunds)
     )
 
-    @service.broker.subscriber(
-        SelfhealRequestedV1.TOPIC,
-        group_id=consumer_group(NAME),
-        **SUBSCRIBER_DEFAULTS,
-        title="tier1_selfheal:tier1.selfheal.requested.v1",
+    @long_poll(
+        service.broker.subscriber(
+            SelfhealRequestedV1.TOPIC,
+            group_id=consumer_group(NAME),
+            **BATCH_SUBSCRIBER_DEFAULTS,
+            title="tier1_selfheal:tier1.selfheal.requested.v1",
+        )
     )
-    async def on_selfheal(msg: SelfhealRequestedV1) -> None:
-        await on_selfheal_requested(holder["deps"], msg)
+    async def on_selfheal_batch(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+        # a batch: customers concurrently, each one's requests in order; publishes awaited together
+        async def one(msg: SelfhealRequestedV1) -> None:
+            await on_selfheal_requested(holder["deps"], msg)
+
+        await consume_batch(service.dead_letters, SelfhealRequestedV1, bodies, batch_records(message), one)
 
     async def give_up(body: dict[str, Any], error: BaseException) -> None:
         await escalate_failed_message(service.broker, body, error, opened_by=Tier.TIER1)

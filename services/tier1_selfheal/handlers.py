@@ -26,6 +26,7 @@ from services.tier1_selfheal import domain
 from services.tier1_selfheal.ports import Actions, Diagnostics, RequestStore
 from tierline import conversations
 from tierline.actions import ActionContext, ActionOutcome
+from tierline.billing.asks import side_ask_invoices
 from tierline.followups import did_not_work
 from tierline.guardrails import injection_flags, merge_flags
 from tierline.ledger import idempotency_key
@@ -234,6 +235,13 @@ async def run_secondary(
     for action in msg.payload.secondary_actions:
         if action not in SIDE_ASK_ACTIONS or action is msg.payload.action:
             log.warning("tier1.secondary.skipped", action=action.value)
+            continue
+        # an invoice asked on the side: the period the words name ("and the March invoice"), else the latest
+        if action is Action.SEND_INVOICE:
+            evidence = diagnosis.evidence if diagnosis is not None else {}
+            for invoice_id in side_ask_invoices(msg.payload.text, evidence, datetime.now(UTC)):
+                done.append(await deps.actions.send_invoice(context(msg), invoice_id))
+            log.info("tier1.secondary.done", action=action.value, status=[o.status for o in done])
             continue
         outcome = await execute(deps.actions, context(msg), domain.parse_fix(action, {}), diagnosis)
         log.info("tier1.secondary.done", action=action.value, status=outcome.status)

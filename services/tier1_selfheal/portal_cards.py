@@ -199,6 +199,9 @@ def portal_card_routes(get_deps: Callable[[], CardDeps], *, stripe_api_base: str
             raise outcome_error(outcome)
         card = outcome.data.get("card") or {}
         log.info("tier1.card.saved", customer_id=customer_id, payment_method=pm_id, replayed=outcome.replayed)
+        from services.tier1_selfheal.portal_contacts import record_portal_save
+
+        await record_portal_save(deps.meter.pool, deps.meter.broker, ctx, outcome, what="card")
         retries = await retry_open_invoices(deps, customer_id, pm_id)
         return JSONResponse({"card": card, "retries": retries}, status_code=202)
 

@@ -59,6 +59,7 @@ class PortalDeps:
     actions: Actions
     cards: CardVault
     secret: CustomerKeys
+    broker: Any = None  # the saved change is recorded as a self-service contact (portal_contacts.py)
 
 
 class PortalError(Exception):
@@ -192,6 +193,18 @@ def outcome_error(outcome: ActionOutcome) -> PortalError:
     return PortalError(
         503, "not_saved", f"The change could not be saved, nothing was changed ({detail[:200]})"
     )
+
+
+def describe_change(fields: Any) -> str:
+    """The saved fields in the customer's words, e.g. "billing email and VAT / tax id"."""
+    names = {
+        "billing_email": "billing email",
+        "company_name": "company name",
+        "address": "address",
+        "tax_id": "VAT / tax id",
+    }
+    words = [names.get(str(f), str(f).replace("_", " ")) for f in fields] or ["billing details"]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def portal_context(
@@ -336,6 +349,10 @@ def portal_details_routes(get_deps: Callable[[], PortalDeps]) -> list[Route]:
             fields=list(change.given),
             replayed=outcome.replayed,
         )
+        if deps.broker is not None:
+            from services.tier1_selfheal.portal_contacts import record_portal_save
+
+            await record_portal_save(deps.pool, deps.broker, ctx, outcome, what=describe_change(change.given))
         return JSONResponse(
             {
                 **(await current(deps, customer_id)),

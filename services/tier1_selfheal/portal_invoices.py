@@ -20,6 +20,7 @@ A link for one invoice or payment never opens another (403); a session never ope
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -304,7 +305,7 @@ def invoices_routes(get_deps: Callable[[], InvoicesDeps]) -> list[Route]:
         if stripe_pdf:  # real Stripe renders its own
             return RedirectResponse(stripe_pdf, status_code=302, headers={"Cache-Control": "no-store"})
         doc = await details(deps, invoice)
-        data = render_invoice_pdf(doc)
+        data = await asyncio.to_thread(render_invoice_pdf, doc)  # font loading: off the event loop
         disposition = "attachment" if request.query_params.get("download") else "inline"
         log.info("tier1.invoices.pdf_rendered", invoice=invoice_id, bytes=len(data))
         return Response(

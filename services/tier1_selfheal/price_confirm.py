@@ -21,8 +21,10 @@ from starlette.routing import Route
 from schemas import Tier, derived_id
 from schemas.messages import SelfhealRequestedPayload, SelfhealRequestedV1
 from schemas.vocab import Action
+from services.tier1_selfheal import contracts as c
 from tierline.actions import PRICE_CONFIRMATION_PURPOSE, ActionContext, Actions
-from tierline.http import path_id
+from tierline.http import HttpProblem, path_id
+from tierline.http_contracts import Call, api_route, render
 from tierline.stripe_adapter import LinkExpired, LinkInvalid, verify_link_token
 
 log = structlog.get_logger(__name__)
@@ -35,6 +37,9 @@ class PriceConfirmDeps:
     pool: Any
     actions: Actions
     link_secret: str
+
+
+ERRORS = {403: "the link is for another confirmation", 404: "no such confirmation"}
 
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
@@ -54,21 +59,43 @@ def _view(row: Any) -> dict[str, Any]:
     }
 
 
-def price_confirmation_routes(get_deps: Callable[[], PriceConfirmDeps]) -> list[Route]:
-    async def confirmation(request: Request) -> tuple[PriceConfirmDeps, Any] | Response:
-        confirmation_id = path_id(request, "confirmation_id")
-        deps = get_deps()
+class PriceConfirmationLink:
+    """Auth dependency: the confirmation link's signed token (bearer header or ``?token=``) → its claims."""
+
+    schemes = {
+        "confirmationLink": {
+            "type": "apiKey",
+            "in": "query",
+            "name": "token",
+            "description": "the signed token of the emailed price-confirmation link (or a bearer header)",
+        }
+    }
+
+    def __init__(self, secret: Callable[[], str]) -> None:
+        self.secret = secret
+
+    async def __call__(self, request: Request) -> dict[str, Any]:
         header = request.headers.get("authorization", "")
         token = (
             header[7:].strip() if header.lower().startswith("bearer ") else request.query_params.get("token")
         )
         try:
-            claims = verify_link_token(token or "", deps.link_secret, purpose=PRICE_CONFIRMATION_PURPOSE)
-        except LinkExpired:
-            return _error(401, "link_expired", "this confirmation link has expired; ask us again")
+            return verify_link_token(token or "", self.secret(), purpose=PRICE_CONFIRMATION_PURPOSE)
+        except LinkExpired as exc:
+            raise HttpProblem(
+                401, "link_expired", "this confirmation link has expired; ask us again"
+            ) from exc
         except LinkInvalid as exc:
-            return _error(401, "invalid_token", str(exc))
-        if claims.get("sub") != confirmation_id:
+            raise HttpProblem(401, "invalid_token", str(exc)) from exc
+
+
+def price_confirmation_routes(get_deps: Callable[[], PriceConfirmDeps]) -> list[Route]:
+    links = PriceConfirmationLink(lambda: get_deps().link_secret)
+
+    async def confirmation(call: Call[dict[str, Any], Any]) -> tuple[PriceConfirmDeps, Any] | Response:
+        confirmation_id = call.path["confirmation_id"]
+        deps = get_deps()
+        if call.principal.get("sub") != confirmation_id:
             return _error(403, "forbidden", "this link is for another confirmation")
         row = await deps.pool.fetchrow(
             "SELECT * FROM price_confirmations WHERE confirmation_id=$1", confirmation_id
@@ -77,14 +104,18 @@ def price_confirmation_routes(get_deps: Callable[[], PriceConfirmDeps]) -> list[
             return _error(404, "confirmation_not_found", confirmation_id)
         return deps, row
 
-    async def show(request: Request) -> Response:
-        found = await confirmation(request)
+    async def show(call: Call[dict[str, Any], None]) -> Response | c.PriceConfirmationView:
+        """The change waiting for the customer's confirmation: plan, seats, the old and the new price."""
+        found = await confirmation(call)
         if isinstance(found, Response):
             return found
-        return JSONResponse(_view(found[1]))
+        return c.PriceConfirmationView.model_validate(_view(found[1]))
 
-    async def confirm(request: Request) -> Response:
-        found = await confirmation(request)
+    async def confirm(call: Call[dict[str, Any], None]) -> Response | c.PriceConfirmationView:
+        """Confirm the higher price: the change runs once through the executor (a second click replays it).
+
+        409 with the same body when the change did not go through."""
+        found = await confirmation(call)
         if isinstance(found, Response):
             return found
         deps, row = found
@@ -128,7 +159,8 @@ def price_confirmation_routes(get_deps: Callable[[], PriceConfirmDeps]) -> list[
             status=outcome.status,
             replayed=outcome.replayed,
         )
-        return JSONResponse({**_view(row), "result": result}, status_code=200 if outcome.ok else 409)
+        view = c.PriceConfirmationView.model_validate({**_view(row), "result": result})
+        return render(view, 200 if outcome.ok else 409)
 
     async def page(request: Request) -> Response:
         path_id(request, "confirmation_id")
@@ -138,6 +170,22 @@ def price_confirmation_routes(get_deps: Callable[[], PriceConfirmDeps]) -> list[
 
     return [
         Route("/confirm-price/{confirmation_id}", page),
-        Route("/v1/price-confirmations/{confirmation_id}", show, methods=["GET"]),
-        Route("/v1/price-confirmations/{confirmation_id}", confirm, methods=["POST"]),
+        api_route(
+            "/v1/price-confirmations/{confirmation_id}",
+            show,
+            method="GET",
+            auth=links,
+            response=c.PriceConfirmationView,
+            errors=ERRORS,
+            tags=["price-confirmation"],
+        ),
+        api_route(
+            "/v1/price-confirmations/{confirmation_id}",
+            confirm,
+            method="POST",
+            auth=links,
+            response=c.PriceConfirmationView,
+            errors={**ERRORS, 409: "the change did not go through", 410: "the confirmation expired"},
+            tags=["price-confirmation"],
+        ),
     ]

@@ -37,4 +37,9 @@ class Tier1Settings(InfraSettings):
     tier1_jwks_customer_claim: str = Field(
         default="stripe_customer_id", description="the claim naming the Stripe customer id (cus_...)"
     )
+    tier1_stripe_portal_configuration: str | None = Field(
+        default=None,
+        description="the Stripe Customer Portal configuration (bpc_...) that 'Manage in Stripe' opens; "
+        "unset: the account's default",
+    )
     tier1_jwks_leeway_s: float = Field(default=30.0, ge=0, le=300, description="allowed clock skew")

@@ -9,6 +9,7 @@ Bounds: ``max_steps`` model calls and ``max_total_tokens`` per contact; transien
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from schemas.messages import Turn
 from schemas.vocab import EscalationReason
+from services.tier2_agent.clarify import confirm_unsure_change
 from services.tier2_agent.ports import AgentRequest, AgentResult, AgentTools, InjectionDetector, ToolResult
 from services.tier2_agent.tools import (
     TOOL_SPECS,
@@ -30,6 +32,7 @@ from services.tier2_agent.tools import (
     openai_tools,
     parse_call,
 )
+from tierline import metrics
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +135,11 @@ class AgentLoop:
 
     async def run(self, request: AgentRequest, tools: AgentTools) -> AgentResult:
         rec = RunRecorder(request.text, engine="llm")
+        if request.intent is not None:
+            # an account change the router was unsure of: the customer confirms before the model acts
+            question = confirm_unsure_change(request, request.intent)
+            if question is not None:
+                return rec.ask(*question)
         try:
             return await self._run(request, tools, rec)
         except Exception as exc:  # last line of the never-a-dead-end invariant
@@ -353,15 +361,18 @@ class AgentLoop:
             reraise=True,
         )
         rec.steps += 1
+        started = time.perf_counter()
         try:
             async for attempt in retrying:
                 with attempt:
                     completion: ChatCompletion = await self._client.chat.completions.create(**kwargs)
         except openai.OpenAIError as exc:
             status = getattr(exc, "status_code", None)
+            metrics.LLM_ERRORS.labels(s.model, type(exc).__name__).inc()
             log.error("tier2.llm.failed", error_type=type(exc).__name__, status=status)
             raise LLMUnavailable(f"{type(exc).__name__}" + (f" {status}" if status else "")) from exc
         usage = completion.usage
+        metrics.observe_llm_call(s.model, time.perf_counter() - started, usage)
         rec.tokens += usage.total_tokens if usage is not None else self._estimate_tokens(messages)
         log.info("tier2.llm.completed", step=rec.steps, tokens=rec.tokens)
         return completion

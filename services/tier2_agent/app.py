@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from faststream import Context
+from faststream.kafka.message import KafkaMessage
+
 from schemas.messages import (
     AgentRequestedV1,
+    AlertRaisedV1,
     AuditEventRecordedV1,
     ConversationMessageSentV1,
     EscalationOpenedV1,
@@ -16,7 +20,15 @@ from schemas.messages import (
 from services.tier2_agent.handlers import AgentDeps, on_agent_requested, on_article_published
 from services.tier2_agent.settings import AgentSettings, OpenAISettings
 from tierline.experiments import parse_experiments
-from tierline.messaging import SUBSCRIBER_DEFAULTS, Inbox, consumer_group
+from tierline.messaging import (
+    BATCH_SUBSCRIBER_DEFAULTS,
+    SUBSCRIBER_DEFAULTS,
+    Inbox,
+    batch_records,
+    consume_batch,
+    consumer_group,
+    long_poll,
+)
 from tierline.pipeline import escalate_failed_message
 from tierline.runtime import Service
 from tierline.settings import InfraSettings
@@ -111,16 +123,23 @@ def create_service(
         AuditEventRecordedV1,
         NotificationRequestedV1,
         ConversationMessageSentV1,
+        AlertRaisedV1,  # the spend breaker (the executor's automatic refunds)
     )
 
-    @service.broker.subscriber(
-        AgentRequestedV1.TOPIC,
-        group_id=consumer_group(NAME),
-        **SUBSCRIBER_DEFAULTS,
-        title="tier2_agent:tier2.agent.requested.v1",
+    @long_poll(
+        service.broker.subscriber(
+            AgentRequestedV1.TOPIC,
+            group_id=consumer_group(NAME),
+            **BATCH_SUBSCRIBER_DEFAULTS,
+            title="tier2_agent:tier2.agent.requested.v1",
+        )
     )
-    async def on_request(msg: AgentRequestedV1) -> None:
-        await on_agent_requested(holder["deps"], msg)
+    async def on_requests(bodies: list[bytes], message: KafkaMessage = Context("message")) -> None:
+        # a batch: customers concurrently, each one's requests in order; publishes awaited together
+        async def one(msg: AgentRequestedV1) -> None:
+            await on_agent_requested(holder["deps"], msg)
+
+        await consume_batch(service.dead_letters, AgentRequestedV1, bodies, batch_records(message), one)
 
     @service.broker.subscriber(
         KnowledgeArticlePublishedV1.TOPIC,

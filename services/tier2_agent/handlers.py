@@ -4,6 +4,7 @@ then either record the resolution or hand the whole case to a human."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,8 @@ from services.tier2_agent.ports import AgentRequest, AgentResult, Escalation
 from services.tier2_agent.tools import performed_actions, refunded_usd
 from tierline import conversations
 from tierline.actions import ActionContext, ActionOutcome, Actions
+from tierline.billing.asks import side_ask_invoices
+from tierline.clarify_words import CLARIFY_SUMMARY_PREFIX
 from tierline.experiments import Experiment, choose_answer
 from tierline.guardrails import merge_flags
 from tierline.messaging import Inbox
@@ -131,13 +134,20 @@ async def run_secondary(
     """
     if result.escalation is not None and result.escalation.reason in _NO_SECONDARY_AFTER:
         return []
+    if result.question is not None:  # nothing is done before the customer says what they want
+        return []
     done = set(performed_actions(result))
     outcomes: list[ActionOutcome] = []
     for action in msg.payload.secondary_actions:
         if action not in SIDE_ASK_ACTIONS or action in done:
             continue
+        # an invoice asked on the side: the period the words name ("and the March invoice"), else the latest
         if action is Action.SEND_INVOICE:
-            outcome = await actions.send_invoice(ctx, None)
+            sent = [await actions.send_invoice(ctx, i) for i in side_invoice_ids(msg)]
+            log.info("tier2.secondary.done", action=action.value, status=[o.status for o in sent])
+            done.add(action)
+            outcomes.extend(sent)
+            continue
         elif action is Action.SEND_UPDATE_CARD_LINK:
             outcome = await actions.send_update_card_link(ctx)
         elif action is Action.REGENERATE_INVOICE_LINK:
@@ -148,6 +158,12 @@ async def run_secondary(
         done.add(action)
         outcomes.append(outcome)
     return outcomes
+
+
+def side_invoice_ids(msg: AgentRequestedV1) -> list[str | None]:
+    """The invoices a side ask sends: the named period's, the latest (``None``) when none is named."""
+    evidence = msg.payload.diagnosis.evidence if msg.payload.diagnosis is not None else {}
+    return side_ask_invoices(msg.payload.text, evidence, datetime.now(UTC))
 
 
 def _secondary_summary(extras: list[ActionOutcome]) -> str:
@@ -176,6 +192,9 @@ async def finish(
     tier_path = [*msg.payload.tier_path, Tier.TIER2]
     diagnosis = msg.payload.diagnosis
     root_cause = diagnosis.root_cause if diagnosis else None
+    if result.question is not None:
+        await ask_question(deps, msg, result, tier_path)
+        return
     money_asks = [i for i in msg.payload.secondary_intents if i in MONEY_ASKS and i is not msg.payload.intent]
     if result.resolved and money_asks:
         # a further ask that moves money is never done on the side: a person decides it
@@ -247,6 +266,54 @@ async def finish(
             language=msg.payload.language,
             conversation_id=msg.payload.conversation_id,
         ),
+    )
+
+
+async def ask_question(
+    deps: AgentDeps, msg: AgentRequestedV1, result: AgentResult, tier_path: list[Tier]
+) -> None:
+    """The agent's clarifying question: the contact's outcome is the question (an automated reply, no
+    action), said in the conversation with its choices; the customer's answer is a contact of its own,
+    which the router reads against this question (the conversation's last turn)."""
+    assert result.question is not None
+    diagnosis = msg.payload.diagnosis
+    offered = [c.value for c in result.question.choices]
+    await audit(
+        deps.broker,
+        cause=msg,
+        actor="tier2_agent",
+        action="clarify.asked",
+        decision="asked",
+        details={"offered": offered, "language": msg.payload.language, "engine": result.engine},
+    )
+    recorded = await record_outcome(
+        deps.pool,
+        deps.broker,
+        cause=msg,
+        payload=OutcomeRecordedPayload(
+            resolved_by=Tier.TIER2,
+            tier_path=tier_path,
+            intent=msg.payload.intent,
+            root_cause=diagnosis.root_cause if diagnosis else None,
+            actions=[],
+            channel=msg.payload.channel,
+            trigger="contact",
+            summary=f"{CLARIFY_SUMMARY_PREFIX} {result.final_answer}"[:1000],
+        ),
+    )
+    if recorded.payload.resolved_by is not Tier.TIER2:
+        return  # another stage's outcome came first: it speaks
+    await conversations.say(
+        deps.broker,
+        deps.pool,
+        contact_id=msg.contact_id,
+        customer_id=msg.customer_id,
+        kind="clarifying_question",
+        text=result.final_answer,
+        author="tier2_agent",
+        cause=msg,
+        choices=list(result.question.choices),
+        language=msg.payload.language,
     )
 
 

@@ -19,7 +19,9 @@ from typing import Any
 import structlog
 
 from schemas.vocab import MONEY_ASKS, Action, EscalationReason, Intent, RootCause
+from services.tier2_agent.clarify import UNSURE_NEVER_CHANGES, confirm_unsure_change, which_ask
 from services.tier2_agent.ports import AgentRequest, AgentResult, AgentTools, InjectionDetector, ToolResult
+from services.tier2_agent.product_tools import PRODUCT_INTENTS, handle_product_ask
 from services.tier2_agent.tools import MAX_REFUND_USD, RunRecorder, default_refusal_reason
 from tierline.billing.asks import (
     BillingDocument,
@@ -84,10 +86,6 @@ EXPLANATORY_INTENTS = frozenset(
         Intent.REFUND_STATUS,
         Intent.PAYMENT_PENDING,
     }
-)
-#: Account changes never made on a reading the router was unsure of (it hands those on as low_confidence).
-UNSURE_NEVER_CHANGES = frozenset(
-    {Intent.CANCEL_SUBSCRIPTION, Intent.PLAN_CHANGE, Intent.UPDATE_BILLING_DETAILS}
 )
 
 _ASKS_FOR_HUMAN = re.compile(
@@ -335,7 +333,9 @@ class OfflinePlanner:
         intent = request.intent
         if intent is Intent.HUMAN_AGENT or _ASKS_FOR_HUMAN.search(text):
             return await rec.escalate(tools, EscalationReason.CUSTOMER_ASKED, "customer asked for a person")
-        if intent is Intent.FRAUD_COMPROMISED or _REPORTS_FRAUD.search(text):
+        if intent is Intent.FRAUD_COMPROMISED or (
+            _REPORTS_FRAUD.search(text) and intent not in PRODUCT_INTENTS  # a leaked API key is no card fraud
+        ):
             return await rec.escalate(
                 tools,
                 EscalationReason.FRAUD,
@@ -355,6 +355,9 @@ class OfflinePlanner:
         if intent is None or request.confidence < self._min_confidence:
             top = max(request.candidates, key=lambda c: c.confidence).intent if request.candidates else intent
             if top not in EXPLANATORY_INTENTS:
+                question = which_ask(request)
+                if question is not None:  # ask which one it is, once, instead of handing it on
+                    return rec.ask(*question)
                 return await rec.escalate(
                     tools,
                     EscalationReason.LOW_CONFIDENCE,
@@ -374,7 +377,11 @@ class OfflinePlanner:
             )
         if request.handoff_reason == "low_confidence" and intent in UNSURE_NEVER_CHANGES:
             # the router was unsure (its per-intent gate held the reading back): an account is never
-            # cancelled, re-planned or re-addressed on an unsure reading of the text; a person confirms
+            # cancelled, re-planned or re-addressed on an unsure reading of the text; the customer confirms
+            # (one question), or, when they were asked already, a person does
+            question = confirm_unsure_change(request, intent)
+            if question is not None:
+                return rec.ask(*question)
             return await rec.escalate(
                 tools,
                 EscalationReason.LOW_CONFIDENCE,
@@ -395,6 +402,8 @@ class OfflinePlanner:
             Intent.UPDATE_BILLING_DETAILS: self._update_billing_details,
             Intent.CANCEL_SUBSCRIPTION: self._cancel_subscription,
             Intent.PLAN_CHANGE: self._plan_change,
+            Intent.TEAM_MEMBER: handle_product_ask,  # the product's own asks (issue 23): product_tools.py
+            Intent.API_KEY: handle_product_ask,
         }.get(intent)
         if handler is None:
             return await rec.escalate(tools, EscalationReason.LOW_CONFIDENCE, f"no plan for intent {intent}")

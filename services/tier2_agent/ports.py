@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.messages import ActionRecord, AgentRequestedPayload, IntentCandidate, Turn
+from schemas.messages import ActionRecord, AgentRequestedPayload, Choice, IntentCandidate, Turn
 from schemas.vocab import Channel, EscalationReason, Intent
 
 RefundReason = Literal["duplicate", "requested_by_customer"]
@@ -119,6 +119,9 @@ class AgentRequest(_Model):
     history: list[Turn] = Field(
         default_factory=list, description="the conversation's earlier turns, oldest first (bounded)"
     )
+    answers_question: bool = Field(
+        default=False, description="the message answers a question already asked: never ask a second"
+    )
 
     @classmethod
     def from_payload(
@@ -140,6 +143,7 @@ class AgentRequest(_Model):
             flags=list(payload.flags if flags is None else flags),
             language=payload.language,
             history=list(payload.history),
+            answers_question=payload.answers_question,
         )
 
 
@@ -157,8 +161,17 @@ class Escalation(_Model):
     suggested_next_step: str = ""
 
 
+class Question(_Model):
+    """A clarifying question the agent asks instead of acting or handing on: the contact's outcome is the
+    question (an automated reply); the customer's answer comes back through the router as a new contact."""
+
+    choices: list[Choice] = Field(min_length=2)
+
+
 class AgentResult(_Model):
-    """The agent's outcome. Exactly one of ``resolved`` and ``escalation`` holds (never a dead end)."""
+    """The agent's outcome. Exactly one of ``resolved`` and ``escalation`` holds (never a dead end).
+
+    A ``question`` is a resolved outcome whose ``final_answer`` is the question's text."""
 
     resolved: bool
     final_answer: str
@@ -170,11 +183,14 @@ class AgentResult(_Model):
     citations: list[str] = Field(default_factory=list, description="knowledge article ids the answer used")
     flags: list[str] = Field(default_factory=list, description="e.g. 'prompt_injection'")
     engine: Literal["llm", "planner"] = "planner"
+    question: Question | None = None
 
     @model_validator(mode="after")
     def _exactly_one_terminal_outcome(self) -> AgentResult:
         if self.resolved == (self.escalation is not None):
             raise ValueError("an AgentResult is either resolved or escalated, never both or neither")
+        if self.question is not None and (not self.resolved or self.performed()):
+            raise ValueError("a question is asked instead of acting: no escalation, no effect done")
         return self
 
     def performed(self) -> list[ActionTaken]:

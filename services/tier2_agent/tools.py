@@ -18,13 +18,14 @@ from typing import Any, Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from schemas.messages import Turn
+from schemas.messages import Choice, Turn
 from schemas.vocab import Action, EscalationReason
 from services.tier2_agent.ports import (
     ActionTaken,
     AgentResult,
     AgentTools,
     Escalation,
+    Question,
     RefundReason,
     ToolResult,
 )
@@ -142,6 +143,16 @@ class ExplainChargeArgs(ToolArgs):
     charge_id: str | None = Field(default=None, pattern=_ID_PATTERN)
 
 
+class ProductActionArgs(ToolArgs):
+    """Run one action in the SaaS product itself (teammates, API keys), as the product connector describes
+    it: invite_member, remove_member, change_member_role, transfer_ownership (email, role), create_api_key
+    (name, scopes), rotate_api_key, revoke_api_key (key: its last four characters). Name an email address
+    as [EMAIL] (the first in the customer's message) or [EMAIL:2]; never write an address yourself."""
+
+    action: str = Field(pattern=r"^[a-z][a-z0-9_]{2,60}$")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class EscalateArgs(ToolArgs):
     """Hand the contact to a human with a reason and a short note for them. Ends the conversation."""
 
@@ -171,6 +182,7 @@ TOOL_SPECS: dict[str, ToolSpec] = {
         ToolSpec("cancel_subscription", CancelSubscriptionArgs, Action.CANCEL_SUBSCRIPTION, financial=True),
         ToolSpec("change_plan", ChangePlanArgs, Action.CHANGE_PLAN, financial=True),
         ToolSpec("explain_charge", ExplainChargeArgs, Action.EXPLAIN_CHARGE),
+        ToolSpec("product_action", ProductActionArgs, Action.PRODUCT_ACTION),
         ToolSpec("escalate", EscalateArgs, Action.ESCALATE),
     )
 }
@@ -390,6 +402,9 @@ _NEXT_STEP: dict[EscalationReason, str] = {
     EscalationReason.LOW_CONFIDENCE: "Read the message and the diagnosis; the agent could not act safely.",
     EscalationReason.ERROR: "The automated agent failed; retry the diagnosis and answer the customer.",
     EscalationReason.OUT_OF_SCOPE: "Route to general support; not a billing question.",
+    EscalationReason.MONEY_PAUSED: (
+        "Automatic money actions are paused by operators: decide the refund or retry yourself."
+    ),
 }
 
 
@@ -471,6 +486,14 @@ class RunRecorder:
         self.say("assistant", final_answer)
         return self._result(resolved=True, final_answer=final_answer, escalation=None)
 
+    def ask(self, text: str, choices: list[Choice]) -> AgentResult:
+        """Ask the customer one clarifying question (with choices) instead of acting on an unsure reading."""
+        self.say("assistant", text)
+        log.info("tier2.agent.asked", engine=self.engine, choices=[c.value for c in choices])
+        return self._result(
+            resolved=True, final_answer=text, escalation=None, question=Question(choices=choices)
+        )
+
     async def escalate(
         self,
         tools: AgentTools,
@@ -494,7 +517,14 @@ class RunRecorder:
         escalation = Escalation(reason=reason, note=note, suggested_next_step=_NEXT_STEP.get(reason, ""))
         return self._result(resolved=False, final_answer=answer, escalation=escalation)
 
-    def _result(self, *, resolved: bool, final_answer: str, escalation: Escalation | None) -> AgentResult:
+    def _result(
+        self,
+        *,
+        resolved: bool,
+        final_answer: str,
+        escalation: Escalation | None,
+        question: Question | None = None,
+    ) -> AgentResult:
         return AgentResult(
             resolved=resolved,
             final_answer=final_answer,
@@ -506,4 +536,5 @@ class RunRecorder:
             citations=list(self.citations),
             flags=list(self.flags),
             engine=self.engine,
+            question=question,
         )

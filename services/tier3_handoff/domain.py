@@ -47,6 +47,8 @@ REASON_RULES: dict[str, ReasonRule] = {
     EscalationReason.CUSTOMER_ASKED: ReasonRule(3, Queue.BILLING),
     EscalationReason.LOW_CONFIDENCE: ReasonRule(3, Queue.BILLING),
     EscalationReason.OUT_OF_SCOPE: ReasonRule(4, Queue.BILLING),
+    # the automation would have moved money but operators paused it: the customer waits on a person
+    EscalationReason.MONEY_PAUSED: ReasonRule(2, Queue.BILLING),
     "dead_letter": ReasonRule(2, Queue.OPS),
 }
 
@@ -268,6 +270,7 @@ NEXT_FOR_REASON: dict[str, str] = {
     EscalationReason.LOW_CONFIDENCE: "I'm looking into this personally and will update you here.",
     EscalationReason.OUT_OF_SCOPE: "I'm looking into this personally and will update you here.",
     EscalationReason.ERROR: "Something went wrong on our side; I'm fixing it and will update you here.",
+    EscalationReason.MONEY_PAUSED: "I'm handling your request myself and will confirm it here.",
 }
 
 

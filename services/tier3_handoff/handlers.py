@@ -36,7 +36,7 @@ from services.tier3_handoff.adapters.postgres import PostgresCaseStore
 from services.tier3_handoff.approvals import Approval, ApprovalStatus
 from services.tier3_handoff.ports import Case, HumanActionDenied, HumanActions
 from services.tier3_handoff.settings import Tier3Settings
-from tierline import conversations
+from tierline import conversations, metrics
 from tierline.messaging import publish
 from tierline.pipeline import CostModel, audit, record_outcome
 
@@ -102,6 +102,8 @@ class Tier3Handoff:
         )
         inserted = await self.store.insert(case)
         if inserted:
+            opened_by = getattr(packet.opened_by, "value", packet.opened_by)
+            metrics.ESCALATIONS.labels(packet.reason.value, opened_by).inc()
             log.info(
                 "tier3.case.opened",
                 contact_id=msg.contact_id,

@@ -26,7 +26,7 @@ from schemas.messages import (
 )
 from schemas.vocab import EscalationReason, Intent, RootCause
 from services.analytics.audit_chain import audit_main
-from services.analytics.domain import DriftThresholds
+from services.analytics.domain import ChainKeys, DriftThresholds, chain_hash
 from services.analytics.drift import run_drift_check
 from services.analytics.report import report_main
 from services.analytics.routes import analytics_routes
@@ -54,6 +54,10 @@ def database() -> str:
     return f"analytics_{uuid.uuid4().hex[:10]}"
 
 
+CHAIN_KID = "k1"
+CHAIN_KEYS = ChainKeys.parse(f"{CHAIN_KID}:{uuid.uuid4().hex}")  # the sink's key: tests never see it
+
+
 @pytest.fixture(scope="module")
 async def analytics(infra: Any, ch_client: Any, database: str) -> AsyncIterator[Service]:
     name = f"analytics_test_{uuid.uuid4().hex[:8]}"  # its own consumer group, reads from the start
@@ -63,9 +67,9 @@ async def analytics(infra: Any, ch_client: Any, database: str) -> AsyncIterator[
         settings,
         http_port=settings.http_port,
         needs_postgres=False,
-        routes=analytics_routes(ch_client, database=database),
+        routes=analytics_routes(ch_client, database=database, chain_keys=CHAIN_KEYS),
     )
-    register_analytics_sink(service, ch_client, database=database, drift=False)
+    register_analytics_sink(service, ch_client, database=database, drift=False, chain_keys=CHAIN_KEYS)
     await service.start()
     yield service
     await service.stop()
@@ -299,6 +303,46 @@ async def test_given_chained_audit_records_when_one_is_altered_then_verify_repor
     assert result["broken"]["message_id"] == str(victim.message_id)
     assert (result["broken"]["partition"], result["broken"]["offset"]) == (row[0], row[1])
     await store.run(store.tamper_audit_record, str(victim.message_id), row[2])  # restore for other tests
+
+
+async def test_given_a_keyed_chain_when_an_insider_rewrites_a_record_and_its_hash_then_verify_still_fails(
+    analytics, ch_client, database, unique, capsys
+):
+    msgs = [
+        AuditEventRecordedV1.build(
+            AuditEventPayload(actor="tier2_agent", action="refund", target=f"ch_k{i}", decision="allow"),
+            contact_id=f"auk-{unique}-{i}",
+            customer_id=f"cus_{unique}",
+        )
+        for i in range(3)
+    ]
+    for m in msgs:
+        await publish(analytics.broker, m)
+    store = AnalyticsStore(ch_client, database)
+    for m in msgs:
+        await wait_for(lambda m=m: store.run(store.audit_message_seen, str(m.message_id)))
+    victim = msgs[1]
+    partition, offset, record, prev, link = ch_client.query(
+        f"SELECT partition, offset, record, prev_hash, hash FROM {database}.audit_events FINAL "
+        "WHERE message_id = {m:UUID}",
+        parameters={"m": str(victim.message_id)},
+    ).result_rows[0]
+    assert link.startswith(f"{CHAIN_KID}:")  # the sink signs each link with its key
+    altered = record.replace('"decision":"allow"', '"decision":"deny"')
+    url = f"http://127.0.0.1:{analytics.http_port}"
+
+    # an insider with write access but without the key: a plain SHA-256 link, or an HMAC under a guess
+    for forged in (
+        chain_hash(prev, altered),
+        chain_hash(prev, altered, ChainKeys.parse(f"{CHAIN_KID}:guess")),
+    ):
+        await store.run(store.tamper_audit_record, str(victim.message_id), altered, forged)
+        assert await asyncio.to_thread(audit_main, ["verify", "--url", url, "--json"]) == 1
+        result = json_in(capsys.readouterr().out)
+        assert (result["ok"], result["keyed"]) == (False, True)
+        assert (result["broken"]["partition"], result["broken"]["offset"]) == (partition, offset)
+    await store.run(store.tamper_audit_record, str(victim.message_id), record, link)  # restore
+    assert await asyncio.to_thread(audit_main, ["verify", "--url", url]) == 0
 
 
 # --------------------------------------------------------------------------- drift

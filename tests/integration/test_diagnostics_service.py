@@ -111,8 +111,13 @@ class World:
             self.sc.v1.invoices.pay(inv.id)
         except stripe.CardError:
             pass  # the declining card fails the attempt
-        assert self.sc.v1.invoices.retrieve(inv.id).status == "open"
+        failed = self.sc.v1.invoices.retrieve(inv.id)
+        assert failed.status == "open"
+        # the world builder's convention (tierline_tools/world.py): the emulator reports this issuer
+        # decline on the charge and the payment intent as Stripe does (outcome.reason, decline_code)
         self.sc.v1.invoices.update(inv.id, params={"metadata": {"tl_decline_code": decline_code}})
+        charge = failed.charge if isinstance(failed.charge, str) else failed.charge.id
+        self.sc.v1.charges.update(charge, params={"metadata": {"tl_decline_code": decline_code}})
         return inv.id
 
 

@@ -77,6 +77,9 @@ class ForgetfulInbox(Inbox):
     async def mark(self, message_id: Any, conn: Any = None) -> bool:
         return True
 
+    async def mark_many(self, message_ids: Any, conn: Any = None) -> set[Any]:
+        return set(message_ids)
+
 
 def healthy(cid: str) -> DiagnosisView:
     return DiagnosisView(

@@ -93,6 +93,25 @@ async def test_retry_invoice_on_a_declining_card_raises_card_declined(
     assert (found.status, found.decline_code) == ("failed", "insufficient_funds")
 
 
+@pytest.mark.parametrize("code", ["stolen_card", "expired_card"])
+async def test_given_a_failed_invoice_when_its_decline_is_fetched_then_stripes_own_fields_give_the_code(
+    actions: StripeActions, unique: str, code: str
+) -> None:
+    world = await build_world(
+        {"card": "declined_generic", "failed_invoice": {"amount_usd": 30, "decline_code": code}},
+        actions,
+        label=f"decline-{code}-{unique}",
+    )
+    assert world.failed_invoice_id
+
+    fetched = await actions.invoice_decline_code(world.failed_invoice_id)
+
+    assert fetched == code
+    charge = await actions.get_charge(world.failed_charge_id)
+    assert charge["outcome"]["reason"] == code  # as Stripe reports it (the emulator, from the world's word)
+    assert charge["failure_code"] == ("expired_card" if code == "expired_card" else "card_declined")
+
+
 async def test_retry_without_any_card_is_not_payable(actions: StripeActions, unique: str) -> None:
     world = await build_world(
         {"card": "none", "subscription": {"status": "past_due"}}, actions, label=f"retry-nocard-{unique}"

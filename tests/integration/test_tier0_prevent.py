@@ -330,6 +330,55 @@ async def test_given_stolen_card_when_payment_failed_then_risk_flagged_and_escal
     assert not env.topics.on(NotificationRequestedV1.TOPIC, _for_contact(contact))
 
 
+def _as_sent_today(obj: dict[str, Any]) -> dict[str, Any]:
+    """An emulator object as a Stripe account of today sends it (API 2025-03-31 and later): an invoice
+    names no charge, payment intent or subscription (``parent.subscription_details`` instead), charges and
+    payment intents name no invoice, references are ids, and no ``tl_`` metadata (the world builder's)."""
+    today = {k: v for k, v in obj.items() if k not in ("charge", "payment_intent", "subscription", "invoice")}
+    today["metadata"] = {k: v for k, v in (obj.get("metadata") or {}).items() if not k.startswith("tl_")}
+    if obj.get("object") == "invoice" and obj.get("subscription"):
+        sub = obj["subscription"] if isinstance(obj["subscription"], str) else obj["subscription"]["id"]
+        today["parent"] = {"type": "subscription_details", "subscription_details": {"subscription": sub}}
+    return today
+
+
+@pytest.mark.parametrize("order", ["invoice_only", "charge_and_intent_first"])
+async def test_given_a_stolen_card_in_todays_shapes_when_events_arrive_in_any_order_then_fraud_never_retried(
+    env: Env, pg_pool: Any, unique: str, order: str
+) -> None:
+    built = await _world(
+        env, unique, card="declined_generic", failed_invoice={"amount_usd": 49, "decline_code": "stolen_card"}
+    )
+    invoice = await env.actions.get_invoice(built.failed_invoice_id)
+    events = [build_event("invoice.payment_failed", _as_sent_today(invoice))]
+    assert "charge" not in events[0]["data"]["object"]
+    if order == "charge_and_intent_first":
+        charge = await env.actions.get_charge(built.failed_charge_id)
+        intent = await env.actions.raw_get(f"/v1/payment_intents/{invoice['payment_intent']}")
+        # Stripe's own fields say why (the emulator reports the issuer's reason as Stripe does)
+        assert (charge["failure_code"], charge["outcome"]["reason"]) == ("card_declined", "stolen_card")
+        assert intent["last_payment_error"]["decline_code"] == "stolen_card"
+        events = [
+            build_event("charge.failed", _as_sent_today(charge)),
+            build_event("payment_intent.payment_failed", _as_sent_today(intent)),
+            *events,
+        ]
+    for event in events:
+        assert (await env.post(event)).status_code == 200
+    contact = f"stripe:{events[-1]['id']}"
+
+    esc = await env.topics.wait(EscalationOpenedV1.TOPIC, _for_contact(contact))
+    assert esc["payload"]["reason"] == "fraud"
+    flags = await pg_pool.fetchval("SELECT risk_flags FROM customers WHERE id=$1", built.customer_id)
+    assert flags["card_fraud"]["decline_code"] == "stolen_card"
+    assert (
+        await pg_pool.fetchval(
+            "SELECT count(*) FROM dunning_schedules WHERE invoice_id=$1", built.failed_invoice_id
+        )
+        == 0
+    )
+
+
 async def test_given_open_dispute_when_dispute_created_then_escalated_at_once_and_mirrored(
     env: Env, pg_pool: Any, unique: str
 ) -> None:

@@ -175,6 +175,33 @@ def test_given_a_pending_question_when_the_customer_replies_then_the_reply_is_re
         assert (got.intent, got.confidence, got.reason) == expected
 
 
+CONFIRMATION = PendingQuestion(  # tier 2's question before an account change it was unsure of
+    choices=(
+        Choice(label="Cancelling my subscription", value="cancel_subscription"),
+        Choice(label="Talk to a person", value="human"),
+    )
+)
+
+
+@pytest.mark.parametrize("text", ["yes", "Yes please.", "sí, por favor", "ja bitte", "Oui", "ok, go ahead!"])
+def test_given_a_confirmation_question_when_the_customer_says_yes_then_the_change_is_chosen(
+    text: str,
+) -> None:
+    got = read_reply(CONFIRMATION, None, text, UNSURE, THRESHOLD)
+
+    assert got is not None
+    assert (got.intent, got.confidence, got.reason) == (I.CANCEL_SUBSCRIPTION, 1.0, CHOICE_READING)
+
+
+@pytest.mark.parametrize("text", ["yes", "yes but which one is cheaper?", "no"])
+def test_given_a_question_of_several_asks_or_more_than_yes_when_replied_then_yes_picks_nothing(
+    text: str,
+) -> None:
+    question = QUESTION if text == "yes" else CONFIRMATION  # "yes" to "which of these?" is no answer
+
+    assert read_reply(question, None, text, _reading(I.OUT_OF_SCOPE, 0.9), THRESHOLD) is None
+
+
 def test_given_no_pending_question_when_a_choice_arrives_then_only_human_counts() -> None:
     reading = _reading(I.PAYMENT_PENDING, 0.5)
     assert read_reply(None, "refund_request", "refund me", reading, THRESHOLD) == reading

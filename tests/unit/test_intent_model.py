@@ -92,7 +92,7 @@ FRESH_TEXTS: list[tuple[str, Intent]] = [
     ("can I please talk to a real human about my bill", Intent.HUMAN_AGENT),
     ("get me a person from your support team", Intent.HUMAN_AGENT),
     ("I need to speak to an agent right now", Intent.HUMAN_AGENT),
-    ("how do I reset my password?", Intent.OUT_OF_SCOPE),
+    ("how do I reset my password?", Intent.ACCOUNT_ACCESS),  # a sign-in ask since issue 23
     ("your API keeps returning 502 bad gateway", Intent.OUT_OF_SCOPE),
     ("please add a dark theme to the dashboard", Intent.OUT_OF_SCOPE),
     ("good evening", Intent.OUT_OF_SCOPE),

@@ -133,7 +133,8 @@ def test_given_event_objects_when_resolving_customer_and_decline_then_ids_are_fo
         == "cus_3"
     )
     assert domain.customer_of("charge.dispute.created", {"charge": "ch_1"}) is None
-    assert domain.decline_code_of({"metadata": {"tl_decline_code": "stolen_card"}}) == "stolen_card"
+    # the world builder's metadata is the emulator's business: tierline reads Stripe's fields only
+    assert domain.decline_code_of({"metadata": {"tl_decline_code": "stolen_card"}}) is None
     assert (
         domain.decline_code_of({"payment_intent": {"last_payment_error": {"decline_code": "lost_card"}}})
         == "lost_card"

@@ -1137,3 +1137,13 @@ def documents_for(
         if recent:
             picked.append(max(recent, key=lambda d: d.created))
     return tuple(picked)
+
+
+def side_ask_invoices(text: str | None, evidence: Mapping[str, Any], now: datetime) -> list[str | None]:
+    """The invoices a side ask for "the invoice" sends (issue 20): those of the period the customer's words
+    name ("... and the March invoice"), oldest first; ``[None]`` (the latest) when they name no period;
+    ``[]`` when the period named has no invoice on record (never the latest instead)."""
+    asked = months_asked(customer_words(text), now) if text else None
+    if asked is None:
+        return [None]
+    return [d.id for d in documents_for(asked, documents_from_evidence(evidence), now) if d.kind == "invoice"]

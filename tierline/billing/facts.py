@@ -20,10 +20,10 @@ Facts come from records, never from what a customer or a model wrote.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from schemas.messages import DiagnosisView
 from schemas.vocab import RootCause
@@ -210,36 +210,56 @@ class Fetcher(Protocol):
 
     async def fetchrow(self, query: str, *args: Any) -> Any: ...
 
+    async def fetch(self, query: str, *args: Any) -> Any: ...
 
-FACTS_SQL = """
-SELECT
-  (SELECT row_to_json(c) FROM (SELECT email, plan_tier, risk_flags FROM customers WHERE id = $1) c) AS store,
-  (SELECT row_to_json(m) FROM (SELECT email FROM stripe_customers WHERE id = $1) m) AS mirror,
+
+#: The columns of one customer's facts: ``:customer`` is its id, ``:other_contact`` the condition on a
+#: contact ``k`` that makes it a repeat contact (not the one being handled).
+FACTS_COLUMNS = """
+  (SELECT row_to_json(c) FROM
+     (SELECT email, plan_tier, risk_flags FROM customers WHERE id = :customer) c) AS store,
+  (SELECT row_to_json(m) FROM (SELECT email FROM stripe_customers WHERE id = :customer) m) AS mirror,
   (SELECT coalesce(json_agg(json_build_object('id', d.id, 'status', d.status, 'charge_id', d.charge_id)),
                    '[]'::json)
-     FROM stripe_disputes d WHERE d.customer_id = $1) AS disputes,
+     FROM stripe_disputes d WHERE d.customer_id = :customer) AS disputes,
   (SELECT coalesce(json_agg(json_build_object('id', r.id, 'charge_id', r.charge_id, 'status', r.status,
                                               'created_at', r.created)), '[]'::json)
      FROM stripe_refunds r
-    WHERE r.customer_id = $1 AND r.created > now() - make_interval(days => $3)) AS mirror_refunds,
+    WHERE r.customer_id = :customer AND r.created > now() - make_interval(days => $3)) AS mirror_refunds,
   (SELECT coalesce(json_agg(json_build_object('id', coalesce(l.result->>'refund', l.idempotency_key),
                                               'charge_id', l.target, 'created_at', l.created_at)),
                    '[]'::json)
      FROM action_ledger l
-    WHERE l.customer_id = $1 AND l.action = 'refund' AND l.status = 'succeeded'
+    WHERE l.customer_id = :customer AND l.action = 'refund' AND l.status = 'succeeded'
       AND l.created_at > now() - make_interval(days => $3)) AS ledger_refunds,
   (SELECT count(*) FROM contacts k
-    WHERE k.customer_id = $1 AND k.contact_id IS DISTINCT FROM $2
+    WHERE k.customer_id = :customer AND :other_contact
       AND k.started_at > now() - make_interval(days => $4)) AS repeat_contacts,
   (SELECT coalesce(json_object_agg(t.action, t.n), '{}'::json) FROM
-     (SELECT action, count(*) AS n FROM action_ledger WHERE customer_id = $1 AND status = 'succeeded'
+     (SELECT action, count(*) AS n FROM action_ledger WHERE customer_id = :customer AND status = 'succeeded'
          AND created_at >= date_trunc('day', now(), 'UTC')  -- the policy's day: calendar, UTC
        GROUP BY action) t) AS actions_today,
   (SELECT coalesce(json_object_agg(t.target, t.n), '{}'::json) FROM
-     (SELECT target, count(*) AS n FROM action_ledger WHERE customer_id = $1 AND action = 'retry_payment'
+     (SELECT target, count(*) AS n FROM action_ledger
+       WHERE customer_id = :customer AND action = 'retry_payment'
          AND target IS NOT NULL AND status IN ('succeeded', 'failed')
        GROUP BY target) t) AS retries
 """
+
+
+def _facts_columns(customer: str, other_contact: str) -> str:
+    return FACTS_COLUMNS.replace(":customer", customer).replace(":other_contact", other_contact)
+
+
+#: One customer: $1 customer id, $2 the contact being handled, $3 refund window, $4 repeat window (days).
+FACTS_SQL = "SELECT" + _facts_columns("$1", "k.contact_id IS DISTINCT FROM $2")
+#: Many customers in one statement: $1 their ids, $2 the contacts being handled (none of them counts as a
+#: repeat contact), $3 and $4 the windows; one row per customer, named by ``customer_id``.
+FACTS_MANY_SQL = (
+    "SELECT q.customer_id,"
+    + _facts_columns("q.customer_id", "k.contact_id <> ALL($2::text[])")
+    + "FROM unnest($1::text[]) AS q(customer_id)"
+)
 
 
 def _json(value: Any) -> Any:
@@ -304,6 +324,57 @@ class PostgresFacts:
             FACTS_SQL, customer_id, contact_id, refund_window_days, repeat_window_days
         )
         return facts_from_row(customer_id, row)
+
+    async def load_many(
+        self,
+        customer_ids: Sequence[str],
+        *,
+        contact_ids: Sequence[str] = (),
+        refund_window_days: int = 90,
+        repeat_window_days: int = REPEAT_WINDOW_DAYS,
+    ) -> dict[str, CustomerFacts]:
+        """The facts of many customers in one statement (a batch of contacts): ``contact_ids`` are the
+        contacts being handled, none of which counts as a repeat contact."""
+        wanted = list(dict.fromkeys(customer_ids))
+        if not wanted:
+            return {}
+        rows = await self.pool.fetch(
+            FACTS_MANY_SQL, wanted, list(contact_ids), refund_window_days, repeat_window_days
+        )
+        found = {row["customer_id"]: facts_from_row(row["customer_id"], row) for row in rows}
+        return {c: found.get(c) or CustomerFacts(customer_id=c) for c in wanted}
+
+
+@runtime_checkable
+class BatchFactsRepository(FactsRepository, Protocol):
+    """A :class:`FactsRepository` that also reads many customers in one round trip."""
+
+    async def load_many(
+        self,
+        customer_ids: Sequence[str],
+        *,
+        contact_ids: Sequence[str] = (),
+        refund_window_days: int = 90,
+        repeat_window_days: int = REPEAT_WINDOW_DAYS,
+    ) -> dict[str, CustomerFacts]: ...
+
+
+async def load_many(
+    repository: FactsRepository,
+    customer_ids: Sequence[str],
+    *,
+    contact_ids: Sequence[str] = (),
+    repeat_window_days: int = REPEAT_WINDOW_DAYS,
+) -> dict[str, CustomerFacts]:
+    """Many customers' facts: one read where the repository can, else one read each."""
+    if isinstance(repository, BatchFactsRepository):
+        return await repository.load_many(
+            customer_ids, contact_ids=contact_ids, repeat_window_days=repeat_window_days
+        )
+    return {
+        c: await repository.load(c, contact_id=None, repeat_window_days=repeat_window_days)
+        for c in dict.fromkeys(customer_ids)
+    }
 
 
 class InMemoryFacts:

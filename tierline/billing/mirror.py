@@ -2,8 +2,10 @@
 
 Every mirror row carries ``version`` (the Stripe event's ``created`` in ms, or the live-read time); an
 upsert only replaces a row whose version is not newer, so events replayed in any order converge.
-The emulator-gap ``metadata`` keys (``tl_created``, ``tl_decline_code``, ``tl_link_expires_at``,
-``tl_refund_status``) win over the real Stripe fields when present. Full card numbers are never read.
+The emulator-gap ``metadata`` keys (``tl_created``, ``tl_link_expires_at``, ``tl_refund_status``) win over
+the real Stripe fields when present. Declines are read from Stripe's own fields only, in the shapes of every
+API version (tierline/billing/stripe_shapes.py): the emulator reports them as Stripe does. Full card numbers
+are never read.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from tierline.billing import stripe_shapes as shapes
 from tierline.billing.records import (
     BillingSnapshot,
     ChargeRecord,
@@ -148,21 +151,13 @@ def _payment_method(obj: dict[str, Any]) -> MirrorRow:
 
 def _invoice(obj: dict[str, Any]) -> MirrorRow:
     meta = _meta(obj)
-    parent = _dict(obj.get("parent"))
-    sub_details = _dict(parent.get("subscription_details"))
     pi = obj.get("payment_intent")
-    decline = _text(meta.get("tl_decline_code"))
-    if decline is None and isinstance(pi, dict):
-        decline = _decline_from_error(pi.get("last_payment_error"))
-    charge = obj.get("charge")
-    if decline is None and isinstance(charge, dict) and charge.get("status") == "failed":
-        decline = _text(_meta(charge).get("tl_decline_code")) or _text(charge.get("failure_code"))
     return MirrorRow(
         "stripe_invoices",
         {
             "id": obj["id"],
             "customer_id": _id(obj.get("customer")),
-            "subscription_id": _id(obj.get("subscription")) or _id(sub_details.get("subscription")),
+            "subscription_id": shapes.invoice_subscription_id(obj),
             "status": _text(obj.get("status")) or "draft",
             "amount_due_cents": _int(obj.get("amount_due")),
             "amount_paid_cents": _int(obj.get("amount_paid")),
@@ -171,12 +166,12 @@ def _invoice(obj: dict[str, Any]) -> MirrorRow:
             "next_payment_attempt": _ts(obj.get("next_payment_attempt")),
             "hosted_invoice_url": _text(obj.get("hosted_invoice_url")),
             "link_expires_at": _ts(meta.get("tl_link_expires_at")),
-            "last_decline_code": decline,
+            "last_decline_code": shapes.invoice_decline_code(obj),
             "last_failure_message": _text((pi.get("last_payment_error") or {}).get("message"))
             if isinstance(pi, dict)
             else None,
-            "charge_id": _id(charge),
-            "payment_intent_id": _id(pi),
+            "charge_id": shapes.invoice_charge_id(obj),
+            "payment_intent_id": shapes.invoice_payment_intent_id(obj),
             "created": _created(obj),
             "period_start": _ts(obj.get("period_start")),
             "period_end": _ts(obj.get("period_end")),
@@ -193,21 +188,15 @@ def _payment_intent(obj: dict[str, Any]) -> MirrorRow:
             "invoice_id": _id(obj.get("invoice")),
             "status": _text(obj.get("status")) or "requires_payment_method",
             "amount_cents": _int(obj.get("amount")),
-            "last_decline_code": _text(_meta(obj).get("tl_decline_code"))
-            or _decline_from_error(obj.get("last_payment_error")),
+            "last_decline_code": shapes.payment_intent_decline_code(obj),
             "created": _created(obj),
         },
     )
 
 
 def _charge(obj: dict[str, Any]) -> MirrorRow:
-    meta = _meta(obj)
-    outcome = _dict(obj.get("outcome"))
     failure = _text(obj.get("failure_code"))
-    decline = _text(meta.get("tl_decline_code"))
-    if decline is None and failure:
-        reason = _text(outcome.get("reason"))
-        decline = reason if failure == "card_declined" and reason else failure
+    decline = shapes.charge_decline_code(obj)
     pm = obj.get("payment_method") or obj.get("source")
     return MirrorRow(
         "stripe_charges",
@@ -338,7 +327,15 @@ _STICKY = {
     "stripe_charges": {"invoice_id", "payment_intent_id", "decline_code"},
     "stripe_refunds": {"customer_id"},
     "stripe_disputes": {"customer_id"},
-    "stripe_invoices": {"last_decline_code", "link_expires_at", "hosted_invoice_url"},
+    "stripe_invoices": {
+        "last_decline_code",
+        "link_expires_at",
+        "hosted_invoice_url",
+        # an invoice of today's API versions names neither its payments nor (at top level) its subscription
+        "charge_id",
+        "payment_intent_id",
+        "subscription_id",
+    },
     "stripe_payment_intents": {"last_decline_code"},
 }
 #: Columns that need a value even when the object omits it: derived from related rows.

@@ -213,6 +213,24 @@ class RetryRules(_Rules):
     max_attempts: dict[Profile, int]
 
 
+class BreakerRules(_Rules):
+    """The spend breaker (``tierline.switches``): automatic refunds of a rolling hour over this amount
+    pause every automatic money action (reason ``money_paused``) and raise an alert. Absent: no breaker."""
+
+    refunds_per_hour_usd: Decimal | None = Field(default=None, gt=0)
+
+
+class ProductActionRules(_Rules):
+    """The product connector's actions (``tierline.product_connector``), by their YAML name: ``forbidden``
+    never run (deny); ``needs_human`` go to a person; ``guardrail_blocks_automatic``: a text flagged as
+    instructing the system runs none of them automatically; ``daily_limit``: per customer and UTC day."""
+
+    forbidden: list[str] = Field(default_factory=list)
+    needs_human: list[str] = Field(default_factory=list)
+    guardrail_blocks_automatic: bool = True
+    daily_limit: dict[Profile, dict[str, int]] = Field(default_factory=dict)
+
+
 class PolicyRules(_Rules):
     version: int
     actors: dict[ActorKind, Profile]
@@ -225,6 +243,8 @@ class PolicyRules(_Rules):
     refund: RefundRules
     retry: RetryRules
     rate_limits_per_day: dict[Profile, dict[Action, int]]
+    product_actions: ProductActionRules = ProductActionRules()
+    breaker: BreakerRules = BreakerRules()
 
 
 # --------------------------------------------------------------------------- engine
@@ -323,6 +343,34 @@ class PolicyEngine:
         if action is Action.CHANGE_PLAN:
             return self._change_plan(ctx, profile)
         return Allow(rule=f"{action.value}.allowed")
+
+    def check_product(
+        self, name: str, *, actor: ActorKind, instruction_flag: bool, done_today: int
+    ) -> Verdict:
+        """Decide one product connector action (``product_actions`` rules; the connector checked its role)."""
+        rules, profile = self.rules.product_actions, self.rules.actors[actor]
+        if name in rules.forbidden:
+            return Deny(reason=f"product action {name} is forbidden by the policy", rule="product.forbidden")
+        if profile == "automatic" and instruction_flag and rules.guardrail_blocks_automatic:
+            return NeedsHuman(
+                reason=EscalationReason.POLICY_DENIED,
+                rule="product.guardrail",
+                detail=f"the text tries to instruct the system; {name} needs a person",
+            )
+        if name in rules.needs_human and profile == "automatic":
+            return NeedsHuman(
+                reason=EscalationReason.POLICY_DENIED,
+                rule="product.needs_human",
+                detail=f"the policy hands {name} to a person",
+            )
+        limit = rules.daily_limit.get(profile, {}).get(name)
+        if limit is not None and done_today >= limit:
+            return NeedsHuman(
+                reason=EscalationReason.POLICY_DENIED,
+                rule="product.daily_limit",
+                detail=f"{name} already ran {done_today} times today (limit {limit})",
+            )
+        return Allow(rule=f"product.{name}.allowed")
 
     def _change_plan(self, ctx: PolicyContext, profile: Profile) -> Verdict:
         if (

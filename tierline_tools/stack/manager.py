@@ -36,6 +36,8 @@ SERVICES: tuple[str, ...] = (
     "router",
     "notifier",
 )
+#: Started after the pipeline: the reference SaaS product the product connector acts on (no consumers).
+REFERENCE_SERVICES: tuple[str, ...] = ("product",)
 
 
 @dataclass
@@ -79,7 +81,9 @@ class StackConfig:
         path = data_dir / "stack.json"
         if not path.exists():
             return None
-        return cls(**json.loads(path.read_text()))
+        cfg = cls(**json.loads(path.read_text()))
+        cfg.service_ports = {**DEFAULT_PORTS, **cfg.service_ports}  # a service added since it was written
+        return cfg
 
     @classmethod
     def for_tests(cls, data_dir: Path) -> StackConfig:
@@ -128,6 +132,7 @@ class StackConfig:
             "TIERLINE_DIAGNOSTICS_URL": f"http://127.0.0.1:{self.service_ports['diagnostics']}",
             "TIERLINE_ANALYTICS_URL": f"http://127.0.0.1:{self.service_ports['analytics_sink']}",
             "TIERLINE_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.service_ports['tier1_selfheal']}",
+            "TIERLINE_PRODUCT_API_URL": f"http://127.0.0.1:{self.service_ports.get('product', 8108)}",
             **self.secrets,
         }
 
@@ -232,7 +237,7 @@ def status(cfg: StackConfig) -> list[Health]:
         comps.insert(0, cfg.s3())
     for comp in comps:
         results.append(comp.health())
-    for name in SERVICES:
+    for name in (*SERVICES, *REFERENCE_SERVICES):
         results.append(service_health(cfg, name))
     # chDB and Qdrant are embedded in their owning services: report what those say about them.
     by_service = {h.name: h for h in results}
@@ -262,7 +267,7 @@ def status(cfg: StackConfig) -> list[Health]:
 
 def down(cfg: StackConfig) -> list[str]:
     stopped = []
-    for name in reversed(SERVICES):
+    for name in reversed((*SERVICES, *REFERENCE_SERVICES)):
         if cfg.service_proc(name).stop():
             stopped.append(name)
     for comp in (cfg.smtp(), cfg.stripe(), cfg.kafka(), cfg.postgres(), cfg.s3()):
@@ -276,7 +281,7 @@ def up(cfg: StackConfig, *, with_services: bool = True) -> float:
     start_components(cfg)
     asyncio.run(prepare(cfg))
     if with_services:
-        start_services(cfg)
+        start_services(cfg, (*SERVICES, *REFERENCE_SERVICES))
     return time.monotonic() - t0
 
 
@@ -289,6 +294,7 @@ def generate_secrets() -> dict[str, str]:
         "TIERLINE_CUSTOMER_TOKEN_KEYS": f"c-{secrets.token_hex(4)}:{secrets.token_urlsafe(48)}",
         "TIERLINE_AGENT_TOKEN_KEYS": f"a-{secrets.token_hex(4)}:{secrets.token_urlsafe(48)}",
         "TIERLINE_SERVICE_TOKEN": secrets.token_urlsafe(32),
+        "TIERLINE_AUDIT_CHAIN_KEYS": f"k{secrets.token_hex(4)}:{secrets.token_urlsafe(32)}",
         "TIERLINE_STRIPE_WEBHOOK_SECRETS": f"whsec_{secrets.token_urlsafe(24)}",
     }
 

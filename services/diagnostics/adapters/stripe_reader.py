@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import stripe
 import structlog
 
+from tierline import metrics
 from tierline.diagnostics_client import CustomerNotFound, SourceUnavailable
 
 log = structlog.get_logger(__name__)
+
+#: ``operation`` label of the Stripe call metrics for one customer's whole live read
+READ_OPERATION = "diagnostics.read_customer"
 
 
 def _plain(obj: Any) -> dict[str, Any]:
@@ -43,6 +48,7 @@ class StripeLiveReader:
 
     async def read_customer(self, customer_id: str) -> list[dict[str, Any]]:
         """The customer first, then payment methods, subscriptions, invoices, intents, charges, refunds."""
+        started = time.perf_counter()
         try:
             customer = await asyncio.wait_for(
                 asyncio.to_thread(self._customer, customer_id), self.timeout_s * 2
@@ -62,6 +68,7 @@ class StripeLiveReader:
                 self.timeout_s * 3,
             )
         except CustomerNotFound:
+            metrics.STRIPE_ERRORS.labels(READ_OPERATION, "not_found").inc()
             raise
         except (
             stripe.APIConnectionError,
@@ -70,7 +77,11 @@ class StripeLiveReader:
             TimeoutError,
             OSError,
         ) as exc:
+            kind = "auth" if isinstance(exc, stripe.AuthenticationError) else "unavailable"
+            metrics.STRIPE_ERRORS.labels(READ_OPERATION, kind).inc()
             raise SourceUnavailable("stripe", f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            metrics.STRIPE_SECONDS.labels(READ_OPERATION).observe(time.perf_counter() - started)
         pms, subs, invoices, charges, intents = parts
         refunds = [r for ch in charges for r in ((ch.get("refunds") or {}).get("data") or [])]
         objects = [customer, *pms, *subs, *invoices, *intents, *charges, *refunds]

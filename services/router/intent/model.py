@@ -40,7 +40,9 @@ from services.router.domain import MONEY_MOVING_INTENTS, routing_threshold
 from services.router.intent.dataset import (
     MULTILINGUAL_HELDOUT_PATH,
     OOS_HELDOUT2_PATH,
+    OOS_HELDOUT3_PATH,
     OOS_HELDOUT_PATH,
+    PRODUCT_HELDOUT_PATH,
     REPO_ROOT,
     Corpus,
     DatasetError,
@@ -49,6 +51,7 @@ from services.router.intent.dataset import (
     load_corpus,
     load_multilingual_examples,
     load_oos_heldout,
+    load_saas_examples,
     split_corpus,
 )
 from services.router.intent.glossary import to_english
@@ -142,6 +145,17 @@ class OutOfScopeMetrics(BaseModel):
     acted_money: float  # ... on a money-moving intent (refund, cancel, plan change, billing details)
 
 
+class ProductMetrics(BaseModel):
+    """On ``product_heldout.csv``: product asks and their billing neighbours, written for measuring only."""
+
+    n: int
+    accuracy: float
+    accepted_accuracy: float  # right and confident enough to act on
+    per_intent_accuracy: dict[str, float]
+    #: product asks (team_member, api_key, account_access) a tier would act on as a billing intent
+    product_read_as_billing: float
+
+
 class TrainReport(BaseModel):
     model_dir: Path
     seed: int
@@ -159,6 +173,8 @@ class TrainReport(BaseModel):
     languages: dict[str, LanguageMetrics] = Field(default_factory=dict)  # written held-out, never trained
     out_of_scope_heldout: OutOfScopeMetrics | None = None  # written held-out, never trained
     out_of_scope_heldout2: OutOfScopeMetrics | None = None  # a second one, from domains not trained on
+    out_of_scope_heldout3: OutOfScopeMetrics | None = None  # a third, written before its negatives
+    product_heldout: ProductMetrics | None = None  # the product intents and their billing boundary
     intent_thresholds: dict[str, float] = Field(default_factory=dict)  # money-moving intents' own thresholds
     #: on the test split, per money-moving intent: share of its texts read right and acted on, at the
     #: model's threshold and at the intent's own (what the stricter gate costs in automation)
@@ -559,6 +575,37 @@ def evaluate_out_of_scope(
     )
 
 
+#: The SaaS product's own asks (issue 23): never a billing action.
+PRODUCT_INTENTS: frozenset[Intent] = frozenset({Intent.TEAM_MEMBER, Intent.API_KEY, Intent.ACCOUNT_ACCESS})
+
+
+def evaluate_product(
+    classifier: IntentClassifier, path: Path = PRODUCT_HELDOUT_PATH
+) -> ProductMetrics | None:
+    """Accuracy on the written product held-out texts, per intent, and how many product asks a tier would
+    act on as a billing intent (``None`` if the file is absent)."""
+    if not path.is_file():
+        return None
+    rows = load_saas_examples(path)
+    predictions = classifier.predict([text for text, _ in rows])
+    right = [p.intent is gold for (_, gold), p in zip(rows, predictions, strict=True)]
+    acted = [p.confidence >= acting_threshold(classifier, p.intent) for p in predictions]
+    per_intent: dict[str, list[bool]] = {}
+    for (_, gold), ok in zip(rows, right, strict=True):
+        per_intent.setdefault(gold.value, []).append(ok)
+    product = [
+        (p, a) for (_, gold), p, a in zip(rows, predictions, acted, strict=True) if gold in PRODUCT_INTENTS
+    ]
+    stolen = sum(a and p.intent not in PRODUCT_INTENTS | {Intent.OUT_OF_SCOPE} for p, a in product)
+    return ProductMetrics(
+        n=len(rows),
+        accuracy=round(sum(right) / len(rows), 4),
+        accepted_accuracy=round(sum(r and a for r, a in zip(right, acted, strict=True)) / len(rows), 4),
+        per_intent_accuracy={k: round(sum(v) / len(v), 4) for k, v in sorted(per_intent.items())},
+        product_read_as_billing=round(stolen / len(product), 4) if product else 0.0,
+    )
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -756,6 +803,8 @@ def train(
         languages=evaluate_languages(classifier),
         out_of_scope_heldout=evaluate_out_of_scope(classifier),
         out_of_scope_heldout2=evaluate_out_of_scope(classifier, OOS_HELDOUT2_PATH),
+        out_of_scope_heldout3=evaluate_out_of_scope(classifier, OOS_HELDOUT3_PATH),
+        product_heldout=evaluate_product(classifier),
         intent_thresholds={k.value: v for k, v in sorted(classifier.intent_thresholds.items())},
         money_coverage=_money_coverage(classifier, test_gold, test_predictions),
     )

@@ -235,6 +235,10 @@ class Tier0Store:
                  (SELECT last_decline_code FROM stripe_invoices WHERE id=$1),
                  (SELECT last_decline_code FROM stripe_payment_intents WHERE invoice_id=$1
                     AND last_decline_code IS NOT NULL ORDER BY version DESC LIMIT 1),
+                 (SELECT pi.last_decline_code FROM stripe_invoices i
+                    JOIN stripe_payment_intents pi ON pi.id = i.payment_intent_id WHERE i.id=$1),
+                 (SELECT coalesce(ch.decline_code, ch.failure_code) FROM stripe_invoices i
+                    JOIN stripe_charges ch ON ch.id = i.charge_id WHERE i.id=$1 AND ch.status='failed'),
                  (SELECT coalesce(decline_code, failure_code) FROM stripe_charges WHERE invoice_id=$1
                     AND status='failed' ORDER BY version DESC LIMIT 1))""",
             invoice_id,

@@ -6,6 +6,7 @@ from typing import Any
 
 from schemas import Action, EscalationReason
 from services.tier2_agent.ports import ToolResult
+from services.tier2_agent.product_tools import fill_email_slots
 from tierline.actions import ActionContext, ActionOutcome, Actions
 
 #: Effects that resolve the contact when they succeed.
@@ -18,6 +19,7 @@ RESOLVING = {
     Action.UPDATE_BILLING_DETAILS,
     Action.CANCEL_SUBSCRIPTION,
     Action.CHANGE_PLAN,
+    Action.PRODUCT_ACTION,
 }
 
 
@@ -117,6 +119,12 @@ class ExecutorTools:
         outcome = await self.actions.explain_charge(self.ctx, charge_id)
         result = to_tool_result(outcome)
         return result.model_copy(update={"terminal": False})
+
+    async def product_action(self, action: str, params: dict[str, Any]) -> ToolResult:
+        """A product connector action; ``[EMAIL]`` slots are filled from the customer's own message."""
+        original = str(getattr(self.ctx.cause.payload, "text", "") or "")
+        filled = fill_email_slots(params, original)
+        return to_tool_result(await self.actions.product_action(self.ctx, action, filled))
 
     async def escalate(self, reason: EscalationReason, note: str) -> ToolResult:
         self.escalations.append((reason, note))

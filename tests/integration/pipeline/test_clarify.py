@@ -33,6 +33,11 @@ AMBIGUOUS = "What is this about my payment?"
 OFFERED = ["payment_pending", "unrecognized_charge", "human"]
 
 
+def _in_any_billing_order(values: list[str]) -> bool:
+    """The offered billing choices (most likely first: the model's ranking decides), then "human"."""
+    return sorted(values[:-1]) == sorted(OFFERED[:-1]) and values[-1:] == OFFERED[-1:]
+
+
 @pytest.fixture(scope="module")
 async def runner(stack: Any, infra: Any, pipeline: list[Any]) -> AsyncIterator[ScenarioRunner]:
     ingress = f"http://127.0.0.1:{stack.service_ports['tier0_prevent']}"
@@ -101,7 +106,7 @@ async def test_given_an_ambiguous_billing_text_when_routed_then_one_question_wit
     assert turns[1]["author"] == "router"
     choices = turns[1]["choices"]
     choices = choices if isinstance(choices, list) else json.loads(choices)
-    assert [c["value"] for c in choices] == OFFERED
+    assert _in_any_billing_order([c["value"] for c in choices])
     status = await runner.db.fetchval("SELECT status FROM conversations WHERE conversation_id=$1", contact_id)
     assert status == "waiting_customer"
     assert await runner.db.fetchval("SELECT count(*) FROM cases WHERE contact_id=$1", contact_id) == 0
@@ -109,7 +114,7 @@ async def test_given_an_ambiguous_billing_text_when_routed_then_one_question_wit
         infra.kafka_bootstrap, "conversation.message.sent.v1", lambda b: b.get("contact_id") == contact_id
     )
     assert {s["payload"]["kind"] for s in sent} == {"clarifying_question"}
-    assert [c["value"] for c in sent[0]["payload"]["choices"]] == OFFERED
+    assert _in_any_billing_order([c["value"] for c in sent[0]["payload"]["choices"]])
 
     # the sweeper, however late it runs, does not hand a question's contact to a person
     sweeper = ContactSweeper(runner.db, runner.broker, SweeperSettings(bound_s=1.0), swept_by="test")
