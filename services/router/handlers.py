@@ -108,11 +108,14 @@ def sender_authorized(msg: ContactReceivedV1, customer_email: str | None) -> boo
 async def gather_gates(deps: RouterDeps, msg: ContactReceivedV1, diagnosis: DiagnosisView | None) -> Gates:
     """The router's gates: one read of the billing core's facts repository, derived with the same dispute
     and fraud rules as the policy's context (``tierline.billing.facts``)."""
+    return gates_from_facts(msg, await _facts_of(deps, msg), diagnosis)
+
+
+async def _facts_of(deps: RouterDeps, msg: ContactReceivedV1) -> CustomerFacts:
     repository = deps.facts if deps.facts is not None else PostgresFacts(deps.pool)
-    facts = await repository.load(
+    return await repository.load(
         msg.customer_id, contact_id=msg.contact_id, repeat_window_days=deps.repeat_window_days
     )
-    return gates_from_facts(msg, facts, diagnosis)
 
 
 def gates_from_facts(msg: ContactReceivedV1, facts: CustomerFacts, diagnosis: DiagnosisView | None) -> Gates:
@@ -322,7 +325,12 @@ async def route_contact(deps: RouterDeps, msg: ContactReceivedV1, prepared: Prep
     cleaned, clauses, predictions = prepared.cleaned, prepared.clauses, prepared.predictions
     prediction = predictions[0]
     diagnosis = await diagnose_or_none(deps, msg.customer_id, msg.contact_id)
-    gates = gates_from_facts(msg, prepared.facts, diagnosis)
+    facts = prepared.facts
+    if diagnosis is not None and not (facts.in_store or facts.in_mirror):
+        # the batch read the facts before this diagnosis; a customer the mirror did not know yet is in it
+        # now (the diagnosis read Stripe live): read again, or an email from the address on file is refused
+        facts = await _facts_of(deps, msg)
+    gates = gates_from_facts(msg, facts, diagnosis)
     root_cause = diagnosis.root_cause if diagnosis else None
     recommended = diagnosis.recommended_action if diagnosis else None
     reading = read_contact(cleaned, clauses, predictions, deps.classifier.threshold, diagnosis)

@@ -36,6 +36,7 @@ from services.tier1_selfheal import domain
 from services.tier1_selfheal.adapters.postgres import ContactStatusReader
 from services.tier1_selfheal.auth import (
     COOKIE_NAME,
+    PAGE_HEADERS,
     PAY_INVOICE_PURPOSE,
     SESSION_PURPOSE,
     UPDATE_CARD_PURPOSE,
@@ -472,13 +473,7 @@ def meter_routes(get_deps: Callable[[], MeterDeps]) -> list[Route]:
             """A Health Meter page (static HTML; its data comes from the JSON API)."""
             return HTMLResponse(
                 _read_page(name),
-                headers={
-                    "Cache-Control": "no-store",
-                    "X-Frame-Options": "DENY",
-                    "Referrer-Policy": "no-referrer",
-                    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-                    "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-                },
+                headers=PAGE_HEADERS,
             )
 
         return serve

@@ -30,6 +30,15 @@ PAY_INVOICE_PURPOSE = "pay_invoice"
 COOKIE_NAME = "tierline_session"
 DEFAULT_TTL_S = 12 * 3600
 
+#: The headers of every portal page: never cached or framed, scripts and styles from the page itself.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+}
+
 
 class InvalidSession(Exception):
     """Missing, expired, forged, malformed or wrong-purpose token (HTTP 401)."""

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from services.tier1_selfheal.auth import (
+    PAGE_HEADERS,
     SESSION_PURPOSE,
     CustomerKeys,
     InvalidSession,
@@ -30,14 +31,6 @@ from services.tier1_selfheal.auth import (
 from tierline.account_changes import account_history
 
 log = structlog.get_logger(__name__)
-
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-}
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from services.tier1_selfheal import domain
 from services.tier1_selfheal.api import contact_id_for, request_message_id
 from services.tier1_selfheal.auth import (
     COOKIE_NAME,
+    PAGE_HEADERS,
     PAY_INVOICE_PURPOSE,
     SESSION_PURPOSE,
     CustomerKeys,
@@ -77,13 +78,6 @@ log = structlog.get_logger(__name__)
 
 _CHARGE_ID = re.compile(r"(?:ch|py)_[A-Za-z0-9_]{1,197}")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_\-:.]{8,100}")
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-}
 
 
 class InvoiceSource(Protocol):

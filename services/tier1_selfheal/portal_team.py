@@ -29,6 +29,7 @@ from starlette.routing import Route
 from schemas import Action, Tier, derived_id
 from schemas.messages import SelfhealRequestedPayload, SelfhealRequestedV1, Sender
 from services.tier1_selfheal.auth import (
+    PAGE_HEADERS,
     SESSION_PURPOSE,
     CustomerKeys,
     InvalidSession,
@@ -40,13 +41,6 @@ from tierline.actions import ActionContext, ActionOutcome
 
 log = structlog.get_logger(__name__)
 
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-    "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-}
 SECTIONS = ("team", "api_keys")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-:.]{8,100}$")
 PRODUCT_DOWN = "We couldn't reach the product right now. Nothing was changed; please try again in a minute."

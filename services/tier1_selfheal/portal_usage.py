@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from services.tier1_selfheal.auth import (
+    PAGE_HEADERS,
     SESSION_PURPOSE,
     CustomerKeys,
     InvalidSession,
@@ -207,13 +208,7 @@ def static_page(name: str) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
         return HTMLResponse(
             (resources.files("services.tier1_selfheal") / "static" / name).read_text(encoding="utf-8"),
-            headers={
-                "Cache-Control": "no-store",
-                "X-Frame-Options": "DENY",
-                "Referrer-Policy": "no-referrer",
-                "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
-                "style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-            },
+            headers=PAGE_HEADERS,
         )
 
     return serve

@@ -89,7 +89,7 @@ class Case:
 INTENT_CASES: tuple[Case, ...] = (
     Case(
         "payment_failed",
-        "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
+        "Our card was declined when the subscription renewed, please retry the payment.",
         SELFHEAL,
         Intent.PAYMENT_FAILED,
         "retry_payment",
@@ -206,6 +206,28 @@ INTENT_CASES: tuple[Case, ...] = (
         Intent.OUT_OF_SCOPE,
         "out_of_scope",
     ),
+    # the SaaS product's own asks (issue 23): tier 2's product tool, or a person for sign-in
+    Case(
+        "team_member",
+        "Please add maria@acme.io to our workspace as an admin.",
+        AGENT,
+        Intent.TEAM_MEMBER,
+        "agent",
+    ),
+    Case(
+        "api_key",
+        "Our API key sk_live_abcd leaked in a public repo, please rotate it.",
+        AGENT,
+        Intent.API_KEY,
+        "agent",
+    ),
+    Case(
+        "account_access",
+        "I can't log in, the password reset email never arrives.",
+        ESCALATION,
+        Intent.ACCOUNT_ACCESS,
+        "account_access",
+    ),
 )
 
 # -------------------------------------------------------------------------- gates and table branches
@@ -224,7 +246,7 @@ GATE_CASES: tuple[Case, ...] = (
     # enterprise: money intents go to an agent even when Tier 1 could fix them (contrast: payment_failed)
     Case(
         "enterprise_payment_failed",
-        "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
+        "Our card was declined when the subscription renewed, please retry the payment.",
         AGENT,
         Intent.PAYMENT_FAILED,
         "enterprise_money",
@@ -253,7 +275,7 @@ GATE_CASES: tuple[Case, ...] = (
     # a fraud decline on the account (stolen card): fraud gate for any intent, even a Tier 1 one
     Case(
         "fraud_decline_payment_failed",
-        "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
+        "Our card was declined when the subscription renewed, please retry the payment.",
         ESCALATION,
         Intent.PAYMENT_FAILED,
         "fraud",
@@ -319,7 +341,7 @@ GATE_CASES: tuple[Case, ...] = (
     # an expired pay-invoice link: Tier 1 sends a fresh one
     Case(
         "expired_invoice_link",
-        "Our last two renewals failed and I still haven't fixed it, the payment keeps getting rejected.",
+        "Our card was declined when the subscription renewed, please retry the payment.",
         SELFHEAL,
         Intent.PAYMENT_FAILED,
         "regenerate_invoice_link",
